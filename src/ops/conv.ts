@@ -1,0 +1,4 @@
+// conv ops: see registry.ts for the entry shape.
+import { register } from './registry.js';
+
+register();

@@ -1,0 +1,4 @@
+// norm ops: see registry.ts for the entry shape.
+import { register } from './registry.js';
+
+register();
