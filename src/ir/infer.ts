@@ -16,12 +16,13 @@ export interface InferResult {
   consts: Map<string, Tensor>;
 }
 
-export function inferShapes(g: Graph, outerTypes?: Map<string, TensorType>): InferResult {
+export function inferShapes(g: Graph, outerTypes?: ReadonlyMap<string, TensorType>,
+  outerConsts?: ReadonlyMap<string, Tensor>): InferResult {
   const types = new Map<string, TensorType>();
   for (const [k, v] of outerTypes ?? []) types.set(k, v);
   for (const [k, t] of g.initializers) types.set(k, { dtype: t.dtype, shape: [...t.dims] });
   for (const i of g.inputs) types.set(i.name, i.type);
-  const consts = new Map(g.initializers);
+  const consts = new Map([...(outerConsts ?? []), ...g.initializers]);
   const shapeVals = new Map<string, Dim[]>();
   const asShapeValue = (t: Tensor): Dim[] | undefined =>
     isInt(t.dtype) && t.dims.length <= 1 && t.data.length <= 64 ? Array.from(toF64(t)) : undefined;
@@ -42,6 +43,7 @@ export function inferShapes(g: Graph, outerTypes?: Map<string, TensorType>): Inf
       consts: node.inputs.map((x) => (x ? consts.get(x) : undefined)),
       shapeValues: node.inputs.map((x) => (x ? shapeVals.get(x) : undefined)),
       freshDim: () => `${node.name}_d${sym++}`,
+      scope: { types, consts },
     };
     let outs: TensorType[];
     try {

@@ -15,6 +15,9 @@ export interface InferCtx {
   shapeValues: (Dim[] | undefined)[];
   /** Fresh symbol for a dimension that depends on data (NonZero, Range with dynamic bounds). */
   freshDim(): string;
+  /** Types and known constant values of every name visible at this node (this graph and enclosing ones), so
+   * ops with subgraphs (If, Loop, Scan) can infer bodies that capture outer-scope values by name. */
+  scope?: { types: ReadonlyMap<string, TensorType>; consts: ReadonlyMap<string, Tensor> };
 }
 
 export interface CpuCtx {
