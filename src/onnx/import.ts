@@ -251,6 +251,12 @@ export function upgradeGraph(g: Graph): Graph {
     opset: g.opset,
     addConst: (hint: string, t: Tensor) => { const n = fresh(hint); initializers.set(n, t); return n; },
     freshName: fresh,
+    typeOf: (name: string): TensorType | undefined => {
+      const t = initializers.get(name);
+      if (t) return { dtype: t.dtype, shape: [...t.dims] };
+      return g.inputs.find((i) => i.name === name)?.type ?? g.valueTypes.get(name);
+    },
+    constOf: (name: string) => initializers.get(name),
   };
   const nodes: Node[] = [];
   for (const n0 of g.nodes) {

@@ -32,6 +32,11 @@ export interface UpgradeCtx {
   addConst(hint: string, t: Tensor): string;
   /** A fresh value name for intermediate outputs of an expansion. */
   freshName(hint: string): string;
+  /** Declared type of a value (initializer, graph input or value_info), where the model states it. Legacy
+   * broadcasting (opset < 7 `axis`) needs operand ranks to rewrite into numpy form. */
+  typeOf?(name: string): TensorType | undefined;
+  /** Initializer value by name, where the value is one (lets an upgrade reshape a constant in place). */
+  constOf?(name: string): Tensor | undefined;
 }
 
 export interface OpDef {
