@@ -440,4 +440,23 @@ describe('whole-graph inference with symbolic batch', () => {
     expect(run.get('y')!.dims).toEqual([2, 60]);
     expect(run.get('zeros')!.dims).toEqual([3, 4, 5]);
   });
+  it('ConstantOfShape and Range carry shape values (LayerNormalization expansion pattern)', () => {
+    const g = graph([
+      node('Shape', ['x'], ['tail'], { start: A.int(1) }),
+      node('Size', ['tail'], ['nred']),
+      node('Unsqueeze', ['nred', 'ax0'], ['nred1']),
+      node('ConstantOfShape', ['nred1'], ['ones'], { value: A.tensor(i64([1], [1])) }),
+      node('Shape', ['x'], ['head'], { end: A.int(1) }),
+      node('Concat', ['head', 'ones'], ['rshape'], { axis: A.int(0) }),
+      node('Reshape', ['m', 'rshape'], ['mean']),
+      node('Range', ['zero', 'nred', 'one'], ['axes']),
+    ], [['x', tt('float32', ['batch', 3, 4, 5])], ['m', tt('float32', ['batch', 1])]], ['mean', 'axes'], [
+      ['ax0', i64([1], [0])], ['zero', i64([], [0])], ['one', i64([], [1])],
+    ]);
+    const r = inferShapes(g).graph.valueTypes;
+    expect(r.get('mean')!.shape).toEqual(['batch', 1, 1, 1]);
+    expect(r.get('axes')!.shape).toEqual([3]);
+    const p = getOp('Range')!.propagate!(mk('Range', 3), [[0], [3], [1]], []);
+    expect(p).toEqual([[0, 1, 2]]);
+  });
 });

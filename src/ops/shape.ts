@@ -9,7 +9,7 @@
 // float16/bfloat16, strings), whole contiguous runs at a time where the layout allows.
 import { GraphError } from '../errors.js';
 import type { DType, Dim, Node, Tensor, TensorType, TypedArray } from '../ir/types.js';
-import { fromF64, makeTensor, size, strides, toF64 } from '../ir/tensor.js';
+import { fromF64, isInt, makeTensor, size, strides, toF64 } from '../ir/tensor.js';
 import { attrFloat, attrInt, attrInts, attrString, attrTensor, attrFloats, attrStrings, withoutAttrs } from './attrs.js';
 import { register, type InferCtx, type OpDef, type UpgradeCtx } from './registry.js';
 import { broadcastShapes, need, normAxis } from './util.js';
@@ -294,7 +294,9 @@ const Reshape: OpDef = {
 function flattenAxis(node: Node, rank: number): number {
   const axis = attrInt(node, 'axis', 1);
   const a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a > rank) throw new GraphError(`Flatten axis ${axis} is out of range for rank ${rank}`, node.name, `use an axis in [${-rank}, ${rank}]`);
+  if (a < 0 || a > rank) {
+    throw new GraphError(`Flatten axis ${axis} is out of range for rank ${rank}`, node.name, `use an axis in [${-rank}, ${rank}]`);
+  }
   return a;
 }
 
@@ -349,7 +351,9 @@ const Squeeze: OpDef = {
       axes = numsOf(ctx, 1);
       if (!axes) {
         const n = staticLen(need(node, ins, 1));
-        if (n === undefined) throw new GraphError('Squeeze axes have unknown length, so the output rank is unknown', node.name, 'make axes a constant');
+        if (n === undefined) {
+          throw new GraphError('Squeeze axes have unknown length, so the output rank is unknown', node.name, 'make axes a constant');
+        }
         return [{ dtype: x.dtype, shape: freshShape(x.shape.length - n, ctx) }];
       }
     }
@@ -429,8 +433,12 @@ const Concat: OpDef = {
       if (d === axis) { shape.push(dimSum(xs.map((t) => t.shape[d])) ?? ctx.freshDim()); continue; }
       let dim: Dim = xs[0].shape[d];
       for (const t of xs) {
-        if (t.shape.length !== rank) throw new GraphError(`Concat inputs have ranks ${xs.map((u) => u.shape.length)}`, node.name, 'all inputs must have the same rank');
-        if (t.dtype !== xs[0].dtype) throw new GraphError(`Concat inputs have dtypes ${xs.map((u) => u.dtype)}`, node.name, 'cast the inputs to one dtype');
+        if (t.shape.length !== rank) {
+          throw new GraphError(`Concat inputs have ranks ${xs.map((u) => u.shape.length)}`, node.name, 'all inputs must have the same rank');
+        }
+        if (t.dtype !== xs[0].dtype) {
+          throw new GraphError(`Concat inputs have dtypes ${xs.map((u) => u.dtype)}`, node.name, 'cast the inputs to one dtype');
+        }
         const e = t.shape[d];
         if (typeof e === 'number') {
           if (typeof dim === 'number' && dim !== e) {
@@ -1000,7 +1008,9 @@ const Constant: OpDef = {
 
 function fillValue(node: Node): Tensor {
   const v = attrTensor(node, 'value') ?? fromF64('float32', [1], [0]);
-  if (v.data.length !== 1) throw new GraphError(`ConstantOfShape value has ${v.data.length} elements`, node.name, 'value must hold one element');
+  if (v.data.length !== 1) {
+    throw new GraphError(`ConstantOfShape value has ${v.data.length} elements`, node.name, 'value must hold one element');
+  }
   return v;
 }
 
@@ -1016,6 +1026,12 @@ const ConstantOfShape: OpDef = {
     const n = staticLen(need(node, ins, 0));
     if (n === undefined) throw new GraphError('ConstantOfShape shape input has unknown length', node.name);
     return [{ dtype, shape: freshShape(n, ctx) }];
+  },
+  propagate: (node, values) => {
+    // A small 1-D integer fill is itself a shape value (LayerNormalization's expansion builds [1, 1, ...] this way).
+    const dims = values[0], v = fillValue(node);
+    if (!allNums(dims) || dims.length > 1 || (dims[0] ?? 1) > 64 || !isInt(v.dtype)) return [undefined];
+    return [new Array<Dim>(dims[0] ?? 1).fill(ints(v)[0])];
   },
   cpu: (node, ins) => {
     const v = fillValue(node);
@@ -1039,6 +1055,13 @@ const Range: OpDef = {
     const v = [0, 1, 2].map((i) => { const c = ctx.consts[i]; return c ? toF64(c)[0] : valuesOf(ctx, i)?.[0]; });
     const n = v.every((x): x is number => typeof x === 'number') ? rangeCount(node, v[0], v[1], v[2]) : ctx.freshDim();
     return [{ dtype: s.dtype, shape: [n] }];
+  },
+  propagate: (node, values) => {
+    // Range over shape values (range(rank) for axes lists) stays a shape value when short.
+    const v = values.map((x) => x?.[0]);
+    if (!v.every((x): x is number => typeof x === 'number')) return [undefined];
+    const n = rangeCount(node, v[0], v[1], v[2]);
+    return [n <= 64 ? Array.from({ length: n }, (_, i) => v[0] + i * v[2]) : undefined];
   },
   cpu: (node, ins) => {
     const s = need(node, ins, 0), l = need(node, ins, 1), d = need(node, ins, 2);
@@ -1196,7 +1219,8 @@ const DepthToSpace: OpDef = {
     const b = blockGeometry(node, x.shape);
     const [n, c, h, w] = x.shape;
     if (typeof c === 'number' && c % (b * b)) throw new GraphError(`channels ${c} are not divisible by blocksize^2 = ${b * b}`, node.name);
-    return [{ dtype: x.dtype, shape: [n, typeof c === 'number' ? c / (b * b) : b === 1 ? c : ctx.freshDim(), scaleDim(h, b, ctx), scaleDim(w, b, ctx)] }];
+    const oc = typeof c === 'number' ? c / (b * b) : b === 1 ? c : ctx.freshDim();
+    return [{ dtype: x.dtype, shape: [n, oc, scaleDim(h, b, ctx), scaleDim(w, b, ctx)] }];
   },
   cpu: (node, ins) => {
     const x = need(node, ins, 0);
