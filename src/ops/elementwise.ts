@@ -117,9 +117,8 @@ export function erf(x: number): number {
 /** Round half to even (ONNX Round, numpy.round). */
 export function roundEven(x: number): number {
   const f = Math.floor(x), d = x - f;
-  if (d < 0.5) return f;
-  if (d > 0.5) return f + 1;
-  return f % 2 === 0 ? f : f + 1;
+  const r = d < 0.5 ? f : d > 0.5 ? f + 1 : f % 2 === 0 ? f : f + 1;
+  return r === 0 && x < 0 ? -0 : r;
 }
 
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
@@ -490,9 +489,12 @@ export function castTensor(x: Tensor, to: DType, node?: Node): Tensor {
     else for (let i = 0; i < n; i++) out[i] = Number(BigInt.asUintN(32, s[i]));
     return makeTensor(to, x.dims, out as unknown as TypedArray);
   }
-  if (is64(to) && (isInt(x.dtype) || x.dtype === 'bool')) {
-    const s = x.data as unknown as NumArr, out = allocData(to, n) as BigInt64Array;
-    for (let i = 0; i < n; i++) out[i] = BigInt(s[i]);
+  if (is64(to)) {
+    const s = numView(x), out = allocData(to, n) as BigInt64Array;
+    if (isInt(x.dtype) || x.dtype === 'bool') for (let i = 0; i < n; i++) out[i] = BigInt(s[i]);
+    // Float -> 64-bit int as x86 converts (numpy, onnxruntime): truncate, negatives wrap into uint64, and NaN or
+    // out-of-range values give the 'integer indefinite' 0x8000000000000000.
+    else for (let i = 0; i < n; i++) out[i] = Math.abs(s[i]) < 2 ** 63 ? BigInt(Math.trunc(s[i])) : -(2n ** 63n);
     return makeTensor(to, x.dims, out);
   }
   return fromF64(to, x.dims, numView(x));
@@ -602,10 +604,14 @@ const whereDef: OpDef = {
     const c = need(node, ins, 0), x = need(node, ins, 1), y = need(node, ins, 2);
     if (x.dtype !== y.dtype) checkSameType(node, [{ dtype: x.dtype, shape: [] }, { dtype: y.dtype, shape: [] }]);
     const dims = broadcastShapes([c.dims, x.dims, y.dims], node) as number[];
-    const ic = broadcastIndex(c.dims, dims), ix = broadcastIndex(x.dims, dims), iy = broadcastIndex(y.dims, dims);
     const out = makeTensor(x.dtype, dims);
     const cd = c.data as Uint8Array, xd = x.data as unknown as ArrayLike<unknown>, yd = y.data as unknown as ArrayLike<unknown>;
     const od = out.data as unknown as unknown[];
+    if (sameDims(c.dims, dims) && sameDims(x.dims, dims) && sameDims(y.dims, dims)) {
+      for (let i = 0; i < od.length; i++) od[i] = cd[i] ? xd[i] : yd[i];
+      return [out];
+    }
+    const ic = broadcastIndex(c.dims, dims), ix = broadcastIndex(x.dims, dims), iy = broadcastIndex(y.dims, dims);
     for (let i = 0; i < od.length; i++) od[i] = cd[ic[i]] ? xd[ix[i]] : yd[iy[i]];
     return [out];
   },
@@ -642,8 +648,9 @@ const preluDef: OpDef = {
 
 /** PRelu's slope must broadcast to X without changing X's shape. */
 function unidirectional(node: Node, from: Dim[], to: Dim[]): void {
-  const b = broadcastShapes([from, to], node);
-  if (b.length !== to.length || b.some((d, i) => typeof d === 'number' && typeof to[i] === 'number' && d !== to[i])) {
+  let b: Dim[] | undefined;
+  try { b = broadcastShapes([from, to], node); } catch { b = undefined; }
+  if (!b || b.length !== to.length || b.some((d, i) => typeof d === 'number' && typeof to[i] === 'number' && d !== to[i])) {
     throw new GraphError(`slope shape [${from}] does not broadcast to X shape [${to}]`, node.name,
       'reshape the slope to [C,1,...,1] for a per-channel slope (numpy broadcasting aligns trailing dims)');
   }

@@ -26,9 +26,10 @@ function checkNumeric(node: Node, t: TensorType): void {
   }
 }
 
-/** Which axes to reduce, or 'noop' when axes are empty and noop_with_empty_axes is set. */
-function reducedAxes(node: Node, rank: number, axes: number[]): boolean[] | 'noop' {
-  if (!axes.length) return attrInt(node, 'noop_with_empty_axes', 0) ? 'noop' : new Array<boolean>(rank).fill(true);
+/** Which axes to reduce. Empty axes reduce everything, or nothing with noop_with_empty_axes (each element is then
+ * reduced on its own, so ReduceSumSquare still squares and ReduceL1 still takes |x|, as the reference does). */
+function reducedAxes(node: Node, rank: number, axes: number[]): boolean[] {
+  if (!axes.length) return new Array<boolean>(rank).fill(!attrInt(node, 'noop_with_empty_axes', 0));
   const red = new Array<boolean>(rank).fill(false);
   for (const a of axes) {
     const k = normAxis(a, rank, node);
@@ -93,6 +94,9 @@ function reduceNumber(kind: Kind, x: Tensor, red: boolean[], m: number, count: n
   return acc;
 }
 
+/** Reductions whose value on a single element is that element. */
+const IDENTITY_ON_ONE = new Set<Kind>(['sum', 'mean', 'max', 'min', 'prod']);
+
 const BIG_KINDS = new Set<Kind>(['sum', 'mean', 'max', 'min', 'prod', 'l1', 'sumsquare']);
 
 function reduceBig(kind: Kind, x: Tensor, red: boolean[], m: number, count: number): BigInt64Array | BigUint64Array {
@@ -124,7 +128,7 @@ function reduceBig(kind: Kind, x: Tensor, red: boolean[], m: number, count: numb
 
 export function reduceTensor(node: Node, kind: Kind, x: Tensor, axes: number[]): Tensor {
   const red = reducedAxes(node, x.dims.length, axes);
-  if (red === 'noop') return x;
+  if (!red.some((r) => r) && IDENTITY_ON_ONE.has(kind)) return x;
   const kdims = x.dims.map((d, i) => (red[i] ? 1 : d));
   const odims = attrInt(node, 'keepdims', 1) ? kdims : x.dims.filter((_, i) => !red[i]);
   const m = size(kdims);
@@ -152,7 +156,6 @@ function inferReduce(node: Node, ins: (TensorType | undefined)[], axes: number[]
   const keep = attrInt(node, 'keepdims', 1);
   if (axes) {
     const red = reducedAxes(node, rank, axes);
-    if (red === 'noop') return [{ dtype: x.dtype, shape: [...x.shape] }];
     return [{ dtype: x.dtype, shape: keep ? x.shape.map((d, i) => (red[i] ? 1 : d)) : x.shape.filter((_, i) => !red[i]) }];
   }
   // Axes computed at run time: keepdims keeps the rank; otherwise the axes input's static length gives it.
