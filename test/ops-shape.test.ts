@@ -113,6 +113,9 @@ describe('Reshape, Flatten, Squeeze, Unsqueeze', () => {
     expect(infer('Reshape', [x, tt('int64', [2])], { values: [undefined, ['batch', -1]] })[0].shape).toEqual(['batch', 48]);
     expect(infer('Reshape', [x, tt('int64', [3])], { values: [undefined, [0, 12, -1]] })[0].shape).toEqual(['batch', 12, 4]);
     expect(infer('Reshape', [x, tt('int64', [2])], { values: [undefined, [-1, 16]] })[0].shape[0]).toSatisfy(isFresh);
+    const anon = infer('Reshape', [tt('float32', ['?', 12]), tt('int64', [2])], { values: [undefined, ['?', -1]] })[0].shape;
+    expect(anon[0]).toBe('?');
+    expect(anon[1]).toSatisfy(isFresh);
     expect(infer('Reshape', [tt('float32', [2, 'n']), tt('int64', [3])])[0].shape.every(isFresh)).toBe(true);
   });
   it('Flatten splits at the axis, negative axis and symbolic batch included', () => {

@@ -145,7 +145,8 @@ function inferredDim(node: Node, inDims: readonly Dim[], known: readonly Dim[]):
   const outSyms: string[] = [];
   for (const d of known) {
     if (typeof d === 'number') { pout *= d; continue; }
-    const k = syms.indexOf(d);
+    // '?' is an anonymous unknown: two of them need not be equal, so only named symbols cancel.
+    const k = d === '?' ? -1 : syms.indexOf(d);
     if (k >= 0) syms.splice(k, 1); else outSyms.push(d);
   }
   if (outSyms.length) return undefined;
