@@ -240,6 +240,7 @@ export class Cuda {
   private readonly i32 = new Int32Array(1);
   private readonly f32 = new Float32Array(1);
   private readonly fnNames = new Map<CuFunction, string>();
+  private info?: DeviceInfo;
 
   constructor() { this.api = cudaApi(); }
 
@@ -257,6 +258,7 @@ export class Cuda {
     this.check(api.cuDevicePrimaryCtxRetain(this.u64, dev), 'cuDevicePrimaryCtxRetain');
     this.ctx = this.u64[0];
     this.dev = dev;
+    this.info = undefined;
     this.check(api.cuCtxSetCurrent(this.ctx), 'cuCtxSetCurrent');
     return this;
   }
@@ -270,20 +272,25 @@ export class Cuda {
     this.check(this.api.cuDevicePrimaryCtxRelease_v2(this.dev), 'cuDevicePrimaryCtxRelease');
     this.dev = -1;
     this.ctx = 0n;
+    this.info = undefined;
   }
 
+  /** Static device properties (cached after the first call). */
   deviceInfo(): DeviceInfo {
+    if (this.info) return this.info;
     const api = this.api, dev = this.device();
     const name = new Uint8Array(256);
     this.check(api.cuDeviceGetName(name, name.length, dev), 'cuDeviceGetName');
     const nul = name.indexOf(0);
     const attr = (a: number) => { this.check(api.cuDeviceGetAttribute(this.i32, a, dev), 'cuDeviceGetAttribute', `attribute ${a}`); return this.i32[0]; };
+    // Informational attributes that a future driver might retire: 0 rather than an error.
+    const soft = (a: number) => (api.cuDeviceGetAttribute(this.i32, a, dev) === 0 ? this.i32[0] : 0);
     this.check(api.cuDeviceTotalMem_v2(this.u64, dev), 'cuDeviceTotalMem');
     const totalMem = Number(this.u64[0]);
     this.check(api.cuDriverGetVersion(this.i32), 'cuDriverGetVersion');
     const driverVersion = this.i32[0];
     const ccMajor = attr(CU.DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR), ccMinor = attr(CU.DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
-    return {
+    this.info = {
       ordinal: dev,
       name: Buffer.from(name.subarray(0, nul < 0 ? name.length : nul)).toString('utf8'),
       ccMajor, ccMinor, arch: `sm_${ccMajor}${ccMinor}`,
@@ -294,11 +301,12 @@ export class Cuda {
       maxSharedPerBlock: attr(CU.DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK),
       maxSharedPerBlockOptin: attr(CU.DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN),
       maxSharedPerSM: attr(CU.DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR),
-      l2Bytes: attr(CU.DEVICE_ATTRIBUTE_L2_CACHE_SIZE),
-      clockKHz: attr(CU.DEVICE_ATTRIBUTE_CLOCK_RATE),
-      memClockKHz: attr(CU.DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE),
-      memBusWidth: attr(CU.DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH),
+      l2Bytes: soft(CU.DEVICE_ATTRIBUTE_L2_CACHE_SIZE),
+      clockKHz: soft(CU.DEVICE_ATTRIBUTE_CLOCK_RATE),
+      memClockKHz: soft(CU.DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE),
+      memBusWidth: soft(CU.DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH),
     };
+    return this.info;
   }
 
   memInfo(): { free: number; total: number } {
