@@ -1,0 +1,238 @@
+// tsrt command line. Flag names follow trtexec / Polygraphy where they exist.
+import { Command, Option } from 'commander';
+import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TsrtError } from '../errors.js';
+import { loadModel } from '../onnx/import.js';
+import { build, type BuildOptions, type Engine } from '../runtime/engine.js';
+import { runModelCpu } from '../runtime/cpu_executor.js';
+import type { Tensor } from '../ir/types.js';
+import { compareTensors, runConformance, summarize } from './conformance.js';
+import { concreteShape, describe, parseDims, parseShapes, randomTensor, readTensor } from './io.js';
+import { dumpInstrument } from '../passes/pass.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const DEFAULT_MODEL = resolve(here, '../../models/ppocr_mobile_v2_cls/model.onnx');
+
+interface CommonOpts {
+  fp16?: boolean; shapes?: string; dims?: string; optLevel?: string; cacheDir?: string; device?: string;
+  dumpDir?: string; cudaGraph?: boolean; arch?: string;
+}
+
+function withBuildOptions(c: Command): Command {
+  return c
+    .option('--fp16', 'fp16 storage and tensor cores (fp32 accumulation)')
+    .option('--shapes <spec>', 'concrete input shapes, e.g. input:32x3x224x224 (symbolic dims default to 1)')
+    .option('--dims <spec>', 'sizes for named dims, e.g. batch=32')
+    .option('--opt-level <n>', 'optimization level 0-5', '2')
+    .option('--cache-dir <dir>', 'kernel cache folder')
+    .option('--arch <sm>', 'NVRTC target (default: the GPU\'s, else sm_90)')
+    .addOption(new Option('--device <d>', 'where to run').choices(['auto', 'cuda', 'cpu']).default('auto'))
+    .option('--dump-dir <dir>', 'write the IR after each pass, every kernel (.cu) and the layer info here')
+    .option('--no-cuda-graph', 'launch kernels one by one instead of replaying a CUDA graph');
+}
+
+function buildOptions(o: CommonOpts): BuildOptions {
+  return {
+    fp16: !!o.fp16, shapes: parseShapes(o.shapes), dims: parseDims(o.dims), optLevel: Number(o.optLevel ?? 2),
+    cacheDir: o.cacheDir, arch: o.arch, device: (o.device ?? 'auto') as BuildOptions['device'], cudaGraphs: o.cudaGraph !== false,
+    instruments: o.dumpDir ? [dumpInstrument(join(o.dumpDir, 'ir'), (g) => JSON.stringify({ nodes: g.nodes.map((n) => `${n.outputs.join(',')} = ${n.op}(${n.inputs.join(', ')}) ${n.name}`) }, null, 1))] : [],
+    log: (m) => process.stderr.write(m + '\n'),
+  };
+}
+
+/** Shapes of the inputs in the model's test_data_set_0, when it has one (used when --shapes is not given). */
+function testDataShapes(model: string): Record<string, number[]> | undefined {
+  const dir = join(dirname(model), 'test_data_set_0');
+  if (!existsSync(join(dir, 'input_0.pb'))) return undefined;
+  const m = loadModel(model, { allowUnsupported: true });
+  const out: Record<string, number[]> = {};
+  m.graph.inputs.forEach((vi, k) => {
+    const f = join(dir, `input_${k}.pb`);
+    if (existsSync(f)) out[vi.name] = readTensor(f).dims;
+  });
+  return out;
+}
+
+function writeDumps(engine: Engine, dir: string): void {
+  mkdirSync(join(dir, 'kernels'), { recursive: true });
+  for (const [name, k] of engine.kernels) writeFileSync(join(dir, 'kernels', `${name}.cu`), k.source.source);
+  writeFileSync(join(dir, 'layers.json'), JSON.stringify(engine.layers(), null, 1));
+  writeFileSync(join(dir, 'report.json'), JSON.stringify(engine.report, null, 1));
+}
+
+function printBuild(engine: Engine, model: string): void {
+  const r = engine.report;
+  const mb = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+  console.log(`built ${model}: ${engine.graph.nodes.length} nodes -> ${r.kernels} kernel launches (${r.uniqueKernels} unique kernels), ${r.hostSteps} host steps`);
+  console.log(`  NVRTC: ${r.uniqueKernels} kernels compiled in ${(r.compileMs / 1000).toFixed(2)} s (${r.cacheHits} from cache)`);
+  console.log(`  memory: activations ${mb(r.arenaBytes)} planned (naive ${mb(r.naiveBytes)}), weights ${mb(r.constBytes)}`);
+  console.log(`  backend: ${engine.backend}${engine.backend === 'cpu' ? ' (no GPU found: kernels compiled, run on the CPU reference)' : ''}; build ${(r.buildMs / 1000).toFixed(2)} s`);
+}
+
+/** Inputs from --input name=file, the model's test_data_set_0, or seeded random data. */
+function gatherInputs(engine: Engine, model: string, specs: string[] = []): Map<string, Tensor> {
+  const feeds = new Map<string, Tensor>();
+  for (const s of specs) {
+    const i = s.indexOf('=');
+    const [name, file] = i < 0 ? [engine.inputs[0]?.name, s] : [s.slice(0, i), s.slice(i + 1)];
+    feeds.set(name, readTensor(file));
+  }
+  const testDir = join(dirname(model), 'test_data_set_0');
+  engine.inputs.forEach((vi, k) => {
+    if (feeds.has(vi.name)) return;
+    const pb = join(testDir, `input_${k}.pb`);
+    if (!specs.length && existsSync(pb)) {
+      const t = readTensor(pb);
+      if (t.dims.join() === (vi.type.shape as number[]).join()) { feeds.set(vi.name, t); return; }
+    }
+    feeds.set(vi.name, randomTensor(vi.type.dtype, concreteShape(vi), k + 1));
+  });
+  return feeds;
+}
+
+export function makeProgram(): Command {
+  const program = new Command('tsrt')
+    .description('tsrt: an ONNX -> CUDA inference compiler (TensorRT-class) in TypeScript')
+    .showHelpAfterError()
+    .addHelpText('after', `
+Examples:
+  tsrt run                                   build and run the bundled default model
+  tsrt build model.onnx --fp16 --shapes input:32x3x224x224 --dump-dir dump/
+  tsrt run model.onnx --input input=x.npy --compare-cpu
+  tsrt bench model.onnx --fp16 --iterations 200
+  tsrt conformance ../shared/onnx-tests/node --backend cpu`);
+
+  withBuildOptions(program.command('build').argument('<model>', 'ONNX model file'))
+    .description('optimize a model, generate and compile its kernels, plan memory')
+    .action(async (model: string, o: CommonOpts) => {
+      const engine = await build(model, buildOptions(o));
+      printBuild(engine, model);
+      if (o.dumpDir) { writeDumps(engine, o.dumpDir); console.log(`  dumps in ${o.dumpDir}`); }
+      engine.dispose();
+    });
+
+  withBuildOptions(program.command('run').argument('[model]', 'ONNX model file (default: the bundled PaddleOCR classifier)'))
+    .description('build and run a model; compare with the CPU reference of the original model')
+    .option('--input <name=file...>', 'input data (.pb TensorProto or .npy); default: the model\'s test_data_set_0 or seeded random')
+    .option('--compare-cpu', 'also run the unoptimized model on the CPU reference and compare')
+    .option('--rtol <r>', 'relative tolerance for --compare-cpu', '1e-3')
+    .option('--atol <a>', 'absolute tolerance for --compare-cpu', '1e-4')
+    .action(async (modelArg: string | undefined, o: CommonOpts & { input?: string[]; compareCpu?: boolean; rtol: string; atol: string }) => {
+      const model = modelArg ?? DEFAULT_MODEL;
+      const isDefault = !modelArg;
+      const bo = buildOptions(o);
+      if (!bo.shapes && !bo.dims) bo.shapes = testDataShapes(model);
+      const engine = await build(model, bo);
+      printBuild(engine, model);
+      if (o.dumpDir) writeDumps(engine, o.dumpDir);
+      const feeds = gatherInputs(engine, model, o.input);
+      const t0 = performance.now();
+      const outs = await engine.run(feeds);
+      console.log(`ran in ${(performance.now() - t0).toFixed(1)} ms (${engine.backend})`);
+      for (const [k, v] of outs) console.log(`  ${k}: ${describe(v)}`);
+      let failed = false;
+      if (o.compareCpu || isDefault) {
+        const ref = runModelCpu(loadModel(model), feeds);
+        engine.outputs.forEach((vi, k) => {
+          const why = compareTensors(outs.get(vi.name)!, ref[k], Number(o.rtol), Number(o.atol) * (o.fp16 ? 100 : 1));
+          console.log(`  vs CPU reference of the original model, ${vi.name}: ${why ?? 'match'}`);
+          if (why) failed = true;
+        });
+        const exp = join(dirname(model), 'test_data_set_0', 'output_0.pb');
+        if (isDefault && existsSync(exp)) {
+          const why = compareTensors(outs.get(engine.outputs[0].name)!, readTensor(exp), 1e-3, 1e-5 * (o.fp16 ? 100 : 1));
+          console.log(`  vs ONNX Runtime reference output: ${why ?? 'match'}`);
+          if (why) failed = true;
+        }
+      }
+      engine.dispose();
+      if (failed) process.exitCode = 1;
+    });
+
+  withBuildOptions(program.command('bench').argument('<model>', 'ONNX model file'))
+    .description('time the engine like trtexec: warm-up, iterations, latency percentiles, throughput')
+    .option('--iterations <n>', 'timed iterations', '100')
+    .option('--warmup <n>', 'warm-up iterations', '10')
+    .option('--export-times <file>', 'write per-iteration times as JSON')
+    .option('--dump-profile', 'per-layer GPU time')
+    .action(async (model: string, o: CommonOpts & { iterations: string; warmup: string; exportTimes?: string; dumpProfile?: boolean }) => {
+      const bo = buildOptions(o);
+      if (!bo.shapes && !bo.dims) bo.shapes = testDataShapes(model);
+      const engine = await build(model, bo);
+      printBuild(engine, model);
+      const feeds = gatherInputs(engine, model);
+      const batch = (engine.inputs[0]?.type.shape[0] as number) || 1;
+      let times = await engine.time(feeds, Number(o.iterations), Number(o.warmup));
+      let clock = 'GPU (CUDA events)';
+      if (!times) {
+        clock = 'host wall clock, CPU reference';
+        times = [];
+        for (let i = 0; i < Math.min(Number(o.iterations), 5); i++) { const t = performance.now(); await engine.run(feeds); times.push(performance.now() - t); }
+      }
+      const s = [...times].sort((a, b) => a - b);
+      const pct = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+      const median = pct(0.5);
+      console.log(`latency (${clock}) over ${s.length} runs: min ${s[0].toFixed(3)} ms, median ${median.toFixed(3)} ms, p90 ${pct(0.9).toFixed(3)} ms, p99 ${pct(0.99).toFixed(3)} ms`);
+      console.log(`throughput: ${(batch / median * 1000).toFixed(1)} inferences/s (batch ${batch})`);
+      if (o.exportTimes) writeFileSync(o.exportTimes, JSON.stringify({ model, batch, clock, times }, null, 1));
+      if (o.dumpProfile) {
+        const prof = await engine.profile(feeds);
+        if (prof) {
+          const total = prof.reduce((a, p) => a + p.ms, 0);
+          for (const p of [...prof].sort((a, b) => b.ms - a.ms).slice(0, 40)) console.log(`  ${p.ms.toFixed(4).padStart(9)} ms ${(100 * p.ms / total).toFixed(1).padStart(5)}%  ${p.op.padEnd(20)} ${p.layer}`);
+        }
+      }
+      engine.dispose();
+    });
+
+  program.command('conformance').argument('<dir>', 'folder of ONNX backend tests (model.onnx + test_data_set_*)')
+    .description('run ONNX backend conformance tests; prints PASS|FAIL|UNSUPPORTED per test and a count line')
+    .addOption(new Option('--backend <b>', 'cpu reference or cuda engine').choices(['cpu', 'cuda']).default('cpu'))
+    .option('--rtol <r>', 'relative tolerance', '1e-3')
+    .option('--atol <a>', 'absolute tolerance', '1e-7')
+    .option('--filter <re>', 'only tests whose name matches')
+    .option('--fp16', 'cuda backend in fp16 (use with looser tolerances)')
+    .action(async (dir: string, o: { backend: string; rtol: string; atol: string; filter?: string; fp16?: boolean }) => {
+      const backend = o.backend === 'cuda'
+        ? async (model: Parameters<typeof build>[0], feeds: Map<string, Tensor>) => {
+          const shapes = Object.fromEntries([...feeds].map(([k, v]) => [k, v.dims]));
+          const engine = await build(model, { device: 'cuda', shapes, fp16: !!o.fp16, allowHost: true });
+          try {
+            const outs = await engine.run(feeds);
+            return engine.outputs.map((vi) => outs.get(vi.name)!);
+          } finally { engine.dispose(); }
+        }
+        : undefined;
+      const results = await runConformance(dir, {
+        rtol: Number(o.rtol), atol: Number(o.atol), filter: o.filter ? new RegExp(o.filter) : undefined, backend,
+        onResult: (r) => console.log(`${r.status} ${r.name}${r.reason ? ' ' + r.reason : ''}`),
+      });
+      console.log(summarize(results));
+      if (results.some((r) => r.status === 'FAIL')) process.exitCode = 1;
+    });
+
+  withBuildOptions(program.command('inspect').argument('<model>', 'ONNX model file'))
+    .description('print the engine\'s layers (kernels, grids, host fallbacks) as JSON')
+    .action(async (model: string, o: CommonOpts) => {
+      const engine = await build(model, { ...buildOptions(o), compileKernels: false, device: 'cpu' });
+      console.log(JSON.stringify({ report: engine.report, layers: engine.layers() }, null, 1));
+    });
+
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await makeProgram().parseAsync(argv);
+  } catch (e) {
+    if (e instanceof TsrtError) {
+      console.error(`tsrt: error[${e.code}]: ${e.message}`);
+      process.exitCode = e.code === 'USAGE' || e.code === 'INPUT' ? 2 : e.code === 'UNSUPPORTED' ? 3 : 1;
+    } else {
+      console.error(`tsrt: ${(e as Error).stack ?? e}`);
+      process.exitCode = 1;
+    }
+  }
+}

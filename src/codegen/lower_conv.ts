@@ -1,0 +1,184 @@
+// Lowerings for the compute-heavy ops: Conv / tsrt::FusedConv (tensor-core implicit GEMM in NHWC fp16, SIMT
+// implicit GEMM otherwise) and Gemm / MatMul / tsrt::FusedGemm (tensor-core GEMM in fp16, SIMT otherwise).
+// Weights are transformed once at build time into the layout each kernel reads.
+import { attrFloat, attrFloats, attrInt, attrInts, attrString } from '../ops/attrs.js';
+import { fromF64, makeTensor, size, toF64 } from '../ir/tensor.js';
+import type { DType, Tensor } from '../ir/types.js';
+import { NotLowerable, registerLowering, type Arg, type LowerCtx } from './lower.js';
+import { resolvePads } from './lowerings.js';
+import { emitConv, emitConvGeneric, convTcPreconditions, type ConvProblem } from './tc_conv.js';
+import { emitGemm, emitGemmGeneric, gemmTcPreconditions, type Activation, type Epilogue, type GemmProblem, type TcKernelSource } from './tc_gemm.js';
+import { emitElementwise } from './elementwise.js';
+import { transposeView } from './indexing.js';
+import { emitPad } from './movement.js';
+
+/** Maps a tsrt::Fused* `activation` attribute onto the kernel epilogue. */
+function activation(ctx: LowerCtx): Pick<Epilogue, 'act' | 'actArgs'> {
+  const a = attrString(ctx.node, 'activation', 'none');
+  const p = attrFloats(ctx.node, 'activation_params', []);
+  const map: Record<string, Activation> = {
+    none: 'none', Relu: 'relu', LeakyRelu: 'leakyrelu', Sigmoid: 'sigmoid', HardSigmoid: 'hardsigmoid', HardSwish: 'hardswish',
+    Silu: 'silu', GeluErf: 'gelu_erf', GeluTanh: 'gelu_tanh', Clip: 'clip',
+  };
+  const act = map[a];
+  if (!act) throw new NotLowerable(`activation ${a} has no fused epilogue`);
+  if (act === 'clip') {
+    const lo = p[0] ?? -Infinity, hi = p[1] ?? Infinity;
+    return lo === 0 && hi === 6 ? { act: 'relu6' } : { act: 'clip', actArgs: [lo, hi] };
+  }
+  return p.length ? { act, actArgs: p } : { act };
+}
+
+/** Binds kernel params by name: the emitters name them x/a, w/b, bias, residual, y/c, workspace. */
+function bindByName(ctx: LowerCtx, k: TcKernelSource, names: Record<string, string | undefined>): Arg[] {
+  return k.params.map((p) => {
+    if (p.name === 'workspace') {
+      // split-K tile counters: a dedicated zeroed buffer the kernel resets after each use
+      return ctx.v(ctx.addConst(`workspace_${k.name}`, makeTensor('uint8', [k.workspaceBytes])));
+    }
+    const v = names[p.name];
+    return v ? ctx.v(v) : { kind: 'null' } as Arg;
+  });
+}
+
+function f32Const(t: Tensor): Tensor { return t.dtype === 'float32' ? t : fromF64('float32', t.dims, toF64(t)); }
+
+function isFloatStorage(d: DType): d is 'float16' | 'float32' { return d === 'float16' || d === 'float32'; }
+
+function lowerConv(ctx: LowerCtx): void {
+  const { node } = ctx;
+  const fused = node.domain === 'tsrt';
+  const [xn, wn, bn, zn] = node.inputs;
+  const x = ctx.t(xn), y = ctx.t(node.outputs[0]);
+  const wc = ctx.constOf(wn);
+  if (!wc) throw new NotLowerable('weights are not constant');
+  if (x.dims.length !== 4) throw new NotLowerable(`${x.dims.length - 2}-D conv runs on the host`);
+  if (!isFloatStorage(x.dtype)) throw new NotLowerable(`${x.dtype} conv`);
+  const nhwc = attrString(node, 'layout', 'NCHW') === 'NHWC';
+  const group = attrInt(node, 'group', 1);
+  const [k, cg, r, s] = wc.dims;
+  const [n, h, w, c] = nhwc ? x.dims : [x.dims[0], x.dims[2], x.dims[3], x.dims[1]];
+  const [p, q] = nhwc ? [y.dims[1], y.dims[2]] : [y.dims[2], y.dims[3]];
+  const kernel = attrInts(node, 'kernel_shape', [r, s]);
+  const st = attrInts(node, 'strides', [1, 1]);
+  const dil = attrInts(node, 'dilations', [1, 1]);
+  const pads = resolvePads(node, [h, w], [p, q], kernel, st, dil);
+  if (pads[0] < 0 || pads[1] < 0) throw new NotLowerable('negative pads');
+  const prob: ConvProblem = { n, h, w, c, k, r, s, strideH: st[0], strideW: st[1], padH: pads[0], padW: pads[1], dilH: dil[0], dilW: dil[1], p, q };
+  const epi: Epilogue = { ...(fused ? activation(ctx) : {}), bias: !!bn, residual: !!zn, residualAfterAct: fused && attrInt(node, 'residual_before_act', 1) === 0 };
+  const bias = bn ? ctx.addConst('bias_f32', f32Const(ctx.constOf(bn) ?? (() => { throw new NotLowerable('bias is not constant'); })())) : undefined;
+  const wv = toF64(wc);
+  const useTc = x.dtype === 'float16' && nhwc && group === 1;
+  if (useTc) {
+    // pad channels to a multiple of 8 (zero weights and zero activations contribute nothing)
+    const cp = Math.ceil(c / 8) * 8;
+    let xin = xn;
+    if (cp !== c) {
+      xin = ctx.temp('float16', [n, h, w, cp]);
+      ctx.kernel(emitPad({ dtype: 'float16', inDims: [n, h, w, c], pads: [0, 0, 0, 0, 0, 0, 0, cp - c], mode: 'constant', value: 0 }), [ctx.v(xn), ctx.v(xin)]);
+    }
+    const wt = new Float64Array(k * r * s * cp);
+    for (let ko = 0; ko < k; ko++) for (let ci = 0; ci < c; ci++) for (let ri = 0; ri < r; ri++) for (let si = 0; si < s; si++) {
+      wt[((ko * r + ri) * s + si) * cp + ci] = wv[((ko * c + ci) * r + ri) * s + si];
+    }
+    const wname = ctx.addConst('w_krsc', fromF64('float16', [k, r, s, cp], wt));
+    const pp = { ...prob, c: cp };
+    if (!convTcPreconditions(pp).length) {
+      const ks = emitConv(pp, epi);
+      ctx.kernel(ks, bindByName(ctx, ks, { x: xin, w: wname, bias, residual: zn, y: node.outputs[0] }));
+      return;
+    }
+  }
+  // SIMT implicit GEMM: weights [k][r][s][c/g] for NHWC, ONNX's own [k][c/g][r][s] for NCHW
+  let wname = wn;
+  if (nhwc) {
+    const wt = new Float64Array(k * r * s * cg);
+    for (let ko = 0; ko < k; ko++) for (let ci = 0; ci < cg; ci++) for (let ri = 0; ri < r; ri++) for (let si = 0; si < s; si++) {
+      wt[((ko * r + ri) * s + si) * cg + ci] = wv[((ko * cg + ci) * r + ri) * s + si];
+    }
+    wname = ctx.addConst('w_krsc', fromF64(x.dtype, [k, r, s, cg], wt));
+  } else if (wc.dtype !== x.dtype) {
+    wname = ctx.addConst('w', fromF64(x.dtype, wc.dims, wv));
+  }
+  const ks = emitConvGeneric(prob, epi, { dtype: x.dtype, layout: nhwc ? 'nhwc' : 'nchw', groups: group });
+  ctx.kernel(ks, bindByName(ctx, ks, { x: xn, w: wname, bias, residual: zn, y: node.outputs[0] }));
+}
+
+registerLowering('Conv', lowerConv);
+registerLowering('FusedConv', lowerConv, 'tsrt');
+
+/** Gemm / MatMul / FusedGemm: y = act(alpha * A' B' + bias + residual). */
+function lowerGemm(ctx: LowerCtx): void {
+  const { node } = ctx;
+  const isMatMul = node.op === 'MatMul';
+  const [an, bn, cn, zn] = node.inputs;
+  const a = ctx.t(an), b = ctx.t(bn), y = ctx.t(node.outputs[0]);
+  if (!isFloatStorage(a.dtype) || a.dtype !== y.dtype) throw new NotLowerable(`${a.dtype} matmul`);
+  if (!size(y.dims)) return;
+  const transA = isMatMul ? 0 : attrInt(node, 'transA', 0);
+  const transB = isMatMul ? 0 : attrInt(node, 'transB', 0);
+  const alpha = isMatMul ? 1 : attrFloat(node, 'alpha', 1);
+  const beta = isMatMul ? 1 : attrFloat(node, 'beta', 1);
+  if (a.dims.length < 1 || b.dims.length < 1) throw new NotLowerable('scalar matmul');
+  if (a.dims.length === 1 || b.dims.length === 1) throw new NotLowerable('1-D matmul operand');
+  const K = transA ? a.dims[a.dims.length - 2] : a.dims[a.dims.length - 1];
+  const M = transA ? a.dims[a.dims.length - 1] : a.dims[a.dims.length - 2];
+  const N = transB ? b.dims[b.dims.length - 2] : b.dims[b.dims.length - 1];
+  const batchA = a.dims.slice(0, -2), batchB = b.dims.slice(0, -2), batchY = y.dims.slice(0, -2);
+  let aName = an;
+  if (transA) {
+    if (batchA.length) throw new NotLowerable('batched transA');
+    aName = ctx.temp(a.dtype, [M, K]);
+    ctx.kernel(emitElementwise({ dims: [M, K], inputs: [{ dtype: a.dtype, view: transposeView(a.dims, [1, 0]) }], steps: [], outputs: [{ dtype: a.dtype, value: 'a0' }] }, 'transpose_a'),
+      [ctx.v(an), ctx.v(aName)]);
+  }
+  const bConst = ctx.constOf(bn);
+  let prob: GemmProblem;
+  let bName = bn;
+  if (bConst && b.dims.length === 2) {
+    // weights: store as [N, K] ('nk') once; A's leading dims fold into M
+    const bv = toF64(bConst);
+    const wt = new Float64Array(N * K);
+    for (let i = 0; i < K; i++) for (let j = 0; j < N; j++) wt[j * K + i] = transB ? bv[j * K + i] : bv[i * N + j];
+    bName = ctx.addConst('w_nk', fromF64(a.dtype, [N, K], wt));
+    prob = { m: size(batchA) * M, n: N, k: K, bLayout: 'nk' };
+  } else {
+    // activations on both sides (attention): batch over up to two leading dims, broadcasting by stride 0
+    if (batchY.length > 2) throw new NotLowerable('more than two batch dims');
+    const bstr = (dims: number[], batch: number[], mat: number) => batchY.map((d, i) => {
+      const j = i - (batchY.length - batch.length);
+      if (j < 0 || batch[j] === 1) return 0;
+      return mat * size(batch.slice(j + 1));
+    });
+    if (bConst && bConst.dtype !== a.dtype) bName = ctx.addConst('b', fromF64(a.dtype, bConst.dims, toF64(bConst)));
+    prob = {
+      m: M, n: N, k: K, bLayout: transB ? 'nk' : 'kn',
+      batch: batchY.length ? batchY : undefined,
+      strideA: batchY.length ? bstr(a.dims, batchA, M * K) : undefined,
+      strideB: batchY.length ? bstr(b.dims, batchB, K * N) : undefined,
+      strideC: batchY.length ? bstr(y.dims, batchY, M * N) : undefined,
+    };
+  }
+  const epi: Epilogue = { ...(node.domain === 'tsrt' ? activation(ctx) : {}), alpha: alpha === 1 ? undefined : alpha };
+  let bias: string | undefined, residual: string | undefined = zn || undefined;
+  if (cn) {
+    const cc = ctx.constOf(cn);
+    const ct = ctx.t(cn);
+    if (cc && size(ct.dims) === N && (ct.dims.length === 1 || ct.dims.slice(0, -1).every((d) => d === 1))) {
+      const cv = toF64(cc).map((v) => v * beta);
+      bias = ctx.addConst('bias_f32', fromF64('float32', [N], cv));
+    } else if (beta === 1 && !residual && ct.dims.join() === y.dims.join() && ct.dtype === y.dtype) {
+      residual = cn;
+    } else throw new NotLowerable('Gemm C that is neither a bias vector nor a full matrix');
+  }
+  epi.bias = !!bias;
+  epi.residual = !!residual;
+  if (node.domain === 'tsrt') epi.residualAfterAct = attrInt(node, 'residual_before_act', 1) === 0;
+  const tc = a.dtype === 'float16' && !gemmTcPreconditions(prob).length;
+  const ks = tc ? emitGemm(prob, epi) : emitGemmGeneric(prob, epi, a.dtype);
+  ctx.kernel(ks, bindByName(ctx, ks, { a: aName, b: bName, bias, residual, c: node.outputs[0] }));
+}
+
+registerLowering('Gemm', lowerGemm);
+registerLowering('MatMul', lowerGemm);
+registerLowering('FusedGemm', lowerGemm, 'tsrt');

@@ -1,0 +1,84 @@
+// Pass infrastructure (TVM-style): a pass is a named Graph -> Graph function; a context carries build
+// options and instruments that dump, time and verify around every pass.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Graph } from '../ir/types.js';
+
+export interface PassOptions {
+  /** 0: only what correctness needs; 1: + folding and cleanup; 2 (default): + fusion and layout; 3+: + autotuning */
+  optLevel: number;
+  fp16: boolean;
+  /** Concrete sizes for symbolic input dims, by input name. */
+  shapes?: Record<string, number[]>;
+  /** Sizes for named symbolic dims (e.g. { batch: 32 }). */
+  dims?: Record<string, number>;
+}
+
+export interface FusionRecord {
+  pass: string;
+  kind: string;
+  /** Name of the node that results. */
+  into: string;
+  /** Names of the original nodes merged. */
+  nodes: string[];
+}
+
+export interface RejectedFusion {
+  pass: string;
+  kind: string;
+  nodes: string[];
+  reason: string;
+}
+
+export interface PassContext {
+  options: PassOptions;
+  /** Fusion report entries, filled by fusion passes. */
+  fusions: FusionRecord[];
+  rejected: RejectedFusion[];
+  /** Timing of each pass in ms, in order. */
+  timings: { pass: string; ms: number; nodes: number }[];
+  log: (msg: string) => void;
+}
+
+export interface Pass {
+  name: string;
+  /** Lowest optimization level at which the pass runs. */
+  level: number;
+  run(g: Graph, ctx: PassContext): Graph;
+}
+
+export interface Instrument {
+  after?(pass: Pass, g: Graph, index: number, ctx: PassContext): void;
+}
+
+export function newPassContext(options: Partial<PassOptions> = {}): PassContext {
+  return {
+    options: { optLevel: 2, fp16: false, ...options },
+    fusions: [], rejected: [], timings: [],
+    log: () => {},
+  };
+}
+
+export function runPasses(g: Graph, passes: Pass[], ctx: PassContext, instruments: Instrument[] = []): Graph {
+  let cur = g;
+  let i = 0;
+  for (const p of passes) {
+    if (p.level > ctx.options.optLevel) continue;
+    const t0 = performance.now();
+    cur = p.run(cur, ctx);
+    ctx.timings.push({ pass: p.name, ms: performance.now() - t0, nodes: cur.nodes.length });
+    for (const ins of instruments) ins.after?.(p, cur, i, ctx);
+    i++;
+  }
+  return cur;
+}
+
+/** Writes `NN-<pass>.ir` after each pass into `dir`, using the given printer. */
+export function dumpInstrument(dir: string, print: (g: Graph) => string): Instrument {
+  mkdirSync(dir, { recursive: true });
+  return {
+    after(pass, g, index) {
+      writeFileSync(join(dir, `${String(index).padStart(2, '0')}-${pass.name}.ir`), print(g));
+    },
+  };
+}

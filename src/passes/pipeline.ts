@@ -1,0 +1,22 @@
+// The build pipeline: one flat list of named passes, read top to bottom. The optimization level of the
+// build decides which run (each pass's `level`).
+import type { Graph } from '../ir/types.js';
+import { deadCode, foldConstants, inferTypes, removeNoOps, specializeShapes } from './basic.js';
+import { fp16Precision } from './precision.js';
+import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
+
+export const PIPELINE: Pass[] = [
+  specializeShapes,
+  inferTypes,
+  foldConstants,
+  removeNoOps,
+  deadCode,
+  inferTypes,
+  fp16Precision,
+  inferTypes,
+  deadCode,
+];
+
+export function optimize(g: Graph, ctx: PassContext, instruments: Instrument[] = [], passes: Pass[] = PIPELINE): Graph {
+  return runPasses(g, passes, ctx, instruments);
+}

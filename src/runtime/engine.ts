@@ -1,0 +1,176 @@
+// Engine: build (passes -> lowering -> NVRTC compile -> memory plan) and run (CUDA, with CUDA graph replay
+// for static shapes; or the CPU reference where there is no GPU, after compiling every kernel anyway).
+import { InputError, TsrtError } from '../errors.js';
+import { DTYPE_SIZE, makeTensor, shapeStr, size } from '../ir/tensor.js';
+import type { Graph, Model, Tensor, TypedArray, ValueInfo } from '../ir/types.js';
+import { loadModel } from '../onnx/import.js';
+import { newPassContext, type Instrument, type PassContext } from '../passes/pass.js';
+import { optimize } from '../passes/pipeline.js';
+import { lowerGraph, type Lowered } from '../codegen/lower.js';
+import '../codegen/lowerings.js';
+import '../codegen/lower_conv.js';
+import { packModules, type KernelSource } from '../codegen/kernel.js';
+import { planMemory, type MemoryPlan } from './memory.js';
+import { checkFeeds, runGraph } from './cpu_executor.js';
+import { DeviceRunner, cudaAvailable } from './device_runner.js';
+import { KernelCache } from './kernel_cache.js';
+
+export interface BuildOptions {
+  fp16?: boolean;
+  /** 0-5; default 2 */
+  optLevel?: number;
+  shapes?: Record<string, number[]>;
+  dims?: Record<string, number>;
+  /** 'auto' (default): CUDA when a GPU is present, else the CPU reference after compiling the kernels. */
+  device?: 'auto' | 'cuda' | 'cpu';
+  /** Kernel cache folder (default: $TSRT_CACHE_DIR or ~/.cache/tsrt/kernels). */
+  cacheDir?: string;
+  /** Target arch for NVRTC; default from the GPU, else sm_90. */
+  arch?: string;
+  /** Compile kernels even without a GPU (default true). */
+  compileKernels?: boolean;
+  /** Replay the whole run as one CUDA graph when every step is a kernel (default true). */
+  cudaGraphs?: boolean;
+  /** Let nodes without a CUDA lowering run on the CPU (default true). */
+  allowHost?: boolean;
+  instruments?: Instrument[];
+  log?: (msg: string) => void;
+}
+
+export interface LayerInfo {
+  name: string;
+  op: string;
+  kind: 'kernel' | 'alias' | 'host';
+  kernel?: string;
+  grid?: number[];
+  block?: number[];
+  reason?: string;
+}
+
+export interface BuildReport {
+  passes: PassContext['timings'];
+  kernels: number;
+  uniqueKernels: number;
+  compileMs: number;
+  cacheHits: number;
+  hostSteps: number;
+  arenaBytes: number;
+  naiveBytes: number;
+  constBytes: number;
+  buildMs: number;
+}
+
+export class Engine {
+  private runner?: DeviceRunner;
+
+  constructor(
+    readonly graph: Graph,
+    readonly lowered: Lowered,
+    readonly memory: MemoryPlan,
+    readonly backend: 'cuda' | 'cpu',
+    readonly report: BuildReport,
+    readonly passContext: PassContext,
+    readonly kernels: Map<string, { source: KernelSource; cubin?: Uint8Array }>,
+    runner?: DeviceRunner,
+  ) { this.runner = runner; }
+
+  get inputs(): ValueInfo[] { return this.graph.inputs; }
+  get outputs(): ValueInfo[] { return this.graph.outputs; }
+
+  layers(): LayerInfo[] {
+    return this.lowered.steps.map((s) => s.kind === 'kernel'
+      ? { name: s.layer, op: s.op, kind: 'kernel', kernel: s.kernel.name, grid: s.kernel.grid, block: s.kernel.block }
+      : s.kind === 'host' ? { name: s.layer, op: s.op, kind: 'host', reason: s.reason } : { name: s.layer, op: s.op, kind: 'alias' });
+  }
+
+  /** Runs the engine; inputs by name (Tensor, or a typed array shaped like the input). */
+  async run(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>): Promise<Map<string, Tensor>> {
+    const m = this.normalizeFeeds(feeds);
+    checkFeeds(this.graph, m, 'engine');
+    if (this.backend === 'cpu' || !this.runner) {
+      const values = runGraph(this.graph, m);
+      return new Map(this.graph.outputs.map((o) => [o.name, values.get(o.name)!]));
+    }
+    return this.runner.run(m);
+  }
+
+  /** GPU time of one run in ms (CUDA events), or undefined on the CPU backend. */
+  async time(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>, iters = 20, warmup = 3): Promise<number[] | undefined> {
+    if (!this.runner) return undefined;
+    const m = this.normalizeFeeds(feeds);
+    checkFeeds(this.graph, m, 'engine');
+    return this.runner.time(m, iters, warmup);
+  }
+
+  /** Per-step GPU times (ms), for --dump-profile. */
+  async profile(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>, iters = 10): Promise<{ layer: string; op: string; ms: number }[] | undefined> {
+    if (!this.runner) return undefined;
+    const m = this.normalizeFeeds(feeds);
+    return this.runner.profile(m, iters);
+  }
+
+  dispose(): void { this.runner?.dispose(); this.runner = undefined; }
+
+  private normalizeFeeds(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>): Map<string, Tensor> {
+    const m = new Map<string, Tensor>();
+    const entries = feeds instanceof Map ? [...feeds] : Object.entries(feeds);
+    for (const [k, v] of entries) {
+      if ('dims' in v && 'dtype' in v) { m.set(k, v as Tensor); continue; }
+      const vi = this.graph.inputs.find((i) => i.name === k);
+      if (!vi) throw new InputError(`'${k}' is not an input of the engine`, `inputs are: ${this.graph.inputs.map((i) => i.name).join(', ')}`);
+      const dims = vi.type.shape as number[];
+      const arr = v as TypedArray;
+      if (arr.length !== size(dims)) {
+        throw new InputError(`input '${k}' has ${arr.length} elements, the engine expects ${shapeStr(dims)} = ${size(dims)}`,
+          'pass a Tensor with dims, or build the engine for this shape');
+      }
+      m.set(k, makeTensor(vi.type.dtype, dims, arr));
+    }
+    return m;
+  }
+}
+
+export async function build(model: Model | string, opts: BuildOptions = {}): Promise<Engine> {
+  const t0 = performance.now();
+  const m = typeof model === 'string' ? loadModel(model) : model;
+  const log = opts.log ?? (() => {});
+  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16, shapes: opts.shapes, dims: opts.dims });
+  ctx.log = log;
+  const graph = optimize(m.graph, ctx, opts.instruments ?? []);
+  const gpu = opts.device === 'cpu' ? false : cudaAvailable();
+  if (opts.device === 'cuda' && !gpu) {
+    throw new TsrtError('CUDA', 'no CUDA device found (libcuda.so.1 missing or no GPU)', 'run on a machine with an NVIDIA GPU and driver, or use --device cpu');
+  }
+  const lowered = lowerGraph(graph, { fp16: !!opts.fp16, allowHost: opts.allowHost ?? true });
+  const external = new Set([...graph.inputs.map((i) => i.name), ...graph.outputs.map((o) => o.name)]);
+  const memory = planMemory(lowered, external, graph.outputs.map((o) => o.name));
+  const kernels = new Map<string, { source: KernelSource; cubin?: Uint8Array }>();
+  for (const s of lowered.steps) if (s.kind === 'kernel') kernels.set(s.kernel.name, { source: s.kernel });
+  let compileMs = 0, cacheHits = 0;
+  const runner = gpu ? new DeviceRunner() : undefined;
+  const arch = opts.arch ?? runner?.arch() ?? 'sm_90';
+  if (opts.compileKernels !== false && kernels.size) {
+    const t1 = performance.now();
+    const cache = new KernelCache({ dir: opts.cacheDir, arch });
+    const modules = packModules([...kernels.values()].map((k) => k.source));
+    const compiled = await cache.compileAll(modules.map((m) => ({ source: m.source, name: m.name })));
+    compiled.forEach((c, i) => {
+      for (const k of modules[i].kernels) kernels.get(k)!.cubin = c.cubin;
+      if (c.hit) cacheHits += modules[i].kernels.length;
+    });
+    compileMs = performance.now() - t1;
+  }
+  const constBytes = [...lowered.consts.values()].reduce((a, t) => a + size(t.dims) * DTYPE_SIZE[t.dtype], 0);
+  const report: BuildReport = {
+    passes: ctx.timings,
+    kernels: lowered.steps.filter((s) => s.kind === 'kernel').length,
+    uniqueKernels: kernels.size,
+    compileMs, cacheHits,
+    hostSteps: lowered.steps.filter((s) => s.kind === 'host').length,
+    arenaBytes: memory.arenaBytes, naiveBytes: memory.naiveBytes, constBytes,
+    buildMs: 0,
+  };
+  if (runner) runner.load(graph, lowered, memory, kernels, { cudaGraphs: opts.cudaGraphs ?? true });
+  report.buildMs = performance.now() - t0;
+  return new Engine(graph, lowered, memory, runner ? 'cuda' : 'cpu', report, ctx, kernels, runner);
+}
