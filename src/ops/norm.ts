@@ -99,8 +99,10 @@ function cpuBN(node: Node, ins: (Tensor | undefined)[]): Tensor[] {
   const [scale, b, mean, v] = [1, 2, 3, 4].map((i) => channelParam(node, need(node, ins, i), c, `input ${i}`));
   const eps = attrFloat(node, 'epsilon', 1e-5);
   const plane = size(x.dims.slice(2));
-  const xv = toF64(x);
-  const y = new Float64Array(xv.length);
+  // float32 stays in float32 arrays (CNN activations are large); other dtypes go through float64.
+  const f32 = x.dtype === 'float32';
+  const xv = f32 ? (x.data as Float32Array) : toF64(x);
+  const y = f32 ? new Float32Array(xv.length) : new Float64Array(xv.length);
   for (let ch = 0; ch < c; ch++) {
     // Fold into y = x * a + k: the form every backend uses after constant folding.
     const a = scale[ch] / Math.sqrt(v[ch] + eps);
@@ -110,7 +112,7 @@ function cpuBN(node: Node, ins: (Tensor | undefined)[]): Tensor[] {
       for (let j = 0; j < plane; j++) y[o + j] = xv[o + j] * a + k;
     }
   }
-  return [out(x.dtype, x.dims, y)];
+  return [y instanceof Float32Array ? makeTensor('float32', x.dims, y) : out(x.dtype, x.dims, y)];
 }
 
 // ---------------------------------------------------------------------------------------------------------
