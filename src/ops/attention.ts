@@ -193,7 +193,9 @@ function attentionCpu(node: Node, ins: (Tensor | undefined)[]): Tensor[] {
 
   // Q and K are each scaled by sqrt(scale) before the product, as the spec prescribes against overflow.
   const sq = Math.sqrt(scale);
-  const qs = q.map((x) => x * sq), ks = presentK.map((x) => x * sq);
+  const qs = new Float64Array(q.length), ks = new Float64Array(presentK.length);
+  for (let i = 0; i < q.length; i++) qs[i] = q[i] * sq;
+  for (let i = 0; i < ks.length; i++) ks[i] = presentK[i] * sq;
   const group = Hq / Hkv;
   const rows = B * Hq * S;
   const raw = new Float64Array(rows * T);

@@ -165,9 +165,12 @@ function contractPair(A: View, B: View, keep: Set<number>): View {
   const prod = (ls: number[]) => ls.reduce((p, l) => p * sz(l), 1);
   const nb = prod(batch), M = prod(mL), K = prod(contr), N = prod(nL);
   const a = materialize(A, [...batch, ...mL, ...contr], [...batch, ...mL, ...contr].map(sz));
-  const b = materialize(B, [...batch, ...contr, ...nL], [...batch, ...contr, ...nL].map(sz));
+  // B is laid out [batch, n, k] so that the kernel reads it without repacking.
+  const b = materialize(B, [...batch, ...nL, ...contr], [...batch, ...nL, ...contr].map(sz));
   const out = new Float64Array(nb * M * N);
-  for (let i = 0; i < nb; i++) matmulF64(a.data, b.data, out, { M, K, N, aOff: i * M * K, bOff: i * K * N, outOff: i * M * N });
+  for (let i = 0; i < nb; i++) {
+    matmulF64(a.data, b.data, out, { M, K, N, transB: true, aOff: i * M * K, bOff: i * K * N, outOff: i * M * N });
+  }
   const labels = [...batch, ...mL, ...nL];
   const dims = labels.map(sz);
   return { data: out, labels, dims, strides: strides(dims) };

@@ -289,19 +289,20 @@ function convF64(node: Node, x: Float64Array, xDims: number[], w: Float64Array, 
     }
     for (let d = rank - 1; d >= 0; d--) { if (++kIdx[d] < kernel[d]) break; kIdx[d] = 0; }
   }
+  // Patches are gathered as [outSize, K] rows, the layout the dot-product kernel reads without repacking.
   const K = Cg * kprod;
-  const cols = new Float64Array(K * outSize);
+  const cols = new Float64Array(outSize * K);
   const y = new Float64Array(N * M * outSize);
   for (let n = 0; n < N; n++) {
     for (let g = 0; g < G; g++) {
       for (let c = 0; c < Cg; c++) {
         const plane = (n * C + g * Cg + c) * inSize;
         for (let kk = 0; kk < kprod; kk++) {
-          const row = (c * kprod + kk) * outSize, t0 = kk * outSize;
-          for (let o = 0; o < outSize; o++) { const t = tap[t0 + o]; cols[row + o] = t < 0 ? 0 : x[plane + t]; }
+          const col = c * kprod + kk, t0 = kk * outSize;
+          for (let o = 0; o < outSize; o++) { const t = tap[t0 + o]; cols[o * K + col] = t < 0 ? 0 : x[plane + t]; }
         }
       }
-      matmulF64(w, cols, y, { M: Mg, K, N: outSize, aOff: g * Mg * K, outOff: (n * M + g * Mg) * outSize });
+      matmulF64(w, cols, y, { M: Mg, K, N: outSize, transB: true, aOff: g * Mg * K, outOff: (n * M + g * Mg) * outSize });
     }
   }
   return { data: y, dims: [N, M, ...outSp] };
