@@ -1,0 +1,213 @@
+// 2-D convolution as implicit GEMM on the tensor-core skeleton of tc_gemm.ts: M = n*p*q output pixels,
+// N = k output channels, K = r*s*c. A rows are gathered straight from the NHWC activation (16-byte
+// cp.async chunks of 8 channels, zero-filled outside the image), B rows are the [K][R][S][C] weights.
+// 1x1 unpadded convs skip the im2col index math. The SIMT fallback covers fp32, odd channel counts,
+// groups and NCHW.
+import { TsrtError } from '../errors.js';
+import { shortHash } from './kernel.js';
+import {
+  chooseTileConfig, configName, configProblems, epilogueKey, epilogueStatements, genericKernel, GENERIC_TILE,
+  loadF, rowChunkLoader, storageType, storeF, tcKernel, tileConfigSpace,
+  type Epilogue, type GenericDType, type TcKernelSource, type TileConfig, type TileShape,
+} from './tc_gemm.js';
+
+/** NHWC input [n,h,w,c], weights [k][r][s][c], output NHWC [n,p,q,k]. padH/padW are the top/left pads
+ * (the bottom/right pads are implied by p and q). */
+export interface ConvProblem {
+  n: number; h: number; w: number; c: number; k: number; r: number; s: number;
+  strideH: number; strideW: number; padH: number; padW: number; dilH: number; dilW: number;
+  p: number; q: number;
+}
+
+/** Output size for symmetric-or-not pads: p = floor((h + padTop + padBottom - dil*(r-1) - 1)/stride) + 1. */
+export function convOutSize(inSize: number, kernel: number, stride: number, padBegin: number, padEnd: number, dil: number): number {
+  return Math.floor((inSize + padBegin + padEnd - dil * (kernel - 1) - 1) / stride) + 1;
+}
+
+function checkShape(p: ConvProblem): void {
+  for (const [nm, v] of Object.entries(p)) {
+    const min = nm.startsWith('pad') ? 0 : 1;
+    if (!Number.isInteger(v) || v < min) throw new TsrtError('USAGE', `conv ${nm}=${v} must be an integer >= ${min}`);
+  }
+}
+
+const ceil = (a: number, b: number) => Math.ceil(a / b);
+
+/** Reasons the tensor-core conv cannot run this problem (empty: it can). `c % 8 == 0` is the one that
+ * matters in practice: the engine pads C with zeros to a multiple of 8 (in the activation and the
+ * weights; e.g. ResNet's first conv c=3 -> 8). Also required at run time: x, w, residual, y 16-byte
+ * aligned (y and residual 4-byte aligned suffice when k is even, 2 when odd), bias 4-byte aligned. */
+export function convTcPreconditions(p: ConvProblem): string[] {
+  checkShape(p);
+  const out: string[] = [];
+  if (p.c % 8) out.push(`c=${p.c} must be a multiple of 8 (pad channels with zeros)`);
+  const x = p.n * p.h * p.w * p.c, y = p.n * p.p * p.q * p.k;
+  if (Math.max(x, y, p.k * p.r * p.s * p.c) >= 2 ** 31) out.push('tensors over 2^31 elements');
+  return out;
+}
+
+function convShape(p: ConvProblem): TileShape {
+  return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 };
+}
+
+export function convConfigSpace(p: ConvProblem): TileConfig[] { return tileConfigSpace(convShape(p)); }
+export function chooseConvConfig(p: ConvProblem): TileConfig { return chooseTileConfig(convShape(p)); }
+
+export function isPointwise(p: ConvProblem): boolean {
+  return p.r === 1 && p.s === 1 && p.padH === 0 && p.padW === 0;
+}
+
+/** Tensor-core implicit-GEMM conv, fp16 NHWC. Kernel signature:
+ * (const half* x, const half* w, const float* bias, const half* residual, half* y[, unsigned char* workspace])
+ * bias (fp32, length k) and residual (fp16, y's layout) may be null when the epilogue does not use them.
+ * Throws TsrtError('UNSUPPORTED') when convTcPreconditions fails: use emitConvGeneric then. */
+export function emitConv(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig): TcKernelSource {
+  const pre = convTcPreconditions(p);
+  if (pre.length) throw new TsrtError('UNSUPPORTED', `tensor-core conv: ${pre.join('; ')}`, 'use emitConvGeneric');
+  const shape = convShape(p);
+  const c = cfg ?? chooseTileConfig(shape);
+  const bad = configProblems(c);
+  if (bad.length) throw new TsrtError('USAGE', `tile config ${configName(c)}: ${bad.join('; ')}`);
+  const threads = 32 * c.warpsM * c.warpsN;
+  const la = c.bk / 8;
+  const rowsA = (c.bm * la) / threads, step = threads / la;
+  const M = shape.m, K = shape.k;
+  const pw = isPointwise(p);
+  const hw = p.h * p.w;
+
+  // per-thread state for its A rows, computed once per CTA
+  const setupA: string[] = [`  const tc_half* tc_dummy = x;`, `  idx_t a_off[${rowsA}];`];
+  if (pw) setupA.push(`  bool a_ok[${rowsA}];`);
+  else setupA.push(`  int a_ih[${rowsA}], a_iw[${rowsA}];`);
+  setupA.push(`  #pragma unroll
+  for (int j = 0; j < ${rowsA}; ++j) {
+    const int m = mBase + tid / ${la} + j * ${step};
+    const int ow = m % ${p.q}, t = m / ${p.q}, oh = t % ${p.p}, nb = t / ${p.p};`);
+  if (pw) {
+    setupA.push(`    a_ok[j] = m < ${M};
+    a_off[j] = a_ok[j] ? ((idx_t)nb * ${hw} + oh * ${p.strideH * p.w} + ow * ${p.strideW}) * ${p.c} : 0;
+  }`);
+  } else {
+    setupA.push(`    const bool ok = m < ${M};
+    a_ih[j] = ok ? oh * ${p.strideH} - ${p.padH} : -(1 << 28);
+    a_iw[j] = ok ? ow * ${p.strideW} - ${p.padW} : -(1 << 28);
+    a_off[j] = ok ? ((idx_t)nb * ${hw} + a_ih[j] * ${p.w} + a_iw[j]) * ${p.c} : 0;
+  }`);
+  }
+  const perKtile = pw
+    ? `      const int kcol = kt * ${c.bk} + ch * 8;`
+    : `      const int kcol = kt * ${c.bk} + ch * 8;
+      const int ci = kcol % ${p.c}, rs = kcol / ${p.c}, si = rs % ${p.s}, ri = rs / ${p.s};
+      const int dh = ri * ${p.dilH}, dw = si * ${p.dilW};
+      const idx_t delta = (dh * ${p.w} + dw) * ${p.c} + ci;`;
+  const loadA = rowChunkLoader({
+    smem: 'sA', rows: c.bm, rowChunks: la, threads, perKtile,
+    chunk: (j) => (pw
+      ? { ok: `a_ok[${j}] && kcol < ${K}`, src: `x + a_off[${j}] + kcol` }
+      : {
+        ok: `kcol < ${K} && (unsigned)(a_ih[${j}] + dh) < ${p.h}u && (unsigned)(a_iw[${j}] + dw) < ${p.w}u`,
+        src: `x + a_off[${j}] + delta`,
+      }),
+  });
+  const loadB = rowChunkLoader({
+    smem: 'sB', rows: c.bn, rowChunks: la, threads,
+    perKtile: `      const int kcol = kt * ${c.bk} + ch * 8;`,
+    chunk: (_j, row) => ({ ok: `kcol < ${K} && nBase + ${row} < ${p.k}`, src: `w + (idx_t)(nBase + ${row}) * ${K} + kcol` }),
+  });
+  void rowsA;
+  const xBytes = p.n * p.h * p.w * p.c, wBytes = p.k * K;
+  const kind = pw ? (p.strideH === 1 && p.strideW === 1 ? '1x1' : `1x1s${p.strideH}`) : `${p.r}x${p.s}s${p.strideH}`;
+  return tcKernel({
+    prefix: `conv_tc_${kind}`, cfg: c, m: M, n: p.k, k: K, batch: 1, bKN: false,
+    params: [
+      { name: 'x', decl: 'const tc_half* __restrict__ x' },
+      { name: 'w', decl: 'const tc_half* __restrict__ w' },
+      { name: 'bias', decl: 'const float* __restrict__ bias' },
+      { name: 'residual', decl: 'const tc_half* __restrict__ residual' },
+      { name: 'y', decl: 'tc_half* __restrict__ y' },
+    ],
+    setup: setupA.join('\n'), loadA, loadB,
+    outOffset: `(idx_t)m * ${p.k} + n`, pairStores: p.k % 2 === 0, epi,
+    nFastest: wBytes <= xBytes, flops: 2 * M * p.k * K,
+  });
+}
+
+/** Generic conv options: groups (c and k divisible by it) and memory layout. 'nhwc': x [n,h,w,c],
+ * weights [k][r][s][c/groups], y [n,p,q,k]. 'nchw': x [n,c,h,w], weights [k][c/groups][r][s] (ONNX's own
+ * layout), y [n,k,p,q]. The residual always has y's layout. */
+export interface GenericConvOptions { dtype?: GenericDType; layout?: 'nhwc' | 'nchw'; groups?: number }
+
+/** SIMT implicit-GEMM conv for any channel count, alignment, groups and either layout, fp16 or fp32
+ * storage with fp32 accumulation (no TF32). Same signature as emitConv (bias fp32, no workspace). */
+export function emitConvGeneric(p: ConvProblem, epi: Epilogue = {}, opts: GenericConvOptions = {}): TcKernelSource {
+  checkShape(p);
+  const dtype = opts.dtype ?? 'float16';
+  const nchw = (opts.layout ?? 'nhwc') === 'nchw';
+  const g = opts.groups ?? 1;
+  if (p.c % g || p.k % g) throw new TsrtError('USAGE', `groups=${g} must divide c=${p.c} and k=${p.k}`);
+  const T = storageType(dtype);
+  const { bm, bn, bk } = GENERIC_TILE;
+  const M = p.n * p.p * p.q, Ng = p.k / g, Cg = p.c / g, Kg = p.r * p.s * Cg;
+  const mTiles = ceil(M, bm), nTiles = ceil(Ng, bn);
+  const big = Math.max(p.n * p.h * p.w * p.c, M * p.k, p.k * Kg) >= 2 ** 31;
+  const I = big ? 'long long' : 'int';
+  const hw = p.h * p.w, pq = p.p * p.q;
+  // per-row state: the image base offset of (nb, group) and the top-left input coordinate
+  const setup = `  const int mBase = blockIdx.x % ${mTiles} * ${bm}, nBase = blockIdx.x / ${mTiles} * ${bn};
+  const int grp = blockIdx.y; (void)grp;
+  ${I} xb[4]; int ihb[4], iwb[4];
+  #pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int m = mBase + ty + 16 * i;
+    const int ow = m % ${p.q}, t = m / ${p.q}, oh = t % ${p.p}, nb = t / ${p.p};
+    const bool ok = m < ${M};
+    ihb[i] = ok ? oh * ${p.strideH} - ${p.padH} : -(1 << 28);
+    iwb[i] = ok ? ow * ${p.strideW} - ${p.padW} : -(1 << 28);
+    xb[i] = ${nchw ? `((${I})nb * ${p.c} + grp * ${Cg}) * ${hw}` : `(${I})nb * ${hw * p.c} + grp * ${Cg}`};
+  }`;
+  const decompose = nchw
+    ? `const int si = kk % ${p.s}, t2 = kk / ${p.s}, ri = t2 % ${p.r}, ci = t2 / ${p.r};`
+    : `const int ci = kk % ${Cg}, t2 = kk / ${Cg}, si = t2 % ${p.s}, ri = t2 / ${p.s};`;
+  const xOff = nchw ? `xb[i] + (${I})ci * ${hw} + ih * ${p.w} + iw` : `xb[i] + (${I})(ih * ${p.w} + iw) * ${p.c} + ci`;
+  const loadA = (kt: string) => `{ const int kk = ${kt} * ${bk} + tx;
+  ${decompose}
+  #pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int ih = ihb[i] + ri * ${p.dilH}, iw = iwb[i] + si * ${p.dilW};
+    va[i] = (kk < ${Kg} && (unsigned)ih < ${p.h}u && (unsigned)iw < ${p.w}u) ? ${loadF(dtype, `x[${xOff}]`)} : 0.0f;
+  } }`;
+  const loadB = (kt: string) => `#pragma unroll
+  for (int i = 0; i < 4; ++i) { const int nn = nBase + ty + 16 * i, kk = ${kt} * ${bk} + tx;
+    vb[i] = (nn < ${Ng} && kk < ${Kg}) ? ${loadF(dtype, `w[(${I})(grp * ${Ng} + nn) * ${Kg} + kk]`)} : 0.0f; }`;
+  const yOff = nchw
+    ? `((${I})(m / ${pq}) * ${p.k} + ch) * ${pq} + m % ${pq}`
+    : `(${I})m * ${p.k} + ch`;
+  const epilogue = `  #pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int m = mBase + ty + 16 * i;
+    if (m >= ${M}) continue;
+    #pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int n = nBase + tx + 16 * j;
+      if (n >= ${Ng}) continue;
+      const int ch = grp * ${Ng} + n;
+      const ${I} off = ${yOff};
+      float v = acc[i][j];
+      ${epilogueStatements(epi, 'v', 'ch', loadF(dtype, 'residual[off]'))}
+      y[off] = ${storeF(dtype, 'v')};
+    }
+  }`;
+  const params = `const ${T}* __restrict__ x, const ${T}* __restrict__ w, const float* __restrict__ bias, const ${T}* __restrict__ residual, ${T}* __restrict__ y`;
+  const body = (name: string) => `// conv_generic ${dtype} ${nchw ? 'NCHW' : 'NHWC'} ${JSON.stringify(p)} groups=${g}\n` + genericKernel({
+    name, params, setup, kTiles: ceil(Kg, bk), loadA, loadB,
+    posA: (i) => `[tx][ty + 16 * ${i}]`, posB: (i) => `[tx][ty + 16 * ${i}]`,
+    epilogue, epi,
+  });
+  const name = `conv_generic_${dtype === 'float16' ? 'f16' : 'f32'}_${nchw ? 'nchw' : 'nhwc'}_${p.r}x${p.s}_${epilogueKey(epi)}_${shortHash(body('K'))}`;
+  if (g > 65535) throw new TsrtError('USAGE', `groups ${g} exceeds grid.y`);
+  return {
+    name, source: body(name), grid: [mTiles * nTiles, g, 1], block: [256, 1, 1], sharedBytes: 0,
+    params: ['x', 'w', 'bias', 'residual', 'y'].map((n) => ({ name: n, type: 'ptr' as const })),
+    workspaceBytes: 0, workspaceZeroBytes: 0, flops: 2 * M * p.k * Kg,
+  };
+}

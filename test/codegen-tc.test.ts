@@ -1,0 +1,485 @@
+// Tensor-core and generic conv/GEMM emitters (src/codegen/tc_conv.ts, tc_gemm.ts):
+//  - API contracts: preconditions, configs, names, parameter order, launch geometry;
+//  - every case of scripts/emit-tc-cases.mjs (ResNet-50, BERT, attention, odd shapes, activations, tile
+//    configs) compiles with NVRTC for sm_90 without warnings or register spills (skipped without NVRTC);
+//  - small cases run under a CPU emulator of the generated CUDA (one fiber per CUDA thread; ldmatrix,
+//    mma.sync and cp.async modelled from the PTX spec) and match a float64 reference (skipped without g++).
+// The GPU itself is exercised by scripts/gpu-tc-check.py.
+import { describe, expect, it } from 'vitest';
+import koffi from 'koffi';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { getFloat16, setFloat16 } from '@petamoriken/float16';
+import { TsrtError } from '../src/errors.js';
+import {
+  chooseConvConfig, convConfigSpace, convTcPreconditions, emitConv, emitConvGeneric, type ConvProblem,
+} from '../src/codegen/tc_conv.js';
+import {
+  chooseGemmConfig, configProblems, emitGemm, emitGemmGeneric, gemmConfigSpace, gemmTcPreconditions, MAX_SMEM,
+  smemBytes, TC_HELPERS, type Epilogue, type TcKernelSource,
+} from '../src/codegen/tc_gemm.js';
+import { buildCases, emitCase } from '../scripts/emit-tc-cases.mjs';
+
+interface Case {
+  id: string; op: 'conv' | 'gemm'; impl: 'tc' | 'generic'; problem: any; epi: Epilogue; cfg?: any; opts?: any;
+  dtype?: string; cReal?: number; offA?: number; offB?: number; offC?: number;
+}
+const API = { emitConv, emitConvGeneric, emitGemm, emitGemmGeneric };
+const CASES: Case[] = buildCases();
+const emit = (c: Case): TcKernelSource => emitCase(c, API);
+
+const conv3 = (n: number, h: number, c: number, k: number, stride = 1): ConvProblem => {
+  const p = Math.floor((h + 2 - 3) / stride) + 1;
+  return { n, h, w: h, c, k, r: 3, s: 3, strideH: stride, strideW: stride, padH: 1, padW: 1, dilH: 1, dilW: 1, p, q: p };
+};
+
+describe('tc emitters: API contracts', () => {
+  it('rejects c % 8 != 0 and unaligned GEMMs with UNSUPPORTED, pointing at the generic kernel', () => {
+    const p = { ...conv3(1, 224, 3, 64, 2) };
+    expect(convTcPreconditions(p)).toHaveLength(1);
+    expect(() => emitConv(p)).toThrow(TsrtError);
+    expect(() => emitConv(p)).toThrow(/multiple of 8[\s\S]*emitConvGeneric/);
+    expect(gemmTcPreconditions({ m: 8, n: 8, k: 12 })[0]).toMatch(/K=12/);
+    expect(gemmTcPreconditions({ m: 8, n: 12, k: 16, bLayout: 'kn' }).join('; ')).toMatch(/N=12/);
+    expect(() => emitGemm({ m: 8, n: 8, k: 12 })).toThrow(/emitGemmGeneric/);
+    expect(emitConvGeneric(p, { bias: true }, { dtype: 'float32', layout: 'nchw' }).name).toMatch(/^conv_generic_f32_nchw_3x3_b_/);
+  });
+
+  it('puts pointer params first in the documented order and names kernels after their config', () => {
+    const k = emitConv(conv3(2, 56, 64, 64), { bias: true, residual: true, act: 'relu' }, { bm: 128, bn: 64, bk: 32, warpsM: 2, warpsN: 2, stages: 4 });
+    expect(k.params.map((p) => p.name)).toEqual(['x', 'w', 'bias', 'residual', 'y']);
+    expect(k.name).toMatch(/^conv_tc_3x3s1_m128n64k32_w2x2_s4_br_relu_[0-9a-f]{12}$/);
+    expect(k.source).toContain(`extern "C" __global__ void __launch_bounds__(128) ${k.name}(const tc_half* __restrict__ x, const tc_half* __restrict__ w, const float* __restrict__ bias, const tc_half* __restrict__ residual, tc_half* __restrict__ y)`);
+    expect(k.block).toEqual([128, 1, 1]);
+    expect(k.grid).toEqual([Math.ceil((2 * 56 * 56) / 128), 1, 1]);
+    expect(k.sharedBytes).toBe(4 * (128 + 64) * 32 * 2);
+    expect(k.workspaceBytes).toBe(0);
+    const g = emitGemm({ m: 4096, n: 768, k: 768 }, { bias: true });
+    expect(g.params.map((p) => p.name)).toEqual(['a', 'b', 'bias', 'residual', 'c']);
+    expect(g.name).toMatch(/^gemm_tc_nk_m\d+n\d+k\d+_w\dx\d_s\d_b_[0-9a-f]{12}$/);
+  });
+
+  it('adds a workspace parameter for split-K and never leaves a split empty', () => {
+    const k = emitConv(conv3(1, 7, 512, 512), { bias: true }, { bm: 32, bn: 32, bk: 32, warpsM: 1, warpsN: 2, stages: 4, splitK: 16 });
+    expect(k.params.map((p) => p.name)).toEqual(['x', 'w', 'bias', 'residual', 'y', 'workspace']);
+    expect(k.config?.splitK).toBe(16);
+    expect(k.grid[1]).toBe(16);
+    expect(k.workspaceZeroBytes).toBeGreaterThan(0);
+    expect(k.workspaceBytes).toBe(k.workspaceZeroBytes + 16 * k.grid[0] * 32 * 32 * 4);
+    const odd = emitGemm({ m: 64, n: 64, k: 9 * 32 }, {}, { bm: 64, bn: 64, bk: 32, warpsM: 2, warpsN: 2, stages: 3, splitK: 4 });
+    expect(odd.config?.splitK).toBe(3); // 9 k-tiles: 3+3+3, not 3+3+3+0
+  });
+
+  it('chooses big tiles for big layers and small tiles or split-K for batch-1 layers', () => {
+    const big = chooseConvConfig(conv3(256, 28, 128, 128));
+    expect(big.bm * big.bn).toBeGreaterThanOrEqual(128 * 128);
+    const small = chooseConvConfig(conv3(1, 7, 512, 512));
+    const ctas = Math.ceil(49 / small.bm) * Math.ceil(512 / small.bn) * (small.splitK ?? 1);
+    expect(ctas).toBeGreaterThanOrEqual(64);
+    expect(chooseGemmConfig({ m: 4096, n: 3072, k: 768 }).bm).toBeGreaterThanOrEqual(128);
+  });
+
+  it('lists only valid configs that fit shared memory', () => {
+    for (const space of [convConfigSpace(conv3(256, 56, 64, 64)), convConfigSpace(conv3(1, 7, 512, 512)), gemmConfigSpace({ m: 128, n: 64, k: 128, bLayout: 'kn', batch: [12] })]) {
+      expect(space.length).toBeGreaterThan(10);
+      for (const c of space) {
+        expect(configProblems(c)).toEqual([]);
+        expect(smemBytes(c)).toBeLessThanOrEqual(MAX_SMEM);
+      }
+    }
+    expect(gemmConfigSpace({ m: 1, n: 64, k: 64 }).some((c) => (c.splitK ?? 1) > 1)).toBe(false); // k too short to split
+  });
+
+  it('bakes the problem into the source (no size parameters)', () => {
+    const k = emitGemm({ m: 300, n: 264, k: 328, bLayout: 'kn' }, { alpha: 0.125 });
+    expect(k.params.every((p) => p.type === 'ptr')).toBe(true);
+    expect(k.source).toContain('M=300 N=264 K=328');
+    expect(k.source).toContain('v0 *= 0.125000000f;');
+    expect(k.source).not.toMatch(/#include/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// NVRTC
+
+type Compile = (src: string, name: string) => { ok: boolean; log: string };
+
+function loadNvrtc(): Compile | undefined {
+  const cands = [process.env.TSRT_NVRTC, 'libnvrtc.so', 'libnvrtc.so.13', 'libnvrtc.so.12', 'libnvrtc.so.11.2',
+    '/usr/local/cuda/lib64/libnvrtc.so', '/usr/lib/x86_64-linux-gnu/libnvrtc.so.11.2'].filter((x): x is string => !!x);
+  for (const path of cands) {
+    let lib;
+    try { lib = koffi.load(path); } catch { continue; }
+    const create = lib.func('int nvrtcCreateProgram(_Out_ void** prog, const char* src, const char* name, int n, const char** h, const char** i)');
+    const compile = lib.func('int nvrtcCompileProgram(void* prog, int n, const char** opts)');
+    const logSize = lib.func('int nvrtcGetProgramLogSize(void* prog, _Out_ size_t* sz)');
+    const getLog = lib.func('int nvrtcGetProgramLog(void* prog, _Out_ uint8_t* buf)');
+    const destroy = lib.func('int nvrtcDestroyProgram(_Inout_ void** prog)');
+    return (src, name) => {
+      const prog: unknown[] = [null];
+      if (create(prog, src, `${name}.cu`, 0, null, null) !== 0) return { ok: false, log: 'nvrtcCreateProgram failed' };
+      const opts = ['--gpu-architecture=sm_90', '-std=c++17', '--ptxas-options=-v'];
+      const rc = compile(prog[0], opts.length, opts);
+      const sz = [0];
+      logSize(prog[0], sz);
+      const buf = Buffer.alloc(Number(sz[0]));
+      getLog(prog[0], buf);
+      destroy(prog);
+      return { ok: rc === 0, log: buf.toString().replace(/\0/g, '') };
+    };
+  }
+  return undefined;
+}
+
+const nvrtc = loadNvrtc();
+// Every case except the kn/conv halves of the tile-config sweep (the nk half covers every tile shape).
+const COMPILE_CASES = CASES.filter((c) => !/^cfg_(gemm_kn|conv)_/.test(c.id));
+
+describe.skipIf(!nvrtc)('tc emitters: NVRTC sm_90 compile', () => {
+  it.each(COMPILE_CASES.map((c) => [c.id, c] as const))('%s', (_id, c) => {
+    const k = emit(c);
+    const { ok, log } = nvrtc!(k.source, k.name);
+    expect(ok, log).toBe(true);
+    expect(log.split('\n').filter((l) => /warning|error/i.test(l))).toEqual([]);
+    if (c.impl === 'tc') {
+      expect(log, 'register spills').toMatch(/ 0 bytes spill stores, 0 bytes spill loads/);
+      expect(Number(/Used (\d+) registers/.exec(log)?.[1])).toBeLessThanOrEqual(255);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// CPU emulation of the generated CUDA
+
+const EMU_PRELUDE = String.raw`// CPU emulation of the CUDA subset used by tsrt tc kernels: CUDA threads are fibers on one OS thread, CTAs in
+// sequence, warp collectives (ldmatrix, mma.sync) through per-warp exchange buffers, cp.async groups
+// performed at issue (EMU_EARLY) or at wait_group (default), bounds checks on shared memory.
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ucontext.h>
+#include <vector>
+#include <atomic>
+#include <algorithm>
+#include <functional>
+using std::min; using std::max;
+struct dim3_ { unsigned x = 0, y = 0, z = 0; };
+// one OS thread; every CUDA thread is a fiber, switched only at barriers (cooperative, round-robin)
+struct Fiber { ucontext_t ctx; dim3_ idx; bool done; char* stack; };
+static Fiber g_f[1024];
+static int g_nf = 0, g_cur = 0;
+static ucontext_t g_main;
+static dim3_ blockIdx;
+#define threadIdx (g_f[g_cur].idx)
+static inline void yield_() { swapcontext(&g_f[g_cur].ctx, &g_main); }
+struct Bar { int count = 0, arrived = 0, gen = 0;
+  void wait() { const int g = gen; if (++arrived == count) { arrived = 0; ++gen; } else { while (gen == g) yield_(); } } };
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __restrict__
+#define __shared__ static
+#define __align__(n)
+alignas(128) static unsigned char tc_smem[256 * 1024];
+static size_t g_smem_bytes = 0;
+static Bar g_cta_bar;
+static Bar g_warp_bar[32];
+static void emu_fail(const char* what, long long v) { fprintf(stderr, "EMU FAIL: %s (%lld) block %u,%u thread %u\n", what, v, blockIdx.x, blockIdx.y, threadIdx.x); fflush(stderr); std::_Exit(3); }
+inline void __syncthreads() { g_cta_bar.wait(); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+typedef unsigned short tc_half;
+typedef unsigned int u32;
+static inline int lane_() { return threadIdx.x & 31; }
+static inline int warp_() { return threadIdx.x >> 5; }
+static inline void warp_sync() { g_warp_bar[warp_()].wait(); }
+inline u32 smem_u32(const void* p) { return (u32)((const unsigned char*)p - tc_smem); }
+inline float h2f(tc_half h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
+inline tc_half f2h(float f) { _Float16 h = (_Float16)f; tc_half r; memcpy(&r, &h, 2); return r; }
+inline u32 pack_h2(float lo, float hi) { return (u32)f2h(lo) | ((u32)f2h(hi) << 16); }
+inline float lo_h2f(u32 v) { return h2f((tc_half)(v & 0xffffu)); }
+inline float hi_h2f(u32 v) { return h2f((tc_half)(v >> 16)); }
+struct Cp { u32 dst; const void* src; bool ok; };
+static std::vector<Cp> g_pending[1024];
+static std::vector<std::vector<Cp>> g_groups[1024];
+#define t_pending (g_pending[g_cur])
+#define t_groups (g_groups[g_cur])
+struct Buf { const unsigned char* p; size_t n; };
+static std::vector<Buf> g_bufs;
+static void cp_do(const Cp& c) {
+  if (c.dst % 16 || c.dst + 16 > g_smem_bytes) emu_fail("cp.async dst out of shared range", c.dst);
+  if (c.ok) {
+    const unsigned char* s = (const unsigned char*)c.src;
+    bool inside = false;
+    for (auto& b : g_bufs) if (s >= b.p && s + 16 <= b.p + b.n) inside = true;
+    if (!inside) emu_fail("cp.async src outside every buffer", (long long)(size_t)s);
+    if (((size_t)s) % 16) emu_fail("cp.async src not 16-byte aligned", (long long)(size_t)s);
+    memcpy(tc_smem + c.dst, s, 16);
+  } else memset(tc_smem + c.dst, 0, 16);
+}
+inline void cp_async16(u32 dst, const void* src, bool ok) {
+#ifdef EMU_EARLY
+  cp_do(Cp{dst, src, ok});
+#else
+  t_pending.push_back(Cp{dst, src, ok});
+#endif
+}
+inline void cp_async_commit() { t_groups.push_back(t_pending); t_pending.clear(); }
+template <int N> inline void cp_async_wait() {
+  while ((int)t_groups.size() > N) { for (auto& c : t_groups.front()) cp_do(c); t_groups.erase(t_groups.begin()); }
+}
+struct WarpX { u32 addr[32]; u32 a[32][4]; u32 b[32][2]; };
+static WarpX g_wx[32];
+static inline uint16_t sm16(u32 addr, int i) {
+  if (addr % 16 || addr + 16 > g_smem_bytes) emu_fail("ldmatrix address", addr);
+  uint16_t v; memcpy(&v, tc_smem + addr + 2 * i, 2); return v;
+}
+static void ldsm_impl(u32* r, u32 addr, bool trans) {
+  const int l = lane_(), w = warp_();
+  g_wx[w].addr[l] = addr; warp_sync();
+  for (int i = 0; i < 4; ++i) {
+    uint16_t lo, hi;
+    if (!trans) { const u32 a = g_wx[w].addr[i * 8 + l / 4]; lo = sm16(a, 2 * (l % 4)); hi = sm16(a, 2 * (l % 4) + 1); }
+    else { lo = sm16(g_wx[w].addr[i * 8 + 2 * (l % 4)], l / 4); hi = sm16(g_wx[w].addr[i * 8 + 2 * (l % 4) + 1], l / 4); }
+    r[i] = (u32)lo | ((u32)hi << 16);
+  }
+  warp_sync();
+}
+inline void ldsm_x4(u32* r, u32 addr) { ldsm_impl(r, addr, false); }
+inline void ldsm_x4_t(u32* r, u32 addr) { ldsm_impl(r, addr, true); }
+static inline float half_of(u32 v, int hi) { return hi ? hi_h2f(v) : lo_h2f(v); }
+inline void mma16816(float* d, const u32* a, const u32* b) {
+  const int l = lane_(), w = warp_();
+  for (int i = 0; i < 4; ++i) g_wx[w].a[l][i] = a[i];
+  g_wx[w].b[l][0] = b[0]; g_wx[w].b[l][1] = b[1];
+  warp_sync();
+  for (int e = 0; e < 4; ++e) {
+    const int row = l / 4 + (e >= 2 ? 8 : 0), col = 2 * (l % 4) + (e & 1);
+    double s = d[e];
+    for (int k = 0; k < 16; ++k) {
+      const float av = half_of(g_wx[w].a[(row % 8) * 4 + (k % 8) / 2][(row / 8) + 2 * (k / 8)], k % 2);
+      const float bv = half_of(g_wx[w].b[col * 4 + (k % 8) / 2][k / 8], k % 2);
+      s += (double)av * bv;
+    }
+    d[e] = (float)s;
+  }
+  warp_sync();
+}
+inline void st_cg4(float* p, float a, float b, float c, float d) { p[0] = a; p[1] = b; p[2] = c; p[3] = d; }
+inline void ld_cg4(const float* p, float* v) { v[0] = p[0]; v[1] = p[1]; v[2] = p[2]; v[3] = p[3]; }
+static const std::function<void()>* g_fn;
+static void fiber_entry() { (*g_fn)(); g_f[g_cur].done = true; }
+static void run_grid(unsigned gx, unsigned gy, unsigned bx, size_t smem, const std::function<void()>& fn) {
+  g_smem_bytes = smem;
+  g_fn = &fn;
+  const size_t STACK = 256 * 1024;
+  for (unsigned t = 0; t < bx; ++t) if (!g_f[t].stack) g_f[t].stack = (char*)malloc(STACK);
+  for (unsigned y = 0; y < gy; ++y) for (unsigned x = 0; x < gx; ++x) {
+    blockIdx.x = x; blockIdx.y = y;
+    g_cta_bar = Bar{(int)bx};
+    for (unsigned w = 0; w < (bx + 31) / 32; ++w) g_warp_bar[w] = Bar{32};
+    memset(tc_smem, 0xAB, sizeof(tc_smem));
+    g_nf = bx;
+    for (unsigned t = 0; t < bx; ++t) {
+      Fiber& f = g_f[t];
+      f.idx.x = t; f.done = false;
+      g_pending[t].clear(); g_groups[t].clear();
+      getcontext(&f.ctx);
+      f.ctx.uc_stack.ss_sp = f.stack; f.ctx.uc_stack.ss_size = STACK; f.ctx.uc_link = &g_main;
+      makecontext(&f.ctx, fiber_entry, 0);
+    }
+    for (;;) {
+      bool any = false;
+      for (int t = 0; t < g_nf; ++t) {
+        if (g_f[t].done) continue;
+        any = true; g_cur = t;
+        swapcontext(&g_main, &g_f[t].ctx);
+      }
+      if (!any) break;
+    }
+  }
+}
+static unsigned char* load_file(const char* path, size_t n) {
+  unsigned char* p = (unsigned char*)aligned_alloc(256, (n + 255) / 256 * 256 + 256);
+  FILE* f = fopen(path, "rb"); if (!f) { perror(path); exit(2); }
+  if (fread(p, 1, n, f) != n) { fprintf(stderr, "short read %s\n", path); exit(2); }
+  fclose(f); g_bufs.push_back(Buf{p, n}); return p;
+}
+static void save_file(const char* path, const unsigned char* p, size_t n) { FILE* f = fopen(path, "wb"); fwrite(p, 1, n, f); fclose(f); }
+inline float __expf(float x) { return expf(x); }
+inline float __fdividef(float a, float b) { return std::isinf(b) ? (std::isinf(a) ? NAN : 0.0f * a) : a / b; }
+`;
+
+const hasGxx = (() => { try { execFileSync('g++', ['--version'], { stdio: 'pipe' }); return true; } catch { return false; } })();
+const EMU_DIR = join(new URL('..', import.meta.url).pathname, '.cache', 'tc-emu');
+
+let seed = 12345;
+const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return (seed / 2 ** 32) * 2 - 1; };
+const dv2 = new DataView(new ArrayBuffer(2));
+const f16 = (v: number) => { setFloat16(dv2, 0, v, true); return getFloat16(dv2, 0, true); };
+
+interface HostBuf { buf: Buffer; vals: Float64Array }
+function hostBuf(n: number, f32: boolean, gen: (i: number) => number): HostBuf {
+  const buf = Buffer.alloc(Math.ceil((n * (f32 ? 4 : 2)) / 16) * 16 + 16);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
+  const vals = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    if (f32) { vals[i] = Math.fround(gen(i)); dv.setFloat32(i * 4, vals[i], true); } else { vals[i] = f16(gen(i)); setFloat16(dv, i * 2, vals[i], true); }
+  }
+  return { buf, vals };
+}
+
+function erf(x: number): number { // Numerical Recipes erfc, |error| < 1.2e-7
+  const t = 1 / (1 + 0.5 * Math.abs(x));
+  const y = 1 - t * Math.exp(-x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? y : -y;
+}
+function refEpilogue(acc: number, e: Epilogue, bias: number, res: number): number {
+  const a = e.actArgs ?? [];
+  let v = acc * (e.alpha ?? 1);
+  if (e.bias) v += bias;
+  if (e.residual && !e.residualAfterAct) v += res;
+  switch (e.act ?? 'none') {
+    case 'none': break;
+    case 'relu': v = Math.max(v, 0); break;
+    case 'relu6': v = Math.min(Math.max(v, 0), 6); break;
+    case 'clip': v = Math.min(Math.max(v, a[0]), a[1]); break;
+    case 'sigmoid': v = 1 / (1 + Math.exp(-v)); break;
+    case 'silu': v = v / (1 + Math.exp(-v)); break;
+    case 'gelu_erf': v = 0.5 * v * (1 + erf(v / Math.SQRT2)); break;
+    case 'gelu_tanh': v = 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))); break;
+    case 'hardswish': v = v * Math.min(Math.max(v / 6 + 0.5, 0), 1); break;
+    case 'hardsigmoid': v = Math.min(Math.max((a[0] ?? 0.2) * v + (a[1] ?? 0.5), 0), 1); break;
+    case 'leakyrelu': v = v >= 0 ? v : (a[0] ?? 0.01) * v; break;
+  }
+  if (e.residual && e.residualAfterAct) v += res;
+  return v;
+}
+
+/** Builds inputs and the float64 reference; `written` marks output elements the kernel must write. */
+function reference(c: Case, f32: boolean) {
+  const e = c.epi;
+  const bufs: Record<string, HostBuf> = {};
+  let ref: Float64Array;
+  let written: Uint8Array | undefined;
+  if (c.op === 'conv') {
+    const p = c.problem as ConvProblem;
+    const g = c.opts?.groups ?? 1, nchw = c.opts?.layout === 'nchw', Cg = p.c / g, Ng = p.k / g, cReal = c.cReal ?? p.c;
+    const xi = (b: number, ih: number, iw: number, ci: number) => (nchw ? ((b * p.c + ci) * p.h + ih) * p.w + iw : ((b * p.h + ih) * p.w + iw) * p.c + ci);
+    const wi = (ko: number, ri: number, si: number, ci: number) => (nchw ? ((ko * Cg + ci) * p.r + ri) * p.s + si : ((ko * p.r + ri) * p.s + si) * Cg + ci);
+    const yi = (b: number, oh: number, ow: number, ko: number) => (nchw ? ((b * p.k + ko) * p.p + oh) * p.q + ow : ((b * p.p + oh) * p.q + ow) * p.k + ko);
+    bufs.x = hostBuf(p.n * p.h * p.w * p.c, f32, (i) => ((nchw ? Math.floor(i / (p.h * p.w)) % p.c : i % p.c) < cReal ? rnd() : 0));
+    const sc = 2 / Math.sqrt(p.r * p.s * Cg);
+    bufs.w = hostBuf(p.k * p.r * p.s * Cg, f32, (i) => ((nchw ? Math.floor(i / (p.r * p.s)) % Cg : i % Cg) < cReal ? rnd() * sc : 0));
+    bufs.bias = hostBuf(p.k, true, () => rnd() * 0.5);
+    const yN = p.n * p.p * p.q * p.k;
+    bufs.residual = hostBuf(yN, f32, () => rnd());
+    ref = new Float64Array(yN);
+    for (let b = 0; b < p.n; b++) for (let oh = 0; oh < p.p; oh++) for (let ow = 0; ow < p.q; ow++) for (let ko = 0; ko < p.k; ko++) {
+      const gg = Math.floor(ko / Ng);
+      let s = 0;
+      for (let ri = 0; ri < p.r; ri++) {
+        const ih = oh * p.strideH - p.padH + ri * p.dilH;
+        if (ih < 0 || ih >= p.h) continue;
+        for (let si = 0; si < p.s; si++) {
+          const iw = ow * p.strideW - p.padW + si * p.dilW;
+          if (iw < 0 || iw >= p.w) continue;
+          for (let ci = 0; ci < Cg; ci++) s += bufs.x.vals[xi(b, ih, iw, gg * Cg + ci)] * bufs.w.vals[wi(ko, ri, si, ci)];
+        }
+      }
+      const o = yi(b, oh, ow, ko);
+      ref[o] = refEpilogue(s, e, bufs.bias.vals[ko], bufs.residual.vals[o]);
+    }
+  } else {
+    const p = c.problem;
+    const kn = p.bLayout === 'kn', batch: number[] = p.batch ?? [];
+    const lda = p.lda ?? p.k, ldb = p.ldb ?? (kn ? p.n : p.k), ldc = p.ldc ?? p.n;
+    const dflt = (s: number[] | undefined, per: number) => s ?? batch.map((_, i) => per * batch.slice(i + 1).reduce((a, b) => a * b, 1));
+    const sA = dflt(p.strideA, p.m * lda), sB = dflt(p.strideB, kn ? p.k * ldb : p.n * ldb), sC = dflt(p.strideC, p.m * ldc);
+    const b0n = batch[0] ?? 1, b1n = batch[1] ?? 1;
+    const bo = (s: number[], b0: number, b1: number) => (s[0] ?? 0) * b0 + (s[1] ?? 0) * b1;
+    const offA = c.offA ?? 0, offB = c.offB ?? 0, offC = c.offC ?? 0;
+    const aN = offA + bo(sA, b0n - 1, b1n - 1) + (p.m - 1) * lda + p.k;
+    const bN = offB + bo(sB, b0n - 1, b1n - 1) + (kn ? (p.k - 1) * ldb + p.n : (p.n - 1) * ldb + p.k);
+    const cN = offC + bo(sC, b0n - 1, b1n - 1) + (p.m - 1) * ldc + p.n;
+    bufs.a = hostBuf(aN, f32, () => rnd());
+    bufs.b = hostBuf(bN, f32, () => (rnd() * 2) / Math.sqrt(p.k));
+    bufs.bias = hostBuf(p.n, true, () => rnd() * 0.5);
+    bufs.residual = hostBuf(cN, f32, () => rnd());
+    ref = new Float64Array(cN);
+    written = new Uint8Array(cN);
+    for (let b0 = 0; b0 < b0n; b0++) for (let b1 = 0; b1 < b1n; b1++) for (let m = 0; m < p.m; m++) for (let n = 0; n < p.n; n++) {
+      let s = 0;
+      for (let kk = 0; kk < p.k; kk++) {
+        s += bufs.a.vals[offA + bo(sA, b0, b1) + m * lda + kk] * bufs.b.vals[offB + bo(sB, b0, b1) + (kn ? kk * ldb + n : n * ldb + kk)];
+      }
+      const o = offC + bo(sC, b0, b1) + m * ldc + n;
+      ref[o] = refEpilogue(s, e, bufs.bias.vals[n], bufs.residual.vals[o]);
+      written[o] = 1;
+    }
+  }
+  return { bufs, ref, written };
+}
+
+/** Runs a case's kernel under the emulator (twice when it uses a split-K workspace: counters must reset). */
+function emulate(c: Case): { rel: number; unwritten: number; stray: number; f32: boolean } {
+  const k = emit(c);
+  const f32 = c.impl === 'generic' && (c.opts?.dtype ?? c.dtype) === 'float32';
+  const { bufs, ref, written } = reference(c, f32);
+  const es = f32 ? 4 : 2, T = f32 ? 'float' : 'tc_half', outN = ref.length;
+  const dir = join(EMU_DIR, c.id);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(EMU_DIR, 'emu_prelude.h'), EMU_PRELUDE);
+  const outName = c.op === 'conv' ? 'y' : 'c';
+  const offs: Record<string, number> = { a: c.offA ?? 0, b: c.offB ?? 0, c: c.offC ?? 0, residual: c.offC ?? 0 };
+  const lines: string[] = [];
+  for (const [nm, b] of Object.entries(bufs)) {
+    writeFileSync(join(dir, `${nm}.bin`), b.buf);
+    lines.push(`  unsigned char* ${nm}_p = load_file("${nm}.bin", ${b.buf.length});`);
+  }
+  lines.push(`  unsigned char* out_p = (unsigned char*)aligned_alloc(256, ${Math.ceil((outN * es) / 256) * 256 + 256}); g_bufs.push_back(Buf{out_p, ${outN * es}});`);
+  const args = k.params.map((q) => {
+    if (q.name === 'workspace') return 'ws_p';
+    const ty = q.name === 'bias' ? 'float' : T;
+    return `(${ty}*)(${q.name === outName ? 'out' : q.name}_p) + ${offs[q.name] ?? 0}`;
+  });
+  if (k.workspaceBytes) lines.push(`  unsigned char* ws_p = (unsigned char*)calloc(1, ${k.workspaceBytes});`);
+  const src = k.source.replace(TC_HELPERS, '#include "../emu_prelude.h"\n').replace('extern __shared__ __align__(128) unsigned char tc_smem[];', '')
+    + `\nint main() {\n${lines.join('\n')}\n  for (int rep = 0; rep < ${k.workspaceBytes ? 2 : 1}; ++rep) {\n    memset(out_p, 0xff, ${outN * es});\n`
+    + `    run_grid(${k.grid[0]}, ${k.grid[1]}, ${k.block[0]}, ${k.sharedBytes}, [&] { ${k.name}(${args.join(', ')}); });\n  }\n`
+    + `  save_file("out.bin", out_p, ${outN * es});\n  return 0;\n}\n`;
+  writeFileSync(join(dir, 'k.cpp'), src);
+  const exe = join(dir, `k_${createHash('sha1').update(src).update(EMU_PRELUDE).digest('hex').slice(0, 10)}`);
+  if (!existsSync(exe)) execFileSync('g++', ['-std=c++20', '-O1', '-w', '-o', exe, 'k.cpp'], { cwd: dir, stdio: 'pipe' });
+  execFileSync(exe, [], { cwd: dir, stdio: 'pipe' });
+  const ob = readFileSync(join(dir, 'out.bin'));
+  const dv = new DataView(ob.buffer, ob.byteOffset, ob.length);
+  let maxErr = 0, maxRef = 0, unwritten = 0, stray = 0;
+  for (let i = 0; i < outN; i++) {
+    const v = f32 ? dv.getFloat32(i * 4, true) : getFloat16(dv, i * 2, true);
+    if (written && !written[i]) { if (!Number.isNaN(v)) stray++; continue; }
+    if (Number.isNaN(v)) { unwritten++; continue; }
+    maxErr = Math.max(maxErr, Math.abs(v - ref[i]));
+    maxRef = Math.max(maxRef, Math.abs(ref[i]));
+  }
+  return { rel: maxErr / (maxRef || 1), unwritten, stray, f32 };
+}
+
+const EMU_CASES = ['conv_5x5_splitk', 'conv_dil2_s2', 'conv_1x1s2_tail', 'conv_1x3_k17', 'gemm_kn_bshared', 'gemm_nk_2batch_ld',
+  'act_gelu_erf', 'gen_conv_f32_nchw_g4_dil2', 'gen_gemm_f32_kn_bshared', 'gen_conv_f16_nhwc_g2'];
+
+describe.skipIf(!hasGxx)('tc emitters: generated CUDA under the CPU emulator', () => {
+  it.each(EMU_CASES)('%s matches the float64 reference', (id) => {
+    const c = CASES.find((x) => x.id === id);
+    expect(c, id).toBeDefined();
+    const r = emulate(c!);
+    expect(r.unwritten).toBe(0);
+    expect(r.stray).toBe(0);
+    expect(r.rel).toBeLessThan(r.f32 ? 1e-5 : 4e-3);
+  }, 600_000);
+});
