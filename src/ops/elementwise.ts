@@ -129,7 +129,22 @@ const powf = (a: number, b: number) => (a === 1 || b === 0 ? 1 : a === -1 && !Nu
 /** Max/Min propagate NaN like numpy.maximum/minimum. */
 const maxf = (a: number, b: number) => (a !== a || a > b ? a : b);
 const minf = (a: number, b: number) => (a !== a || a < b ? a : b);
-const pyMod = (a: number, b: number) => { const r = a % b; return r !== 0 && (r < 0) !== (b < 0) ? r + b : r; };
+/** numpy mod for integers (sign of the divisor); x mod 0 is 0 as in numpy. */
+const pyMod = (a: number, b: number) => { if (b === 0) return 0; const r = a % b; return r !== 0 && (r < 0) !== (b < 0) ? r + b : r; };
+const fmodf = (a: number, b: number) => a % b;
+const fmodi = (a: number, b: number) => (b === 0 ? 0 : a % b);
+const mul = (a: number, b: number) => a * b;
+const div = (a: number, b: number) => a / b;
+/** Integer division truncates toward zero; division by zero gives 0 (numpy's result) instead of a trap. */
+const idiv = (a: number, b: number) => (b === 0 ? 0 : Math.trunc(a / b));
+const powTrunc = (a: number, b: number) => Math.trunc(powf(a, b));
+/** Unsigned shifts by width: left shifts wrap, shifting by the width or more gives 0. */
+const SHL: Record<number, NumFn> = {
+  8: (a, b) => (b >= 8 ? 0 : (a << b) & 0xff), 16: (a, b) => (b >= 16 ? 0 : (a << b) & 0xffff), 32: (a, b) => (b >= 32 ? 0 : (a << b) >>> 0),
+};
+const SHR: Record<number, NumFn> = {
+  8: (a, b) => (b >= 8 ? 0 : a >>> b), 16: (a, b) => (b >= 16 ? 0 : a >>> b), 32: (a, b) => (b >= 32 ? 0 : a >>> b),
+};
 
 /** Integer power with wrap-around at the dtype's width; negative exponents truncate 1/x^n toward zero. */
 function ipow(base: bigint, e: bigint, wrap: (v: bigint) => bigint): bigint {
@@ -150,37 +165,53 @@ function wrapper(dt: DType): (v: bigint) => bigint {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// per-op loop copies
+
+type UnaryLoop = (fn: (x: number, p0: number, p1: number) => number, v: NumArr, out: NumArr, n: number, p0: number, p1: number) => void;
+type RowLoop = (fn: NumFn, a: NumArr, ao: number, ia: number, b: NumArr, bo: number, ib: number, out: NumArr, oo: number, len: number) => void;
+
+/** A fresh copy of a loop for one op. V8 keeps call-site feedback per function: one loop shared by every op
+ * sees many `fn`s, cannot inline them and boxes each float result (5-20x slower on a 224x224 activation);
+ * a copy per op keeps its call site monomorphic, so `fn` is inlined. The op name goes into the source because
+ * V8 caches `new Function` by source text, and identical copies would share their feedback again. */
+const loopCopy = <F>(op: string, params: string[], body: string): F => new Function(...params, `${body} // ${op}`) as F;
+const unaryLoop = (op: string) => loopCopy<UnaryLoop>(op, ['fn', 'v', 'out', 'n', 'p0', 'p1'], 'for (let i = 0; i < n; i++) out[i] = fn(v[i], p0, p1);');
+const rowLoop = (op: string) => loopCopy<RowLoop>(op, ['fn', 'a', 'ao', 'ia', 'b', 'bo', 'ib', 'out', 'oo', 'len'],
+  'for (let i = 0; i < len; i++) out[oo + i] = fn(a[ao + i * ia], b[bo + i * ib]);');
+
+// ---------------------------------------------------------------------------------------------------------
 // broadcast kernels
 
 // Codes for row loops that skip the per-element call (the ops whose JS expression is exact for the dtype).
 const CALL = 0, ADD = 1, SUB = 2, MUL = 3, DIV = 4;
 
-function row(code: number, fn: NumFn, a: NumArr, ao: number, ia: number, b: NumArr, bo: number, ib: number,
+function row(code: number, fn: NumFn, call: RowLoop, a: NumArr, ao: number, ia: number, b: NumArr, bo: number, ib: number,
   out: NumArr, oo: number, len: number): void {
   switch (code) {
     case ADD: for (let i = 0; i < len; i++) out[oo + i] = a[ao + i * ia] + b[bo + i * ib]; return;
     case SUB: for (let i = 0; i < len; i++) out[oo + i] = a[ao + i * ia] - b[bo + i * ib]; return;
     case MUL: for (let i = 0; i < len; i++) out[oo + i] = a[ao + i * ia] * b[bo + i * ib]; return;
     case DIV: for (let i = 0; i < len; i++) out[oo + i] = a[ao + i * ia] / b[bo + i * ib]; return;
-    default: for (let i = 0; i < len; i++) out[oo + i] = fn(a[ao + i * ia], b[bo + i * ib]);
+    default: call(fn, a, ao, ia, b, bo, ib, out, oo, len);
   }
 }
 
-/** out[i] = fn(a, b) over the numpy broadcast of a and b to outDims, one innermost row at a time. */
+/** out[i] = fn(a, b) over the numpy broadcast of a and b to outDims, one innermost row at a time. `call` is the
+ * op's own row loop (see loopCopy); codes ADD..DIV skip the call. */
 function binaryLoop(a: NumArr, aDims: number[], b: NumArr, bDims: number[], outDims: number[], out: NumArr,
-  fn: NumFn, code: number): void {
+  fn: NumFn, code: number, call: RowLoop): void {
   const n = out.length;
   if (!n) return;
   const aFull = sameDims(aDims, outDims), bFull = sameDims(bDims, outDims);
-  if (aFull && bFull) return row(code, fn, a, 0, 1, b, 0, 1, out, 0, n);
-  if (aFull && b.length === 1) return row(code, fn, a, 0, 1, b, 0, 0, out, 0, n);
-  if (bFull && a.length === 1) return row(code, fn, a, 0, 0, b, 0, 1, out, 0, n);
+  if (aFull && bFull) return row(code, fn, call, a, 0, 1, b, 0, 1, out, 0, n);
+  if (aFull && b.length === 1) return row(code, fn, call, a, 0, 1, b, 0, 0, out, 0, n);
+  if (bFull && a.length === 1) return row(code, fn, call, a, 0, 0, b, 0, 1, out, 0, n);
   const rank = outDims.length, len = outDims[rank - 1];
   const sa = bstrides(aDims, outDims), sb = bstrides(bDims, outDims);
   const ctr = new Array<number>(rank).fill(0);
   let ao = 0, bo = 0;
   for (let o = 0; o < n; o += len) {
-    row(code, fn, a, ao, sa[rank - 1], b, bo, sb[rank - 1], out, o, len);
+    row(code, fn, call, a, ao, sa[rank - 1], b, bo, sb[rank - 1], out, o, len);
     for (let d = rank - 2; d >= 0; d--) {
       ao += sa[d]; bo += sb[d];
       if (++ctr[d] < outDims[d]) break;
@@ -203,6 +234,8 @@ interface Binary {
   /** String kernel (Equal). */
   str?(a: string, b: string): number;
   check?(node: Node, dt: DType): void;
+  /** This op's row loop, made on first use. */
+  loop?: RowLoop;
 }
 
 function binaryCompute(spec: Binary, node: Node, x: Tensor, y: Tensor): Tensor {
@@ -222,7 +255,7 @@ function binaryCompute(spec: Binary, node: Node, x: Tensor, y: Tensor): Tensor {
   }
   const { fn, code } = spec.num(dt, node);
   const out = numOut(outDt, n);
-  binaryLoop(numView(x), x.dims, numView(y), y.dims, dims, out, fn, code ?? CALL);
+  binaryLoop(numView(x), x.dims, numView(y), y.dims, dims, out, fn, code ?? CALL, spec.loop ??= rowLoop(spec.op));
   return finish(outDt, dims, out);
 }
 
@@ -259,12 +292,11 @@ const BINARY: Binary[] = [
   {
     ...arith('Mul', MUL, (a, b) => a * b, (a, b) => a * b),
     // int32 products need all 64 bits before the wrap; Math.imul keeps the low 32 exactly.
-    num: (dt) => (dt === 'int32' || dt === 'uint32' ? { fn: Math.imul } : { fn: (a, b) => a * b, code: MUL }),
+    num: (dt) => (dt === 'int32' || dt === 'uint32' ? { fn: Math.imul } : { fn: mul, code: MUL }),
   },
   {
     ...arith('Div', DIV, (a, b) => a / b, (a, b) => (b === 0n ? 0n : a / b)),
-    // Integer division truncates toward zero; division by zero gives 0 (numpy's result) instead of a trap.
-    num: (dt) => (isFloat(dt) ? { fn: (a, b) => a / b, code: DIV } : { fn: (a, b) => (b === 0 ? 0 : Math.trunc(a / b)) }),
+    num: (dt) => (isFloat(dt) ? { fn: div, code: DIV } : { fn: idiv }),
   },
   {
     op: 'Mod', since: 10, precision: 'follow', types: T.num,
@@ -273,10 +305,7 @@ const BINARY: Binary[] = [
         throw new GraphError('Mod of floating-point inputs requires fmod=1', node.name, 'set the fmod attribute to 1');
       }
     },
-    num: (dt, node) => {
-      if (attrInt(node, 'fmod', 0)) return { fn: isFloat(dt) ? (a, b) => a % b : (a, b) => (b === 0 ? 0 : a % b) };
-      return { fn: (a, b) => (b === 0 ? 0 : pyMod(a, b)) };
-    },
+    num: (dt, node) => ({ fn: attrInt(node, 'fmod', 0) ? (isFloat(dt) ? fmodf : fmodi) : pyMod }),
     big: (_dt, node) => {
       const fmod = attrInt(node, 'fmod', 0);
       return (a, b) => {
@@ -288,12 +317,7 @@ const BINARY: Binary[] = [
   },
   {
     op: 'BitShift', since: 11, precision: 'follow', types: T.uint,
-    num: (dt, node) => {
-      const bits = INT_BITS[dt]!, mask = bits === 32 ? 0xffffffff : (1 << bits) - 1;
-      return attrString(node, 'direction', '') === 'LEFT'
-        ? { fn: (a, b) => (b >= bits ? 0 : ((a << b) & mask) >>> 0) }
-        : { fn: (a, b) => (b >= bits ? 0 : a >>> b) };
-    },
+    num: (dt, node) => ({ fn: attrString(node, 'direction', '') === 'LEFT' ? SHL[INT_BITS[dt]!] : SHR[INT_BITS[dt]!] }),
     big: (_dt, node) => (attrString(node, 'direction', '') === 'LEFT'
       ? (a, b) => (b >= 64n ? 0n : a << b)
       : (a, b) => (b >= 64n ? 0n : a >> b)),
@@ -313,25 +337,31 @@ const BIN = Object.fromEntries(BINARY.map((b) => [b.op, b])) as Record<string, B
 // ---------------------------------------------------------------------------------------------------------
 // unary ops
 
+/** Element function of a unary op: one fixed function per op (so its loop can inline it), with the node's
+ * numeric attributes passed as p0/p1. */
+type ElemFn = (x: number, p0: number, p1: number) => number;
+
 interface Unary {
   op: string;
   since: number;
   precision: PrecisionPolicy;
   types: TypeClass;
   out?: DType;
-  /** Number kernel; attributes are read once per node here, not per element. */
-  f(node: Node, dt: DType): (x: number) => number;
+  fn: ElemFn;
+  /** The node's attributes as fn's p0, p1. */
+  params?(node: Node): [number, number?];
   big?: (x: bigint) => bigint;
   supports?(node: Node): string | undefined;
 }
 
-function unaryCompute(x: Tensor, outDt: DType, fn: (v: number) => number): Tensor {
+function unaryCompute(x: Tensor, outDt: DType, fn: ElemFn, loop: UnaryLoop, p0 = 0, p1 = 0): Tensor {
   const v = numView(x), n = v.length, out = numOut(outDt, n);
-  for (let i = 0; i < n; i++) out[i] = fn(v[i]);
+  loop(fn, v, out, n, p0, p1);
   return finish(outDt, x.dims, out);
 }
 
 function unaryDef(u: Unary): OpDef {
+  const loop = unaryLoop(u.op);
   return {
     op: u.op, since: u.since, precision: u.precision,
     upgrade: dropConsumedInputs,
@@ -348,26 +378,28 @@ function unaryDef(u: Unary): OpDef {
         for (let i = 0; i < src.length; i++) out[i] = u.big(src[i]);
         return [makeTensor(x.dtype, x.dims, out)];
       }
-      return [unaryCompute(x, u.out ?? x.dtype, u.f(node, x.dtype))];
+      const [p0, p1] = u.params?.(node) ?? [0, 0];
+      return [unaryCompute(x, u.out ?? x.dtype, u.fn, loop, p0, p1 ?? 0)];
     },
   };
 }
 
-/** A float-only math op with a fixed function. */
-const math = (op: string, fn: (x: number) => number, since = 6, precision: PrecisionPolicy = 'follow'): Unary =>
-  ({ op, since, precision, types: T.float, f: () => fn });
-
-/** A float activation whose function depends on attributes. */
-const act = (op: string, since: number, f: (node: Node) => (x: number) => number): Unary =>
-  ({ op, since, precision: 'follow', types: T.float, f: (node) => f(node) });
+/** A float-only op: math with a fixed function, or an activation whose attributes arrive as p0/p1. */
+const math = (op: string, fn: ElemFn, since = 6, precision: PrecisionPolicy = 'follow', params?: Unary['params']): Unary =>
+  ({ op, since, precision, types: T.float, fn, params });
+const act = (op: string, since: number, params: Unary['params'], fn: ElemFn): Unary => math(op, fn, since, 'follow', params);
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+const relu = (x: number) => (x > 0 ? x : x === x ? 0 : x);
+const gelu: ElemFn = (x, tanh) => (tanh
+  ? 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
+  : 0.5 * x * (1 + erf(x / Math.SQRT2)));
 
 const UNARY: Unary[] = [
-  { op: 'Abs', since: 6, precision: 'follow', types: T.num, f: (_n, dt) => (isUnsigned(dt) ? (x) => x : Math.abs), big: (x) => (x < 0n ? -x : x) },
-  { op: 'Neg', since: 6, precision: 'follow', types: T.signed, f: () => (x) => -x, big: (x) => -x },
-  { op: 'Sign', since: 9, precision: 'follow', types: T.num, f: () => sign, big: (x) => (x > 0n ? 1n : x < 0n ? -1n : 0n) },
-  { op: 'Relu', since: 6, precision: 'follow', types: T.signed, f: () => (x) => (x > 0 ? x : x === x ? 0 : x), big: (x) => (x > 0n ? x : 0n) },
+  { op: 'Abs', since: 6, precision: 'follow', types: T.num, fn: Math.abs, big: (x) => (x < 0n ? -x : x) },
+  { op: 'Neg', since: 6, precision: 'follow', types: T.signed, fn: (x) => -x, big: (x) => -x },
+  { op: 'Sign', since: 9, precision: 'follow', types: T.num, fn: sign, big: (x) => (x > 0n ? 1n : x < 0n ? -1n : 0n) },
+  { op: 'Relu', since: 6, precision: 'follow', types: T.signed, fn: relu, big: (x) => (x > 0n ? x : 0n) },
   math('Exp', Math.exp, 6, 'never'),
   math('Log', Math.log, 6, 'never'),
   math('Sqrt', Math.sqrt),
@@ -386,25 +418,15 @@ const UNARY: Unary[] = [
   math('Softsign', (x) => x / (1 + Math.abs(x)), 1),
   math('Mish', (x) => x * Math.tanh(softplus(x)), 18),
   math('HardSwish', (x) => x * Math.max(0, Math.min(1, x / 6 + 0.5)), 14),
-  act('LeakyRelu', 6, (n) => { const a = attrFloat(n, 'alpha', 0.01); return (x) => (x < 0 ? a * x : x); }),
-  act('Elu', 6, (n) => { const a = attrFloat(n, 'alpha', 1); return (x) => (x < 0 ? a * Math.expm1(x) : x); }),
-  act('Selu', 6, (n) => {
-    const a = attrFloat(n, 'alpha', 1.67326319217681884765625), g = attrFloat(n, 'gamma', 1.05070102214813232421875);
-    return (x) => (x <= 0 ? g * (a * Math.exp(x) - a) : g * x);
-  }),
-  act('Celu', 12, (n) => {
-    const a = attrFloat(n, 'alpha', 1);
-    return (x) => Math.max(0, x) + Math.min(0, a * Math.expm1(x / a));
-  }),
-  act('HardSigmoid', 6, (n) => {
-    const a = attrFloat(n, 'alpha', 0.2), b = attrFloat(n, 'beta', 0.5);
-    return (x) => Math.max(0, Math.min(1, a * x + b));
-  }),
-  act('ThresholdedRelu', 10, (n) => { const a = attrFloat(n, 'alpha', 1); return (x) => (x > a ? x : 0); }),
+  act('LeakyRelu', 6, (n) => [attrFloat(n, 'alpha', 0.01)], (x, a) => (x < 0 ? a * x : x)),
+  act('Elu', 6, (n) => [attrFloat(n, 'alpha', 1)], (x, a) => (x < 0 ? a * Math.expm1(x) : x)),
+  act('Selu', 6, (n) => [attrFloat(n, 'alpha', 1.67326319217681884765625), attrFloat(n, 'gamma', 1.05070102214813232421875)],
+    (x, a, g) => (x <= 0 ? g * (a * Math.exp(x) - a) : g * x)),
+  act('Celu', 12, (n) => [attrFloat(n, 'alpha', 1)], (x, a) => Math.max(0, x) + Math.min(0, a * Math.expm1(x / a))),
+  act('HardSigmoid', 6, (n) => [attrFloat(n, 'alpha', 0.2), attrFloat(n, 'beta', 0.5)], (x, a, b) => Math.max(0, Math.min(1, a * x + b))),
+  act('ThresholdedRelu', 10, (n) => [attrFloat(n, 'alpha', 1)], (x, a) => (x > a ? x : 0)),
   {
-    ...act('Gelu', 20, (n) => (attrString(n, 'approximate', 'none') === 'tanh'
-      ? (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
-      : (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)))),
+    ...act('Gelu', 20, (n) => [attrString(n, 'approximate', 'none') === 'tanh' ? 1 : 0], gelu),
     supports: (n) => {
       const a = attrString(n, 'approximate', 'none');
       return a === 'none' || a === 'tanh' ? undefined : `Gelu approximate='${a}' is not supported (none or tanh)`;
@@ -412,20 +434,16 @@ const UNARY: Unary[] = [
   },
   {
     op: 'Shrink', since: 9, precision: 'follow', types: T.num,
-    f: (n) => {
-      const bias = attrFloat(n, 'bias', 0), l = attrFloat(n, 'lambd', 0.5);
-      return (x) => (x < -l ? x + bias : x > l ? x - bias : 0);
-    },
+    params: (n) => [attrFloat(n, 'bias', 0), attrFloat(n, 'lambd', 0.5)],
+    fn: (x, bias, l) => (x < -l ? x + bias : x > l ? x - bias : 0),
   },
-  { op: 'IsNaN', since: 9, precision: 'follow', types: T.float, out: 'bool', f: () => (x) => (x !== x ? 1 : 0) },
+  { op: 'IsNaN', since: 9, precision: 'follow', types: T.float, out: 'bool', fn: (x) => (x !== x ? 1 : 0) },
   {
     op: 'IsInf', since: 10, precision: 'follow', types: T.float, out: 'bool',
-    f: (n) => {
-      const pos = attrInt(n, 'detect_positive', 1), neg = attrInt(n, 'detect_negative', 1);
-      return (x) => ((x === Infinity && pos) || (x === -Infinity && neg) ? 1 : 0);
-    },
+    params: (n) => [attrInt(n, 'detect_positive', 1), attrInt(n, 'detect_negative', 1)],
+    fn: (x, pos, neg) => ((x === Infinity && pos) || (x === -Infinity && neg) ? 1 : 0),
   },
-  { op: 'Not', since: 1, precision: 'follow', types: T.bool, f: () => (x) => (x ? 0 : 1) },
+  { op: 'Not', since: 1, precision: 'follow', types: T.bool, fn: (x) => (x ? 0 : 1) },
 ];
 
 // ---------------------------------------------------------------------------------------------------------
@@ -458,7 +476,7 @@ function variadicDef(v: Variadic): OpDef {
       const half = isHalf(xs[0].dtype);
       let acc = half ? castTensor(xs[0], 'float32') : xs[0];
       for (let i = 1; i < xs.length; i++) acc = binaryCompute(v.pair, node, acc, half ? castTensor(xs[i], 'float32') : xs[i]);
-      if (v.mean) acc = unaryCompute(acc, acc.dtype, (x) => x / xs.length);
+      if (v.mean) acc = binaryCompute(BIN.Div, node, acc, castTensor(fromF64('float64', [], [xs.length]), acc.dtype));
       return [half ? castTensor(acc, xs[0].dtype) : acc === xs[0] ? { ...acc, dims: [...acc.dims] } : acc];
     },
   };
@@ -656,6 +674,8 @@ function unidirectional(node: Node, from: Dim[], to: Dim[]): void {
   }
 }
 
+const powLoop = rowLoop('Pow');
+
 const powDef: OpDef = {
   op: 'Pow', since: 7, precision: 'never',
   upgrade: legacyBroadcastUpgrade,
@@ -671,8 +691,8 @@ const powDef: OpDef = {
     if (isFloat(a.dtype) || !isInt(b.dtype)) {
       // Float result (or int base with a float exponent): the store truncates toward zero like numpy's astype.
       const out = numOut(a.dtype, size(dims));
-      const fn = isFloat(a.dtype) ? powf : (x: number, y: number) => Math.trunc(powf(x, y));
-      binaryLoop(numView(a), a.dims, numView(b), b.dims, dims, out, fn, CALL);
+      const fn = isFloat(a.dtype) ? powf : powTrunc;
+      binaryLoop(numView(a), a.dims, numView(b), b.dims, dims, out, fn, CALL, powLoop);
       return [finish(a.dtype, dims, out)];
     }
     // Integer base and exponent: exact power, wrapped to the base's width.
