@@ -1,8 +1,10 @@
 // If, Loop and Scan: CPU reference against ONNX Runtime (outer-scope capture, nesting, trip counts, scan outputs,
 // directions and axes) and shape inference of the bodies.
 import { describe, expect, it } from 'vitest';
-import { bool, compareWithOrt, f32, i64, modelBytes, rand, runTsrt, type AttrSpec, type GraphSpec, type NodeSpec } from './rnn-control.build.js';
-import { parseModel } from '../src/onnx/import.js';
+import { bool, compareWithOrt, diff, f32, i64, modelBytes, rand, runTsrt, type AttrSpec, type GraphSpec, type NodeSpec } from './rnn-control.build.js';
+import { loadModel, loadTensorFile, parseModel } from '../src/onnx/import.js';
+import { runModelCpu } from '../src/runtime/cpu_executor.js';
+import { verifyGraph } from '../src/ir/verify.js';
 import { inferShapes } from '../src/ir/infer.js';
 import type { Tensor } from '../src/ir/types.js';
 
@@ -194,5 +196,66 @@ describe('Scan', () => {
     body.inputs.push(['row2', 'float32', [3]]);
     const feeds: Record<string, Tensor> = { s0: f32([3], [0, 0, 0]), xs: rand('float32', [4, 3], 1), xs2: rand('float32', [5, 3], 2) };
     expect(() => runTsrt(modelBytes(g, 16), feeds)).toThrow(/Scan_0.*scan input 1 has length 5/s);
+  });
+});
+
+describe('If inference picks branches like a run would', () => {
+  const branches = (thenNodes: NodeSpec[], thenOut: string, elseNodes: NodeSpec[], elseOut: string) => ({
+    then_branch: { g: { name: 't', inputs: [], outputs: [[thenOut, 'float32']], nodes: thenNodes } as GraphSpec },
+    else_branch: { g: { name: 'e', inputs: [], outputs: [[elseOut, 'float32']], nodes: elseNodes } as GraphSpec },
+  });
+
+  it('folds a rank test (Size(Shape(x)) == 2, as exporters write it) and takes that branch exactly', () => {
+    // x is [n, 4]: rank 2, so cond is true and the then branch (Unsqueeze to [1, n, 4]) is the output type even
+    // though the else branch has another rank and n is unknown.
+    const g: GraphSpec = {
+      inputs: [['x', 'float32', ['n', 4]]],
+      outputs: [['out', 'float32']],
+      inits: { two: i64([], [2]), axes: i64([1], [0]) },
+      nodes: [
+        { op: 'Shape', inputs: ['x'], outputs: ['s'] },
+        { op: 'Size', inputs: ['s'], outputs: ['rank'] },
+        { op: 'Equal', inputs: ['rank', 'two'], outputs: ['c'] },
+        { op: 'If', inputs: ['c'], outputs: ['out'], attrs: branches(
+          [{ op: 'Unsqueeze', inputs: ['x', 'axes'], outputs: ['u'] }], 'u',
+          [{ op: 'Flatten', inputs: ['x'], outputs: ['f'], attrs: { axis: { i: 0 } } }], 'f') },
+      ],
+    };
+    expect(inferShapes(parseModel(modelBytes(g, 16)).graph).graph.valueTypes.get('out')).toEqual({ dtype: 'float32', shape: [1, 'n', 4] });
+  });
+
+  it('uses the only branch that can be inferred, and fails when neither can', () => {
+    const g: GraphSpec = {
+      inputs: [['c', 'bool', []], ['x', 'float32', [2, 3]], ['y', 'float32', [4]]],
+      outputs: [['out', 'float32']],
+      nodes: [{ op: 'If', inputs: ['c'], outputs: ['out'], attrs: branches(
+        [{ op: 'Relu', inputs: ['x'], outputs: ['r'] }], 'r',
+        [{ op: 'Add', inputs: ['x', 'y'], outputs: ['bad'] }], 'bad') }],
+    };
+    const graph = parseModel(modelBytes(g, 16)).graph;
+    expect(inferShapes(graph).graph.valueTypes.get('out')).toEqual({ dtype: 'float32', shape: [2, 3] });
+    const ifNode = graph.nodes[0];
+    const elseOnly = { ...graph, nodes: [{ ...ifNode, attrs: { ...ifNode.attrs, then_branch: ifNode.attrs.else_branch } }] };
+    expect(() => inferShapes(elseOnly)).toThrow(/cannot broadcast/);
+  });
+});
+
+describe('silero_vad_v5 (nested If, LSTM)', () => {
+  const dir = new URL('../../shared/onnx-tests/models/real/silero_vad_v5/', import.meta.url).pathname;
+
+  it('matches the ONNX Runtime reference outputs on the CPU reference', () => {
+    const model = loadModel(dir + 'model.onnx');
+    const feeds = new Map(model.graph.inputs.map((vi, k) => [vi.name, loadTensorFile(`${dir}test_data_set_0/input_${k}.pb`)]));
+    const outs = runModelCpu(model, feeds);
+    outs.forEach((t, k) => expect(diff(t, loadTensorFile(`${dir}test_data_set_0/output_${k}.pb`), 1e-3, 1e-7)).toBeUndefined());
+  });
+
+  it('infers exact output shapes for a 16 kHz chunk and verifies clean, symbolic or static', () => {
+    const g = loadModel(dir + 'model.onnx').graph;
+    expect(verifyGraph(g)).toEqual([]);
+    const fixed = { ...g, inputs: g.inputs.map((vi) => (vi.name === 'input' ? { name: 'input', type: { dtype: 'float32' as const, shape: [1, 512] } }
+      : vi.name === 'state' ? { name: 'state', type: { dtype: 'float32' as const, shape: [2, 1, 128] } } : vi)) };
+    expect(inferShapes(fixed).graph.outputs.map((o) => o.type.shape)).toEqual([[1, 1], [2, 1, 128]]);
+    expect(verifyGraph(fixed)).toEqual([]);
   });
 });

@@ -4,7 +4,7 @@
 import { GraphError, TsrtError, atNode } from '../errors.js';
 import { getOp, type InferCtx } from '../ops/registry.js';
 import { topoSort } from './graph.js';
-import { isInt, size, toF64 } from './tensor.js';
+import { fromF64, isInt, size, staticSize, toF64 } from './tensor.js';
 import type { Dim, Graph, Tensor, TensorType } from './types.js';
 
 /** Largest constant (in elements) that inference will compute on the CPU to resolve shapes. */
@@ -72,7 +72,17 @@ export function inferShapes(g: Graph, outerTypes?: ReadonlyMap<string, TensorTyp
     }
     if (def.propagate) {
       const vs = def.propagate(node, ctx.shapeValues, ins);
-      node.outputs.forEach((o, k) => { if (o && vs[k]) shapeVals.set(o, vs[k]!); });
+      node.outputs.forEach((o, k) => {
+        const v = vs[k];
+        if (!o || !v) return;
+        shapeVals.set(o, v);
+        // A shape value with every dim known is a constant, so comparisons and casts on it fold too (exporters'
+        // If conditions such as Size(Shape(x)) == 2 then pick their branch at build time).
+        const t = outs[k];
+        if (t && isInt(t.dtype) && v.every((d) => typeof d === 'number') && staticSize(t.shape) === v.length) {
+          consts.set(o, fromF64(t.dtype, t.shape as number[], v as number[]));
+        }
+      });
     }
   }
   const valueTypes = new Map(g.valueTypes);

@@ -110,7 +110,15 @@ const ifOp: OpDef = {
     // A condition known at build time picks one branch exactly (shape-dependent If nodes from exporters).
     const c = ctx.consts[0];
     if (c) return inferBody(truth(node, c, 'cond') ? thenG : elseG, ctx).outs;
-    const a = inferBody(thenG, ctx).outs, b = inferBody(elseG, ctx).outs;
+    // A branch that cannot be inferred would fail at run time too (exporters keep branches that are only valid
+    // for other input shapes, e.g. Silero's 8 kHz path under a 16 kHz shape), so a successful run takes the other.
+    const tryBody = (g: Graph): TensorType[] | Error => {
+      try { return inferBody(g, ctx).outs; } catch (e) { return e as Error; }
+    };
+    const a = tryBody(thenG), b = tryBody(elseG);
+    if (a instanceof Error && b instanceof Error) throw a;
+    if (a instanceof Error) return b as TensorType[];
+    if (b instanceof Error) return a;
     return a.map((t, k) => unionType(node, `output ${k} of the branches`, t, b[k], ctx));
   },
   cpu(node, ins, ctx) {
