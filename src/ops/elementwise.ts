@@ -21,7 +21,6 @@ type BigFn = (a: bigint, b: bigint) => bigint | number;
 
 const is64 = (d: DType) => d === 'int64' || d === 'uint64';
 const isHalf = (d: DType) => d === 'float16' || d === 'bfloat16';
-const isSmallInt = (d: DType) => isInt(d) && !is64(d);
 const INT_BITS: Partial<Record<DType, number>> = { int8: 8, uint8: 8, int16: 16, uint16: 16, int32: 32, uint32: 32, int64: 64, uint64: 64 };
 
 /** Input type classes, with the word used in error messages. */
@@ -31,7 +30,6 @@ const T = {
   signed: { ok: (d: DType) => isFloat(d) || (isInt(d) && !isUnsigned(d)), what: 'float or signed integer' },
   uint: { ok: isUnsigned, what: 'unsigned integer' },
   bool: { ok: (d: DType) => d === 'bool', what: 'bool' },
-  numBool: { ok: (d: DType) => d === 'bool' || isFloat(d) || isInt(d), what: 'numeric or bool' },
   any: { ok: (_d: DType) => true, what: 'any' },
 } as const;
 type TypeClass = (typeof T)[keyof typeof T];
@@ -234,6 +232,7 @@ interface Binary {
   /** String kernel (Equal). */
   str?(a: string, b: string): number;
   check?(node: Node, dt: DType): void;
+  supports?(node: Node): string | undefined;
   /** This op's row loop, made on first use. */
   loop?: RowLoop;
 }
@@ -271,6 +270,7 @@ function binaryDef(spec: Binary): OpDef {
   return {
     op: spec.op, since: spec.since, precision: spec.precision,
     upgrade: legacyBroadcastUpgrade,
+    supports: spec.supports,
     infer: (node, ins) => inferBinary(spec, node, ins),
     propagate: PROPAGATE[spec.op],
     cpu: (node, ins) => [binaryCompute(spec, node, need(node, ins, 0), need(node, ins, 1))],
@@ -317,6 +317,10 @@ const BINARY: Binary[] = [
   },
   {
     op: 'BitShift', since: 11, precision: 'follow', types: T.uint,
+    supports: (node) => {
+      const d = attrString(node, 'direction', '');
+      return d === 'LEFT' || d === 'RIGHT' ? undefined : `BitShift direction must be LEFT or RIGHT, got '${d}'`;
+    },
     num: (dt, node) => ({ fn: attrString(node, 'direction', '') === 'LEFT' ? SHL[INT_BITS[dt]!] : SHR[INT_BITS[dt]!] }),
     big: (_dt, node) => (attrString(node, 'direction', '') === 'LEFT'
       ? (a, b) => (b >= 64n ? 0n : a << b)
