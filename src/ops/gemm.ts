@@ -113,7 +113,7 @@ function tileF64(a: Float64Array, aOff: number, bt: Float64Array, bOff: number, 
   }
 }
 
-/** out += op(A) * B for few rows of A and B not transposed: B streams once, row by row, with no packing. */
+/** out = op(A) * B for few rows of A and B not transposed: B streams once, row by row, with no packing. */
 function axpyF64(a: Float64Array, aOff: number, ars: number, acs: number, b: Float64Array, bOff: number, out: Float64Array, oOff: number, M: number, K: number, N: number): void {
   out.fill(0, oOff, oOff + M * N);
   for (let k = 0; k < K; k++) {
