@@ -283,6 +283,11 @@ describe('Clip', () => {
     expect(vals(run1('Clip', [t('int8', [3], [-100, 5, 100]), t('int8', [], [-10])]))).toEqual([-10, 5, 100]);
     expect(bigs(run1('Clip', [i64([2], [2n ** 62n, -5]), undefined, i64([], [2n ** 61n])]))).toEqual([2n ** 61n, -5n]);
   });
+  it('accepts float bounds of another float type (legacy upgrade) but not mixed int/float', () => {
+    expect(infer('Clip', [tt('float16', ['n']), tt('float32', []), undefined])).toEqual([tt('float16', ['n'])]);
+    expect(() => infer('Clip', [tt('int8', [2]), tt('float32', [])])).toThrow(/different types/);
+    expect(vals(run1('Clip', [t('float16', [2], [-3, 3]), f32([], [-1]), f32([], [1])]))).toEqual([-1, 1]);
+  });
   it('rejects non-scalar bounds', () => {
     expect(() => run1('Clip', [f32([2], [1, 2]), f32([2], [0, 0])])).toThrow(/scalar/);
   });

@@ -590,7 +590,8 @@ const clipDef: OpDef = {
     for (const b of [ins[1], ins[2]]) {
       if (b && b.shape.length > 1) throw new GraphError(`Clip bounds must be scalars, got shape [${b.shape}]`, node.name, 'pass 0-D min/max tensors');
     }
-    checkSameType(node, ins);
+    // A legacy (opset < 11) Clip on a value of unknown type got float32 bounds; any float bound suits a float X.
+    if (!(isFloat(x.dtype) && [ins[1], ins[2]].every((b) => !b || isFloat(b.dtype)))) checkSameType(node, ins);
     return [{ dtype: x.dtype, shape: [...x.shape] }];
   },
   cpu: (node, [x0, lo, hi]) => {
