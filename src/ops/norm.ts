@@ -54,9 +54,9 @@ function expandPerActivationBN(node: Node, ctx: UpgradeCtx, eps: number): Node[]
 
 function upgradeBN(node: Node, ctx: UpgradeCtx): Node[] {
   if (ctx.opset >= 14) return [node];
-  // Before opset 14 the mode is implied: is_test = 0 (opset < 7) or any statistics output means training.
-  const isTest = attrInt(node, 'is_test', ctx.opset < 7 ? 0 : 1);
-  const training = (ctx.opset < 7 && isTest === 0) || node.outputs.slice(1).some((o) => o);
+  // Before opset 14 the mode is implied: an explicit is_test = 0 (opset < 7) or any statistics output means
+  // training. A missing is_test (spec default 0) with only Y runs as inference, as in ONNX Runtime.
+  const training = attrInt(node, 'is_test') === 0 || node.outputs.slice(1).some((o) => o);
   const spatial = attrInt(node, 'spatial', 1);
   let n = withoutAttrs(node, ['is_test', 'spatial', 'consumed_inputs']);
   if (training) {
