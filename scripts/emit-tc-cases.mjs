@@ -137,6 +137,27 @@ export function buildCases() {
     }
   }
 
+  // alternative tile configs for key layers: measured data for the default heuristic (no torch baseline)
+  const TUNE = [
+    [128, 128, 32, 2, 2, 4], [128, 128, 64, 2, 2, 3], [128, 128, 32, 2, 4, 4], [128, 256, 32, 2, 4, 4],
+    [256, 128, 32, 4, 2, 4], [256, 128, 64, 4, 2, 3], [128, 64, 32, 2, 2, 4], [64, 128, 32, 2, 2, 5],
+  ];
+  const tuneLayers = [
+    ['rn50_bs256_l1_3x3_64', 'conv', conv(256, 56, 56, 64, 64, 3, 3, 1, 1)],
+    ['rn50_bs256_l3_3x3_256', 'conv', conv(256, 14, 14, 256, 256, 3, 3, 1, 1)],
+    ['rn50_bs256_l1_1x1_256_64', 'conv', conv(256, 56, 56, 256, 64, 1, 1, 1, 0)],
+    ['rn50_bs256_l3_1x1_256_1024', 'conv', conv(256, 14, 14, 256, 1024, 1, 1, 1, 0)],
+    ['bert_ffn1', 'gemm', { m: 4096, n: 3072, k: 768 }],
+  ];
+  for (const [name, op, problem] of tuneLayers) {
+    for (const [bm, bn, bk, warpsM, warpsN, stages] of TUNE) {
+      cases.push({
+        id: `tune_${name}_m${bm}n${bn}k${bk}w${warpsM}x${warpsN}s${stages}`, group: `tune_${name}`, op, impl: 'tc', problem,
+        epi: { bias: true, act: 'relu' }, cfg: { bm, bn, bk, warpsM, warpsN, stages }, time: true, noBaseline: true,
+      });
+    }
+  }
+
   // generic fallbacks (fp32 must match an fp32 reference to 1e-3 of the output range)
   const gen = [
     ['gen_conv_f32_nchw_c3', conv(2, 56, 56, 3, 64, 3, 3, 1, 1), { bias: true, act: 'relu' }, { dtype: 'float32', layout: 'nchw' }],

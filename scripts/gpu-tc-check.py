@@ -30,7 +30,7 @@ import torch.nn.functional as F
 # ----------------------------------------------------------------------------------------------------
 # CUDA driver + NVRTC through ctypes
 
-cuda = ctypes.CDLL("libcuda.so.1")
+cuda = None  # libcuda, loaded in main() (compile_cubin works without a driver)
 
 
 def ck(res, what):
@@ -215,8 +215,9 @@ class Case:
         self.ref = ref.contiguous() if nchw else ref.permute(0, 2, 3, 1).contiguous()
         self.view = lambda: self.y
         # torch baseline: cuDNN conv (fp16 channels_last or fp32 NCHW), bias fused by cuDNN where it can
-        xb = x.to(memory_format=torch.channels_last) if self.dt == torch.float16 else x
-        wb = w.to(memory_format=torch.channels_last) if self.dt == torch.float16 else w
+        xr, wr = (x[:, :creal].contiguous(), w[:, :creal].contiguous()) if creal < p["c"] else (x, w)  # cuDNN gets the real c
+        xb = xr.to(memory_format=torch.channels_last) if self.dt == torch.float16 else xr
+        wb = wr.to(memory_format=torch.channels_last) if self.dt == torch.float16 else wr
         bb = bias.to(self.dt) if e.get("bias") else None
         st, pd, dl = (p["strideH"], p["strideW"]), (p["padH"], p["padW"]), (p["dilH"], p["dilW"])
         sym = ph_end == p["padH"] and pw_end == p["padW"]
@@ -303,6 +304,7 @@ def main():
     ap.add_argument("--filter", default="")
     ap.add_argument("--no-time", action="store_true")
     ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--start-after", default="", help="skip cases up to and including this id (used to resume after a crash)")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -310,6 +312,11 @@ def main():
     torch.manual_seed(0)
     man = json.load(open(os.path.join(args.dir, "manifest.json")))
     man = [c for c in man if args.filter in c["id"]]
+    if args.start_after:
+        ids = [c["id"] for c in man]
+        man = man[ids.index(args.start_after) + 1:] if args.start_after in ids else man
+    global cuda
+    cuda = ctypes.CDLL("libcuda.so.1")
     torch.zeros(1, device="cuda")
     ctx = ctypes.c_void_p()
     cuda.cuCtxGetCurrent(ctypes.byref(ctx))
@@ -341,6 +348,7 @@ def main():
     stream = torch.cuda.current_stream()
     sh = stream.cuda_stream
     rows, fails = [], []
+    resumed_rc = None
     hdr = f"{'case':40} {'kernel config':34} {'ok':4} {'rel.err':>8} {'regs':>4} {'us':>9} {'TF/s':>6} {'torch us':>9} {'TF/s':>6} {'x':>5}"
     print(hdr)
     print("-" * len(hdr))
@@ -369,13 +377,16 @@ def main():
             run()
             ok, rel, nan, stray = cs.check()
             us = tf = tus = ttf = None
+            flops = c["flops"]
+            if c.get("cReal"):  # count the real channels, not the zero padding
+                flops = flops * c["cReal"] // c["problem"]["c"]
             if c.get("time") and not args.no_time:
                 ms = median_ms(run, args.iters, stream)
-                us, tf = ms * 1e3, c["flops"] / (ms * 1e-3) / 1e12
-                if cs.torch_fn is not None:
+                us, tf = ms * 1e3, flops / (ms * 1e-3) / 1e12
+                if cs.torch_fn is not None and not c.get("noBaseline"):
                     try:
                         tms = median_ms(cs.torch_fn, args.iters, stream)
-                        tus, ttf = tms * 1e3, c["flops"] / (tms * 1e-3) / 1e12
+                        tus, ttf = tms * 1e3, flops / (tms * 1e-3) / 1e12
                     except Exception as ex:
                         print(f"  [{cid}] torch baseline failed: {ex}")
                 # outputs must be the same after many launches (split-K counters reset, no races)
@@ -392,7 +403,7 @@ def main():
             sp = f"{tus / us:5.2f}" if (us and tus) else "    -"
             print(f"{cid:40} {cfg:34} {flag:4} {rel:8.1e} {k.regs:4d} {f(us, 9, 1)} {f(tf, 6, 1)} {f(tus, 9, 1)} {f(ttf, 6, 1)} {sp}{note}"
                   + (f" local={k.local}B" if k.local else ""))
-            rows.append(dict(id=cid, group=c.get("group"), count=c.get("count", 1), ok=ok, us=us, tus=tus, flops=c["flops"]))
+            rows.append(dict(id=cid, group=c.get("group"), count=c.get("count", 1), ok=ok, us=us, tus=tus, flops=flops))
             del cs, ws
         except Exception as ex:
             print(f"{cid:40} ERROR: {ex}")
@@ -401,12 +412,15 @@ def main():
             try:
                 torch.cuda.synchronize()
             except Exception as ex2:
-                print(f"CUDA context is broken after {cid} ({ex2}); stopping")
+                print(f"CUDA context is broken after {cid} ({ex2}); resuming the remaining cases in a new process", flush=True)
+                cmd = [sys.executable, os.path.abspath(__file__), args.dir, "--filter", args.filter, "--iters", str(args.iters),
+                       "--start-after", cid] + (["--no-time"] if args.no_time else [])
+                resumed_rc = subprocess.call(cmd)
                 break
     # whole-network sums (layer time x occurrences)
     groups = {}
     for r in rows:
-        if r["us"] is None or not r["group"]:
+        if r["us"] is None or not r["group"] or r["group"].startswith("tune_"):
             continue
         gsum = groups.setdefault(r["group"], [0.0, 0.0, 0.0, True])
         gsum[0] += r["us"] * r["count"]
@@ -420,10 +434,11 @@ def main():
         for g, (ours, theirs, fl, full) in groups.items():
             t = f"{theirs / 1e3:8.3f} ms" if full else "       -"
             print(f"  {g:24} ours {ours / 1e3:8.3f} ms ({fl / (ours * 1e-6) / 1e12:6.1f} TF/s)   torch {t}")
-    print(f"\n{len(man) - len(fails)} passed, {len(fails)} failed")
+    done = len(rows) + len(fails)
+    print(f"\n{len(rows) - sum(1 for r in rows if not r['ok'])} passed, {len(fails)} failed" + (f" (of the {done} cases run by this process)" if resumed_rc is not None else ""))
     if fails:
         print("failed: " + ", ".join(fails))
-    sys.exit(1 if fails else 0)
+    sys.exit(1 if fails or resumed_rc else 0)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,6 @@ export function emitConv(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig): 
     perKtile: `      const int kcol = kt * ${c.bk} + ch * 8;`,
     chunk: (_j, row) => ({ ok: `kcol < ${K} && nBase + ${row} < ${p.k}`, src: `w + (idx_t)(nBase + ${row}) * ${K} + kcol` }),
   });
-  void rowsA;
   const xBytes = p.n * p.h * p.w * p.c, wBytes = p.k * K;
   const kind = pw ? (p.strideH === 1 && p.strideW === 1 ? '1x1' : `1x1s${p.strideH}`) : `${p.r}x${p.s}s${p.strideH}`;
   return tcKernel({
@@ -128,7 +127,7 @@ export function emitConv(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig): 
     ],
     setup: setupA.join('\n'), loadA, loadB,
     outOffset: `(idx_t)m * ${p.k} + n`, pairStores: p.k % 2 === 0, epi,
-    nFastest: wBytes <= xBytes, flops: 2 * M * p.k * K,
+    nFastest: wBytes <= xBytes, flops: 2 * M * p.k * K, bigIndex: false, // convTcPreconditions caps tensors below 2^31
   });
 }
 

@@ -287,6 +287,8 @@ export interface TcSpec {
   epi: Epilogue;
   /** Consecutive CTAs walk N first (A tile stays hot) instead of M first. */
   nFastest: boolean;
+  /** Some in-batch element offset reaches 2^31: index with 64-bit integers. */
+  bigIndex: boolean;
   flops: number;
 }
 
@@ -389,10 +391,9 @@ export function tcKernel(s: TcSpec): TcKernelSource {
     for (int j = 0; j < ${ACC}; ++j) (&acc[0][0][0])[j] = sum[j];
   }` : '';
 
-  const idxBig = s.m * Math.max(s.n, s.k) >= 2 ** 31 - 1;
   const body = (name: string) => `// ${s.prefix} ${configName(cfg)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}
 ${TC_HELPERS}
-typedef ${idxBig ? 'long long' : 'int'} idx_t;
+typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
 ${actFunction(s.epi)}
 __device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ ((row >> ${swA.sh}) & ${swA.mask})) << 4); }
 __device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ ((row >> ${swB.sh}) & ${swB.mask})) << 4); }
@@ -574,8 +575,6 @@ export function gemmTcPreconditions(p: GemmProblem): string[] {
   return out;
 }
 
-const prod = (a: number[]) => a.reduce((x, y) => x * y, 1);
-
 function batchSetup(r: GemmResolved, pointers: Array<[string, number[]]>): string {
   if (!r.batch.length) return '';
   const lines: string[] = [];
@@ -647,6 +646,7 @@ export function emitGemm(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig): 
     ],
     setup, loadA, loadB, outOffset: `(idx_t)m * ${r.ldc} + n`, pairStores, epi,
     nFastest: bBytes <= aBytes, flops: 2 * r.m * r.n * r.k * r.batchCount,
+    bigIndex: (r.m + 1) * Math.max(r.lda, r.ldc) >= 2 ** 31 || (r.kn ? r.k : r.n) * r.ldb >= 2 ** 31,
   });
 }
 
@@ -763,4 +763,3 @@ ${batchSetup(r, [['a', r.sA], ['b', r.sB], ['c', r.sC], ...(epi.residual ? [['re
   };
 }
 
-export { prod };
