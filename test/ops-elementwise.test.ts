@@ -7,6 +7,7 @@ import { getOp, type InferCtx } from '../src/ops/registry.js';
 import { erf, roundEven } from '../src/ops/elementwise.js';
 import { f16BitsToF32, f32ToF16Bits, fromF64, makeTensor, toF64 } from '../src/ir/tensor.js';
 import { upgradeGraph } from '../src/onnx/import.js';
+import { inferShapes } from '../src/ir/infer.js';
 import { runGraph } from '../src/runtime/cpu_executor.js';
 import { GraphError, UnsupportedError } from '../src/errors.js';
 import type { Attr, DType, Dim, Graph, Node, Tensor, TensorType } from '../src/ir/types.js';
@@ -400,5 +401,23 @@ describe('inference', () => {
     expect(p('Cast', [['b', 3]], { to: A.int(7) })).toEqual(['b', 3]);
     expect(p('Cast', [['b', 3]], { to: A.int(1) })).toBeUndefined();
     expect(p('Identity', [['b']])).toEqual(['b']);
+    expect(p('Equal', [['b', 4, -1], [-1]])).toEqual([0, 0, 1]);
+    expect(p('Equal', [['b'], [3]])).toBeUndefined();
+    expect(p('Where', [[1, 0], [1], ['b', 4]])).toEqual([1, 4]);
+    expect(p('Max', [[2, 5], [3], [1, 9]])).toEqual([3, 9]);
+  });
+  it('resolves a symbolic shape subgraph end to end (Shape -> Equal/Where -> Mul/Div -> Reshape)', () => {
+    const g: Graph = {
+      name: 'g', opset: 13, valueTypes: new Map(),
+      inputs: [{ name: 'x', type: tt('float32', ['batch', 4]) }],
+      outputs: [{ name: 'y', type: tt('float32', []) }],
+      initializers: new Map([['neg', i64([2], [-1, -1])], ['ones', i64([2], [1, 1])], ['k', i64([2], [2, 1])], ['d', i64([2], [1, 2])]]),
+      nodes: [
+        node('Shape', ['x'], ['s']), node('Equal', ['s', 'neg'], ['m']), node('Where', ['m', 'ones', 's'], ['t']),
+        node('Mul', ['t', 'k'], ['u']), node('Div', ['u', 'd'], ['v']), node('Reshape', ['x', 'v'], ['y']),
+      ],
+    };
+    const r = inferShapes(g);
+    expect(r.graph.outputs[0].type).toEqual(tt('float32', ['batch*2', 2]));
   });
 });

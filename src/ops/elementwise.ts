@@ -466,6 +466,7 @@ function variadicDef(v: Variadic): OpDef {
   return {
     op: v.op, since: 8, precision: 'follow',
     upgrade: dropConsumedInputs,
+    propagate: PROPAGATE[v.op] && ((node, vals, ins) => PROPAGATE[v.op]!(node, vals, ins)),
     infer: (node, ins) => {
       const present = ins.filter((t): t is TensorType => !!t);
       if (!present.length) throw new GraphError(`${v.op} needs at least one input`, node.name);
@@ -617,6 +618,7 @@ const clipDef: OpDef = {
 
 const whereDef: OpDef = {
   op: 'Where', since: 9, precision: 'follow',
+  propagate: (node, vals, ins) => PROPAGATE.Where!(node, vals, ins),
   infer: (node, ins) => {
     const c = need(node, ins, 0), x = need(node, ins, 1), y = need(node, ins, 2);
     checkType(node, c, T.bool, 'condition');
@@ -813,37 +815,46 @@ function alignLegacy(a: string, b: string, axis: number, ctx: UpgradeCtx, hint: 
 // ---------------------------------------------------------------------------------------------------------
 // shape-value propagation (Shape -> Gather -> Mul -> Reshape with symbolic dims)
 
-type DimOp = (a: Dim, b: Dim) => Dim | undefined;
+type DimOp = (...xs: Dim[]) => Dim | undefined;
+const num2 = (a: Dim, b: Dim): [number, number] | undefined => (typeof a === 'number' && typeof b === 'number' ? [a, b] : undefined);
 
-const symArith: Record<string, DimOp> = {
-  Add: (a, b) => (typeof a === 'number' && typeof b === 'number' ? a + b : a === 0 ? b : b === 0 ? a : `${a}+${b}`),
-  Sub: (a, b) => (typeof a === 'number' && typeof b === 'number' ? a - b : b === 0 ? a : a === b ? 0 : `${a}-${b}`),
+// Symbols stand for dims, so they are never negative; 'a*b' strings keep products recognisable for a later Div.
+const SYM_OPS: Record<string, DimOp> = {
+  Add: (a, b) => (num2(a, b) ? (a as number) + (b as number) : a === 0 ? b : b === 0 ? a : `${a}+${b}`),
+  Sub: (a, b) => (num2(a, b) ? (a as number) - (b as number) : b === 0 ? a : a === b ? 0 : `${a}-${b}`),
   Mul: (a, b) => {
-    if (typeof a === 'number' && typeof b === 'number') return a * b;
+    if (num2(a, b)) return (a as number) * (b as number);
     if (a === 1) return b;
     if (b === 1) return a;
     if (a === 0 || b === 0) return 0;
     return typeof a === 'number' ? `${b}*${a}` : typeof b === 'number' ? `${a}*${b}` : [a, b].sort().join('*');
   },
   Div: (a, b) => {
-    if (typeof a === 'number' && typeof b === 'number') return b === 0 ? undefined : Math.trunc(a / b);
+    const n = num2(a, b);
+    if (n) return n[1] === 0 ? undefined : Math.trunc(n[0] / n[1]);
     if (b === 1) return a;
     if (a === b) return 1;
     const m = typeof a === 'string' ? /^(.+)\*(\d+)$/.exec(a) : null;
     if (m && Number(m[2]) === b) return m[1];
     return `${a}/${b}`;
   },
+  // Expand/Reshape shape subgraphs: Where(Equal(shape, -1), ones, shape).
+  Equal: (a, b) => (a === b ? 1 : num2(a, b) || (typeof a === 'number' && a < 0) || (typeof b === 'number' && b < 0) ? 0 : undefined),
+  Where: (c, x, y) => (typeof c === 'number' ? (c ? x : y) : x === y ? x : undefined),
+  Max: (...xs) => (xs.every((x) => typeof x === 'number') ? Math.max(...(xs as number[])) : undefined),
+  Min: (...xs) => (xs.every((x) => typeof x === 'number') ? Math.min(...(xs as number[])) : undefined),
 };
 
-function propagateArith(op: string): NonNullable<OpDef['propagate']> {
-  const f = symArith[op];
-  return (_node, [a, b]) => {
-    if (!a || !b) return [undefined];
-    const n = Math.max(a.length, b.length);
-    if ((a.length !== n && a.length !== 1) || (b.length !== n && b.length !== 1)) return [undefined];
+/** Elementwise op over shape values (1-D, broadcast by length); undefined where any element is unknown. */
+function propagateSym(f: DimOp): NonNullable<OpDef['propagate']> {
+  return (_node, vals) => {
+    if (!vals.length || vals.some((v) => !v)) return [undefined];
+    const vs = vals as Dim[][];
+    const n = Math.max(...vs.map((v) => v.length));
+    if (vs.some((v) => v.length !== n && v.length !== 1)) return [undefined];
     const out: Dim[] = [];
     for (let i = 0; i < n; i++) {
-      const r = f(a[a.length === 1 ? 0 : i], b[b.length === 1 ? 0 : i]);
+      const r = f(...vs.map((v) => v[v.length === 1 ? 0 : i]));
       if (r === undefined) return [undefined];
       out.push(r);
     }
@@ -851,7 +862,7 @@ function propagateArith(op: string): NonNullable<OpDef['propagate']> {
   };
 }
 
-const PROPAGATE: Record<string, OpDef['propagate']> = Object.fromEntries(Object.keys(symArith).map((op) => [op, propagateArith(op)]));
+const PROPAGATE: Record<string, OpDef['propagate']> = Object.fromEntries(Object.entries(SYM_OPS).map(([op, f]) => [op, propagateSym(f)]));
 
 register(
   ...BINARY.map(binaryDef),
