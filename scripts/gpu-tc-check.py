@@ -305,6 +305,7 @@ def main():
     ap.add_argument("--no-time", action="store_true")
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--start-after", default="", help="skip cases up to and including this id (used to resume after a crash)")
+    ap.add_argument("--json", default="", help="also write per-case results to this JSON file (appended to when resuming)")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -347,7 +348,7 @@ def main():
 
     stream = torch.cuda.current_stream()
     sh = stream.cuda_stream
-    rows, fails = [], []
+    rows, errors = [], {}
     resumed_rc = None
     hdr = f"{'case':40} {'kernel config':34} {'ok':4} {'rel.err':>8} {'regs':>4} {'us':>9} {'TF/s':>6} {'torch us':>9} {'TF/s':>6} {'x':>5}"
     print(hdr)
@@ -361,7 +362,7 @@ def main():
             cub, err = None, compiled[cid][1]
         if cub is None:
             print(f"{cid:40} COMPILE FAILED: {(err or '')[:2000]}")
-            fails.append(cid)
+            errors[cid] = "compile: " + (err or "")[:300].replace("\n", " ")
             continue
         try:
             if "warning" in log.lower():
@@ -396,28 +397,35 @@ def main():
                 if not ok2:
                     ok, rel, nan, stray = ok2, max(rel, rel2), nan2, stray2
             flag = "ok" if ok else "FAIL"
-            if not ok:
-                fails.append(cid)
             note = "" if ok else f"  (unwritten={nan} stray={stray} tol={cs.tol})"
             f = lambda v, w, p: f"{v:{w}.{p}f}" if v is not None else " " * (w - 1) + "-"
             sp = f"{tus / us:5.2f}" if (us and tus) else "    -"
             print(f"{cid:40} {cfg:34} {flag:4} {rel:8.1e} {k.regs:4d} {f(us, 9, 1)} {f(tf, 6, 1)} {f(tus, 9, 1)} {f(ttf, 6, 1)} {sp}{note}"
                   + (f" local={k.local}B" if k.local else ""))
-            rows.append(dict(id=cid, group=c.get("group"), count=c.get("count", 1), ok=ok, us=us, tus=tus, flops=flops))
+            rows.append(dict(id=cid, group=c.get("group"), count=c.get("count", 1), ok=ok, us=us, tus=tus, flops=flops,
+                             rel=rel, regs=k.regs, cfg=cfg, name=c["name"], unwritten=nan, stray=stray))
             del cs, ws
         except Exception as ex:
             print(f"{cid:40} ERROR: {ex}")
             traceback.print_exc(limit=2)
-            fails.append(cid)
+            errors[cid] = str(ex)[:300].replace("\n", " ")
             try:
                 torch.cuda.synchronize()
             except Exception as ex2:
                 print(f"CUDA context is broken after {cid} ({ex2}); resuming the remaining cases in a new process", flush=True)
                 cmd = [sys.executable, os.path.abspath(__file__), args.dir, "--filter", args.filter, "--iters", str(args.iters),
                        "--start-after", cid] + (["--no-time"] if args.no_time else [])
-                resumed_rc = subprocess.call(cmd)
+                resumed_rc = subprocess.call(cmd + (["--json", args.json + ".resumed.json"] if args.json else []))
                 break
-    # whole-network sums (layer time x occurrences)
+    if args.json:
+        json.dump(dict(rows=rows, errors=errors), open(args.json, "w"), indent=1)
+    # compact summary last: the device tool returns only the tail of the output
+    print("\n=== SUMMARY (timed cases: us = median GPU time; x = torch time / ours, >1 means we are faster) ===")
+    for r in rows:
+        if r["us"] is None:
+            continue
+        t = f"{r['tus']:8.1f} {r['tus'] / r['us']:5.2f}" if r["tus"] else "       -     -"
+        print(f"{r['id'][:42]:42} {r['cfg'][:24]:24} {'ok' if r['ok'] else 'FAIL':4} {r['us']:8.1f} {r['flops'] / (r['us'] * 1e-6) / 1e12:6.1f} {t}")
     groups = {}
     for r in rows:
         if r["us"] is None or not r["group"] or r["group"].startswith("tune_"):
@@ -430,15 +438,18 @@ def main():
         else:
             gsum[1] += r["tus"] * r["count"]
     if groups:
-        print("\nper-group totals (layer time x occurrences):")
+        print("per-group totals (layer time x occurrences in the network; torch = the bare conv/matmul, no fused epilogue):")
         for g, (ours, theirs, fl, full) in groups.items():
             t = f"{theirs / 1e3:8.3f} ms" if full else "       -"
             print(f"  {g:24} ours {ours / 1e3:8.3f} ms ({fl / (ours * 1e-6) / 1e12:6.1f} TF/s)   torch {t}")
-    done = len(rows) + len(fails)
-    print(f"\n{len(rows) - sum(1 for r in rows if not r['ok'])} passed, {len(fails)} failed" + (f" (of the {done} cases run by this process)" if resumed_rc is not None else ""))
-    if fails:
-        print("failed: " + ", ".join(fails))
-    sys.exit(1 if fails or resumed_rc else 0)
+    bad = [r for r in rows if not r["ok"]]
+    for r in bad:
+        print(f"FAIL {r['id']}: rel.err {r['rel']:.2e} unwritten {r['unwritten']} stray {r['stray']} ({r['name']})")
+    for cid, msg in errors.items():
+        print(f"FAIL {cid}: {msg}")
+    done = len(rows) + len(errors)
+    print(f"\n{len(rows) - len(bad)} passed, {len(bad) + len(errors)} failed" + (f" (of the {done} cases run by this process; the resumed process reported its own)" if resumed_rc is not None else ""))
+    sys.exit(1 if bad or errors or resumed_rc else 0)
 
 
 if __name__ == "__main__":
