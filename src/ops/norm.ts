@@ -306,8 +306,8 @@ function cpuSoft(kind: SoftKind) {
         for (let k = 0; k < len; k++) { const v = xv[b + k * inner]; if (v > max) { max = v; arg = k; } }
         if (kind === 'hardmax') { if (len) y[b + arg * inner] = 1; continue; }
         let sum = 0;
-        for (let k = 0; k < len; k++) sum += Math.exp(xv[b + k * inner] - max);
-        if (kind === 'softmax') for (let k = 0; k < len; k++) y[b + k * inner] = Math.exp(xv[b + k * inner] - max) / sum;
+        for (let k = 0; k < len; k++) { const e = Math.exp(xv[b + k * inner] - max); y[b + k * inner] = e; sum += e; }
+        if (kind === 'softmax') { const inv = 1 / sum; for (let k = 0; k < len; k++) y[b + k * inner] *= inv; }
         else { const ls = Math.log(sum); for (let k = 0; k < len; k++) y[b + k * inner] = xv[b + k * inner] - max - ls; }
       }
     }
