@@ -96,3 +96,22 @@ export function describe(t: Tensor, k = 6): string {
   for (let i = 1; i < v.length; i++) if (v[i] > v[arg]) arg = i;
   return `${t.dtype}[${t.dims.join(',')}] [${head}${v.length > k ? ', ...' : ''}]${v.length > 1 ? ` argmax=${arg}` : ''}`;
 }
+
+/** Accuracy of `got` against `ref`: max abs error, output range, cosine similarity, argmax agreement per row. */
+export function accuracy(got: Tensor, ref: Tensor): { maxAbs: number; range: number; cosine: number; argmaxMatch: boolean } {
+  const a = toF64(got), b = toF64(ref);
+  let maxAbs = 0, lo = Infinity, hi = -Infinity, dot = 0, na = 0, nb = 0;
+  for (let i = 0; i < b.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
+    lo = Math.min(lo, b[i]); hi = Math.max(hi, b[i]);
+    dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i];
+  }
+  const row = ref.dims.length ? ref.dims[ref.dims.length - 1] : 1;
+  let argmaxMatch = a.length === b.length;
+  for (let r = 0; argmaxMatch && r < b.length; r += row) {
+    let ia = r, ib = r;
+    for (let i = r; i < r + row; i++) { if (a[i] > a[ia]) ia = i; if (b[i] > b[ib]) ib = i; }
+    argmaxMatch = ia === ib;
+  }
+  return { maxAbs, range: Math.max(hi - lo, 1e-30), cosine: dot / Math.sqrt(na * nb || 1e-30), argmaxMatch };
+}

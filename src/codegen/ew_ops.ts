@@ -98,12 +98,10 @@ export const EW_OPS: Record<string, Emit> = {
 };
 
 /** Device helpers the expressions above rely on (NaN-propagating max/min as ONNX requires). */
+// No include guard: kernels are packed into modules inside namespaces of their own (kernel.ts packModules).
 export const EW_HELPERS = `
-#ifndef TSRT_EW_HELPERS
-#define TSRT_EW_HELPERS
 __device__ __forceinline__ float fmaxf_nan(float a, float b) { return (a != a || b != b) ? NAN : fmaxf(a, b); }
 __device__ __forceinline__ float fminf_nan(float a, float b) { return (a != a || b != b) ? NAN : fminf(a, b); }
-#endif
 `;
 
 function castExpr(x: string, from: DType, to: DType): string {

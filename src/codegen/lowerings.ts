@@ -187,13 +187,15 @@ for (const [op, rop] of Object.entries(REDUCE)) {
   });
 }
 
+const isNhwc = (ctx: LowerCtx) => ctx.node.domain === 'tsrt' || attrString(ctx.node, 'layout', 'NCHW') === 'NHWC';
+
 for (const [op, kind] of [['GlobalAveragePool', 'mean'], ['GlobalMaxPool', 'max']] as const) {
-  registerLowering(op, (ctx) => {
+  for (const domain of ['', 'tsrt']) registerLowering(op, (ctx) => {
     const r = ctx.t(ctx.node.inputs[0]).dims.length;
-    const nhwc = attrString(ctx.node, 'layout', 'NCHW') === 'NHWC';
+    const nhwc = isNhwc(ctx);
     const axes = nhwc ? Array.from({ length: r - 2 }, (_, i) => i + 1) : Array.from({ length: r - 2 }, (_, i) => i + 2);
     lowerReduceAxes(ctx, axes, kind);
-  });
+  }, domain);
 }
 
 for (const [op, log] of [['Softmax', false], ['LogSoftmax', true]] as const) {
@@ -221,7 +223,7 @@ registerLowering('LayerNormalization', {
 });
 
 // BatchNormalization (inference) = x * a + b with per-channel a, b folded at build time.
-registerLowering('BatchNormalization', {
+for (const domain of ['', 'tsrt']) registerLowering('BatchNormalization', {
   check: (ctx) => (ctx.node.outputs.slice(1).some(Boolean) ? 'training outputs' : ['scale', 'B', 'mean', 'var'].find((_, i) => !ctx.constOf(ctx.node.inputs[i + 1])) && 'non-constant statistics'),
   lower: (ctx) => {
     const x = ctx.t(ctx.node.inputs[0]);
@@ -229,7 +231,7 @@ registerLowering('BatchNormalization', {
     const eps = attrFloat(ctx.node, 'epsilon', 1e-5);
     const a = s.map((si, c) => si / Math.sqrt(v[c] + eps));
     const bb = b.map((bi, c) => bi - m[c] * a[c]);
-    const nhwc = attrString(ctx.node, 'layout', 'NCHW') === 'NHWC';
+    const nhwc = isNhwc(ctx);
     const cdim = nhwc ? x.dims.length - 1 : 1;
     const pdims = x.dims.map((d, i) => (i === cdim ? d : 1));
     const pa = ctx.addConst('a', fromF64('float32', pdims, a)), pb = ctx.addConst('b', fromF64('float32', pdims, bb));
@@ -241,15 +243,15 @@ registerLowering('BatchNormalization', {
     };
     ctx.kernel(emitElementwise(prog, 'batchnorm'), [ctx.v(ctx.node.inputs[0]), ctx.v(pa), ctx.v(pb), ctx.v(ctx.node.outputs[0])]);
   },
-});
+}, domain);
 
-for (const op of ['MaxPool', 'AveragePool']) {
+for (const op of ['MaxPool', 'AveragePool']) for (const domain of ['', 'tsrt']) {
   registerLowering(op, {
     check: (ctx) => (ctx.node.outputs[1] ? 'MaxPool Indices output' : undefined),
     lower: (ctx) => {
       const x = ctx.t(ctx.node.inputs[0]), out = ctx.t(ctx.node.outputs[0]);
       if (!size(out.dims)) return;
-      const nhwc = attrString(ctx.node, 'layout', 'NCHW') === 'NHWC';
+      const nhwc = isNhwc(ctx);
       const sd = x.dims.length - 2;
       const inSp = nhwc ? x.dims.slice(1, -1) : x.dims.slice(2);
       const outSp = nhwc ? out.dims.slice(1, -1) : out.dims.slice(2);
@@ -263,7 +265,7 @@ for (const op of ['MaxPool', 'AveragePool']) {
         countIncludePad: attrInt(ctx.node, 'count_include_pad', 0) === 1,
       }), [ctx.v(ctx.node.inputs[0]), ctx.v(ctx.node.outputs[0])]);
     },
-  });
+  }, domain);
 }
 
 /** Explicit begin/end pads, resolving auto_pad the way ONNX does. */
@@ -282,4 +284,53 @@ export function resolvePads(node: Node, inSp: number[], outSp: number[], kernel:
   }
   if (auto === 'VALID') return new Array(2 * sd).fill(0);
   return attrInts(node, 'pads', new Array(2 * sd).fill(0));
+}
+
+// tsrt::Fused: an elementwise DAG (the `body` graph) becomes one kernel. Scalar constants become literals,
+// other constants extra inputs; every member computes in registers, only the body outputs are stored.
+registerLowering('Fused', (ctx) => {
+  const { node } = ctx;
+  const body = node.attrs.body;
+  if (body?.kind !== 'graph') throw new NotLowerable('Fused node without a body graph');
+  const g = body.value;
+  const outDims = ctx.t(node.outputs[0]).dims;
+  if (node.outputs.some((o) => ctx.t(o).dims.join() !== outDims.join())) throw new NotLowerable('Fused outputs of different shapes');
+  if (!size(outDims)) return;
+  const names = new Map<string, string>();
+  const inputs: EwProgram['inputs'] = [];
+  const args: ReturnType<LowerCtx['v']>[] = [];
+  const dtypeOf = new Map<string, import('../ir/types.js').DType>();
+  g.inputs.forEach((vi, k) => {
+    const t = ctx.t(node.inputs[k]);
+    names.set(vi.name, `a${inputs.length}`);
+    dtypeOf.set(vi.name, t.dtype);
+    inputs.push({ dtype: t.dtype, view: broadcastView(t.dims, outDims) });
+    args.push(ctx.v(node.inputs[k]));
+  });
+  for (const [name, c] of g.initializers) {
+    dtypeOf.set(name, c.dtype);
+    if (size(c.dims) === 1) { names.set(name, scalarLiteral(toF64(c)[0], c.dtype)); continue; }
+    const cname = ctx.addConst(`c_${inputs.length}`, c);
+    names.set(name, `a${inputs.length}`);
+    inputs.push({ dtype: c.dtype, view: broadcastView(c.dims, outDims) });
+    args.push(ctx.v(cname));
+  }
+  const steps: EwProgram['steps'] = [];
+  g.nodes.forEach((m, j) => {
+    const outDtype = g.valueTypes.get(m.outputs[0])?.dtype ?? ctx.t(node.outputs[0]).dtype;
+    const margs = m.inputs.map((x) => (x ? names.get(x) ?? (() => { throw new NotLowerable(`body value ${x} unknown`); })() : ''));
+    const v = `t${j}`;
+    steps.push({ name: v, ctype: computeType(outDtype), expr: ewExpr(m, margs, { node: m, inDtypes: m.inputs.map((x) => (x ? dtypeOf.get(x) : undefined)), outDtype }) });
+    names.set(m.outputs[0], v);
+    dtypeOf.set(m.outputs[0], outDtype);
+  });
+  const outputs = g.outputs.map((o, k) => ({ dtype: ctx.t(node.outputs[k]).dtype, value: names.get(o.name)! }));
+  ctx.kernel(emitElementwise({ dims: outDims, inputs, steps, outputs }, 'fused'), [...args, ...node.outputs.map((o) => ctx.v(o))]);
+}, 'tsrt');
+
+function scalarLiteral(v: number, dtype: import('../ir/types.js').DType): string {
+  if (computeType(dtype) !== 'float' && computeType(dtype) !== 'double') return `((${computeType(dtype)})${v}LL)`;
+  if (Number.isNaN(v)) return 'NAN';
+  if (!Number.isFinite(v)) return v > 0 ? 'INFINITY' : '(-INFINITY)';
+  return `(${Math.fround(v).toPrecision(9)}f)`;
 }

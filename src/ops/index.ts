@@ -10,6 +10,8 @@ import './quant.js';
 import './resize.js';
 import './control.js';
 import './rnn.js';
+import './fused.js';
+import './layout.js';
 
 export { getOp, allOps, register } from './registry.js';
 export type { OpDef, InferCtx, CpuCtx, UpgradeCtx, PrecisionPolicy } from './registry.js';

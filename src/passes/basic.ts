@@ -14,7 +14,10 @@ export const specializeShapes: Pass = {
   run(g, ctx) {
     const byName = ctx.options.shapes ?? {};
     const dims = ctx.options.dims ?? {};
-    const inputs = g.inputs.map((vi) => {
+    const fixed = ctx.options.inputValues ?? {};
+    const initializers = new Map(g.initializers);
+    for (const [k, t] of Object.entries(fixed)) initializers.set(k, t);
+    const inputs = g.inputs.filter((vi) => !fixed[vi.name]).map((vi) => {
       const given = byName[vi.name];
       if (given) {
         if (given.length !== vi.type.shape.length) {
@@ -33,7 +36,7 @@ export const specializeShapes: Pass = {
       const shape: Dim[] = vi.type.shape.map((d) => (typeof d === 'number' ? d : dims[d] ?? 1));
       return { ...vi, type: { ...vi.type, shape } };
     });
-    return { ...g, inputs };
+    return { ...g, inputs, initializers };
   },
 };
 
@@ -50,9 +53,11 @@ const MAX_FOLD_ELEMENTS = 1 << 26;
 export const foldConstants: Pass = {
   name: 'fold-constants', level: 0,
   run(g) {
-    const inits = new Map(g.initializers);
+    // Inference already evaluated small constant expressions and shape arithmetic on static shapes.
+    const inits = new Map(inferShapes(g).consts);
     const nodes: Node[] = [];
     for (const n of topoSort(g)) {
+      if (n.outputs.every((o) => !o || inits.has(o))) continue;
       const def = getOp(n.op, n.domain);
       const foldable = def && n.inputs.every((x) => !x || inits.has(x)) && !implicitInputs(n).length
         && !['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial', 'Bernoulli'].includes(n.op);

@@ -2,7 +2,7 @@
 // options and instruments that dump, time and verify around every pass.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Graph } from '../ir/types.js';
+import type { Graph, Tensor } from '../ir/types.js';
 
 export interface PassOptions {
   /** 0: only what correctness needs; 1: + folding and cleanup; 2 (default): + fusion and layout; 3+: + autotuning */
@@ -12,6 +12,8 @@ export interface PassOptions {
   shapes?: Record<string, number[]>;
   /** Sizes for named symbolic dims (e.g. { batch: 32 }). */
   dims?: Record<string, number>;
+  /** Inputs whose values are fixed at build time (TensorRT's shape tensors: pads, target shapes, axes). */
+  inputValues?: Record<string, Tensor>;
 }
 
 export interface FusionRecord {

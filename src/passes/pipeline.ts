@@ -3,6 +3,8 @@
 import type { Graph } from '../ir/types.js';
 import { deadCode, foldConstants, inferTypes, removeNoOps, specializeShapes } from './basic.js';
 import { fp16Precision } from './precision.js';
+import { FUSION_PASSES } from './fuse.js';
+import { channelsLast } from './layout.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
 
 export const PIPELINE: Pass[] = [
@@ -12,7 +14,12 @@ export const PIPELINE: Pass[] = [
   removeNoOps,
   deadCode,
   inferTypes,
+  // precision first, so fusion sees the final dtypes and Casts fuse like any elementwise op
   fp16Precision,
+  inferTypes,
+  ...FUSION_PASSES,
+  inferTypes,
+  channelsLast,
   inferTypes,
   deadCode,
 ];

@@ -45,6 +45,7 @@ export function convertToFp16(g: Graph, lowDtype: DType = 'float16'): Graph {
       nodes.push({ name: fresh(`cast_${to}`), op: 'Cast', domain: '', inputs: [x], outputs: [name], attrs: { to: { kind: 'int', value: to === 'float16' ? 10 : to === 'bfloat16' ? 16 : 1 } } });
     }
     cache.set(x, name);
+    if (to === lowDtype) isLow.add(name);
     return name;
   };
   for (const n of g.nodes) {

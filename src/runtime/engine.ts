@@ -21,6 +21,8 @@ export interface BuildOptions {
   optLevel?: number;
   shapes?: Record<string, number[]>;
   dims?: Record<string, number>;
+  /** Inputs whose values are fixed at build time (shape tensors); run() checks callers pass the same values. */
+  inputValues?: Record<string, Tensor>;
   /** 'auto' (default): CUDA when a GPU is present, else the CPU reference after compiling the kernels. */
   device?: 'auto' | 'cuda' | 'cpu';
   /** Kernel cache folder (default: $TSRT_CACHE_DIR or ~/.cache/tsrt/kernels). */
@@ -86,6 +88,7 @@ export class Engine {
   /** Runs the engine; inputs by name (Tensor, or a typed array shaped like the input). */
   async run(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>): Promise<Map<string, Tensor>> {
     const m = this.normalizeFeeds(feeds);
+    this.checkFixedInputs(m);
     checkFeeds(this.graph, m, 'engine');
     if (this.backend === 'cpu' || !this.runner) {
       const values = runGraph(this.graph, m);
@@ -111,6 +114,20 @@ export class Engine {
 
   dispose(): void { this.runner?.dispose(); this.runner = undefined; }
 
+  /** Inputs fixed at build time may be passed again, but only with the same values. */
+  private checkFixedInputs(m: Map<string, Tensor>): void {
+    for (const [k, t] of m) {
+      const fixed = this.fixedInputs?.[k];
+      if (!fixed) continue;
+      const same = fixed.dtype === t.dtype && fixed.dims.join() === t.dims.join() && (fixed.data as ArrayLike<unknown>).length === t.data.length
+        && Array.prototype.every.call(fixed.data, (v: unknown, i: number) => v === (t.data as ArrayLike<unknown>)[i]);
+      if (!same) throw new InputError(`input '${k}' was fixed at build time to other values`, 'rebuild the engine with the new values (inputValues)');
+      m.delete(k);
+    }
+  }
+
+  fixedInputs?: Record<string, Tensor>;
+
   private normalizeFeeds(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>): Map<string, Tensor> {
     const m = new Map<string, Tensor>();
     const entries = feeds instanceof Map ? [...feeds] : Object.entries(feeds);
@@ -134,7 +151,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const t0 = performance.now();
   const m = typeof model === 'string' ? loadModel(model) : model;
   const log = opts.log ?? (() => {});
-  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16, shapes: opts.shapes, dims: opts.dims });
+  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues });
   ctx.log = log;
   const graph = optimize(m.graph, ctx, opts.instruments ?? []);
   const gpu = opts.device === 'cpu' ? false : cudaAvailable();
@@ -172,5 +189,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   };
   if (runner) runner.load(graph, lowered, memory, kernels, { cudaGraphs: opts.cudaGraphs ?? true });
   report.buildMs = performance.now() - t0;
-  return new Engine(graph, lowered, memory, runner ? 'cuda' : 'cpu', report, ctx, kernels, runner);
+  const engine = new Engine(graph, lowered, memory, runner ? 'cuda' : 'cpu', report, ctx, kernels, runner);
+  engine.fixedInputs = opts.inputValues;
+  return engine;
 }
