@@ -268,7 +268,7 @@ describe('Cast and CastLike', () => {
     expect(sup(mk('Cast', 1, { to: A.int(8) }), 25)).toMatch(/string/);
     expect(sup(mk('Cast', 1, { to: A.int(17) }), 25)).toMatch(/not supported/);
     expect(sup(mk('Cast', 1, { to: A.int(1) }), 25)).toBeUndefined();
-    expect(() => cast(makeTensor('string', [1], ['1']), 1)).toThrow(GraphError);
+    expect(() => cast(makeTensor('string', [1], ['1']), 1)).toThrow(UnsupportedError);
   });
 });
 

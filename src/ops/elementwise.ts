@@ -494,10 +494,7 @@ function variadicDef(v: Variadic): OpDef {
  * x -> bool is x != 0 (NaN counts as true, as in numpy). */
 export function castTensor(x: Tensor, to: DType, node?: Node): Tensor {
   if (x.dtype === to) return x;
-  if (x.dtype === 'string' || to === 'string') {
-    throw new GraphError(`casts from or to string are not supported (${x.dtype} -> ${to})`, node?.name,
-      'convert strings to numbers outside the model');
-  }
+  if (x.dtype === 'string' || to === 'string') throw stringCast(node, x.dtype, to);
   const n = x.data.length;
   if (to === 'bool') {
     const out = new Uint8Array(n);
@@ -521,6 +518,11 @@ export function castTensor(x: Tensor, to: DType, node?: Node): Tensor {
     return makeTensor(to, x.dims, out);
   }
   return fromF64(to, x.dims, numView(x));
+}
+
+function stringCast(node: Node | undefined, from: DType, to: DType): UnsupportedError {
+  return new UnsupportedError([{ node: node?.name ?? '?', op: node?.op ?? 'Cast', domain: '', opset: 0,
+    reason: `casts from or to string are not supported (${from} -> ${to}); convert strings outside the model` }]);
 }
 
 function castTarget(node: Node): DType {
@@ -553,8 +555,9 @@ const castDef: OpDef = {
   },
   infer: (node, ins) => {
     const x = need(node, ins, 0);
-    if (x.dtype === 'string') throw new GraphError('Cast from string is not supported', node.name, 'parse strings before the model');
-    return [{ dtype: castTarget(node), shape: [...x.shape] }];
+    const to = castTarget(node);
+    if (x.dtype === 'string' && to !== 'string') throw stringCast(node, x.dtype, to);
+    return [{ dtype: to, shape: [...x.shape] }];
   },
   propagate: (node, vals) => [isInt(castTarget(node)) ? vals[0] : undefined],
   cpu: (node, ins) => [castTensor(need(node, ins, 0), castTarget(node), node)],
