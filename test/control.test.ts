@@ -259,3 +259,13 @@ describe('silero_vad_v5 (nested If, LSTM)', () => {
     expect(verifyGraph(fixed)).toEqual([]);
   });
 });
+
+describe('control-flow support checks', () => {
+  it('reports If without else_branch and Scan-8 at import', () => {
+    const g = ifGraph([]);
+    delete g.nodes[0].attrs!.else_branch;
+    expect(() => parseModel(modelBytes(g, 16))).toThrow(/If needs the graph attribute\(s\) else_branch/);
+    const s = scanGraph({}, [4, 3], [3]);
+    expect(() => parseModel(modelBytes(s, 8))).toThrow(/Scan-8 .* is not supported/);
+  });
+});

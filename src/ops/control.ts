@@ -96,8 +96,15 @@ function emptyScan(type: TensorType, axis: number): Tensor {
 
 // ---- If ----
 
+/** Reason a node lacks one of its required body graphs, or undefined. */
+const needsGraphs = (...names: string[]) => (node: Node): string | undefined => {
+  const missing = names.filter((n) => node.attrs[n]?.kind !== 'graph');
+  return missing.length ? `${node.op} needs the graph attribute(s) ${missing.join(', ')}` : undefined;
+};
+
 const ifOp: OpDef = {
   op: 'If', since: 1, precision: 'follow',
+  supports: needsGraphs('then_branch', 'else_branch'),
   infer(node, _ins, ctx) {
     const thenG = bodyGraph(node, 'then_branch'), elseG = bodyGraph(node, 'else_branch');
     if (thenG.outputs.length !== elseG.outputs.length) {
@@ -145,6 +152,7 @@ function loopShape(node: Node, g: Graph): LoopShape {
 
 const loopOp: OpDef = {
   op: 'Loop', since: 1, precision: 'follow',
+  supports: needsGraphs('body'),
   infer(node, ins, ctx) {
     const g = bodyGraph(node, 'body');
     const { n } = loopShape(node, g);
@@ -223,9 +231,7 @@ const scanOp: OpDef = {
   op: 'Scan', since: 9, precision: 'follow',
   supports(node, opset) {
     if (opset < 9) return 'Scan-8 (batch axis and sequence_lens input) is not supported; convert the model to opset 9 or newer';
-    const g = attrGraph(node, 'body');
-    if (!g) return 'Scan has no body graph';
-    return undefined;
+    return needsGraphs('body')(node);
   },
   infer(node, ins, ctx) {
     const g = bodyGraph(node, 'body');
