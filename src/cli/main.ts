@@ -5,9 +5,9 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TsrtError } from '../errors.js';
 import { loadModel } from '../onnx/import.js';
-import { build, type BuildOptions, type Engine } from '../runtime/engine.js';
+import { build, buildForFeeds, type BuildOptions, type Engine } from '../runtime/engine.js';
 import { runModelCpu } from '../runtime/cpu_executor.js';
-import type { Tensor } from '../ir/types.js';
+import type { Model, Tensor } from '../ir/types.js';
 import { compareTensors, runConformance, summarize } from './conformance.js';
 import { accuracy, concreteShape, describe, parseDims, parseShapes, randomTensor, readTensor } from './io.js';
 import { dumpInstrument } from '../passes/pass.js';
@@ -38,7 +38,7 @@ function buildOptions(o: CommonOpts): BuildOptions {
     fp16: !!o.fp16, shapes: parseShapes(o.shapes), dims: parseDims(o.dims), optLevel: Number(o.optLevel ?? 2),
     cacheDir: o.cacheDir, arch: o.arch, device: (o.device ?? 'auto') as BuildOptions['device'], cudaGraphs: o.cudaGraph !== false,
     instruments: o.dumpDir ? [dumpInstrument(join(o.dumpDir, 'ir'), (g) => JSON.stringify({ nodes: g.nodes.map((n) => `${n.outputs.join(',')} = ${n.op}(${n.inputs.join(', ')}) ${n.name}`) }, null, 1))] : [],
-    log: (m) => process.stderr.write(m + '\n'),
+    log: (m) => { if (process.env.TSRT_DEBUG) process.stderr.write(m + '\n'); },
   };
 }
 
@@ -199,18 +199,8 @@ Examples:
     .option('--fp16', 'cuda backend in fp16 (use with looser tolerances)')
     .action(async (dir: string, o: { backend: string; rtol: string; atol: string; filter?: string; fp16?: boolean }) => {
       const backend = o.backend === 'cuda'
-        ? async (model: Parameters<typeof build>[0], feeds: Map<string, Tensor>) => {
-          const shapes = Object.fromEntries([...feeds].map(([k, v]) => [k, v.dims]));
-          let engine: Engine;
-          try {
-            engine = await build(model, { device: 'cuda', shapes, fp16: !!o.fp16, allowHost: true });
-          } catch (e) {
-            if (!(e instanceof TsrtError && /symbolic shape/.test(e.message))) throw e;
-            // Output shapes depend on input values: treat small integer inputs as shape tensors fixed at
-            // build time, as TensorRT does.
-            const inputValues = Object.fromEntries([...feeds].filter(([, v]) => (v.dtype === 'int64' || v.dtype === 'int32') && v.data.length <= 64));
-            engine = await build(model, { device: 'cuda', shapes, inputValues, fp16: !!o.fp16, allowHost: true });
-          }
+        ? async (model: Model, feeds: Map<string, Tensor>) => {
+          const engine = await buildForFeeds(model, feeds, { device: 'cuda', fp16: !!o.fp16, allowHost: true });
           try {
             const outs = await engine.run(feeds);
             return engine.outputs.map((vi) => outs.get(vi.name)!);

@@ -58,6 +58,9 @@ for (const op of ['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Dro
 registerLowering('Transpose', (ctx) => {
   const x = ctx.t(ctx.node.inputs[0]);
   const perm = attrInts(ctx.node, 'perm') ?? x.dims.map((_, i) => x.dims.length - 1 - i);
+  // moving only size-1 dims keeps the memory order: a reshape, no copy ([N,1,1,C] -> [N,C,1,1])
+  const order = perm.filter((p) => x.dims[p] !== 1);
+  if (order.every((p, i) => i === 0 || order[i - 1] < p)) { ctx.alias(ctx.node.outputs[0], ctx.node.inputs[0]); return; }
   lowerView(ctx, transposeView(x.dims, perm));
 });
 

@@ -41,22 +41,23 @@ export function topoSort(g: Graph): Node[] {
 /** Outer-scope names used inside a node's subgraphs (If/Loop bodies capture values by name). */
 export function implicitInputs(n: Node): string[] {
   const names: string[] = [];
-  const visit = (g: Graph) => {
-    const local = new Set<string>([...g.initializers.keys(), ...g.inputs.map((i) => i.name), ...g.nodes.flatMap((x) => x.outputs)]);
+  // `enclosing`: names defined by the subgraphs around `g` inside this node (nested If/Loop bodies see them)
+  const visit = (g: Graph, enclosing: Set<string>) => {
+    const local = new Set<string>([...enclosing, ...g.initializers.keys(), ...g.inputs.map((i) => i.name), ...g.nodes.flatMap((x) => x.outputs)]);
     for (const m of g.nodes) {
       for (const x of m.inputs) if (x && !local.has(x)) names.push(x);
       for (const a of Object.values(m.attrs)) {
-        if (a.kind === 'graph') visit(a.value);
-        if (a.kind === 'graphs') a.value.forEach(visit);
+        if (a.kind === 'graph') visit(a.value, local);
+        if (a.kind === 'graphs') a.value.forEach((sg) => visit(sg, local));
       }
     }
     for (const o of g.outputs) if (!local.has(o.name)) names.push(o.name);
   };
   for (const a of Object.values(n.attrs)) {
-    if (a.kind === 'graph') visit(a.value);
-    if (a.kind === 'graphs') a.value.forEach(visit);
+    if (a.kind === 'graph') visit(a.value, new Set());
+    if (a.kind === 'graphs') a.value.forEach((sg) => visit(sg, new Set()));
   }
-  return names;
+  return [...new Set(names)];
 }
 
 /** Map from value name to the nodes that read it. */

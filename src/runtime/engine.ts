@@ -193,3 +193,17 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   engine.fixedInputs = opts.inputValues;
   return engine;
 }
+
+/** Builds an engine for concrete feeds (conformance runners, tests). When an output shape depends on input
+ * values (Resize scales, Pad pads, Expand shapes given as inputs), the small inputs are fixed at build time as
+ * shape tensors, as TensorRT does, and run() then checks callers pass the same values. */
+export async function buildForFeeds(model: Model, feeds: Map<string, Tensor>, opts: BuildOptions = {}): Promise<Engine> {
+  const shapes = Object.fromEntries([...feeds].map(([k, v]) => [k, v.dims]));
+  try {
+    return await build(model, { ...opts, shapes });
+  } catch (e) {
+    if (!(e instanceof TsrtError && /symbolic shape/.test(e.message))) throw e;
+    const inputValues = Object.fromEntries([...feeds].filter(([, v]) => v.data.length <= 64 && v.dtype !== 'string'));
+    return build(model, { ...opts, shapes, inputValues });
+  }
+}

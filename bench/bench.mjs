@@ -1,0 +1,42 @@
+// GPU benchmark of tsrt engines (CUDA events around whole-engine replays), one JSON line per config.
+//   node bench/bench.mjs <model.onnx> <batch,...> [--fp16] [--fp32] [--iters N] [--seq 128] [--json out.json]
+import { build } from '../dist/runtime/engine.js';
+import { randomTensor } from '../dist/cli/io.js';
+import { loadModel } from '../dist/onnx/import.js';
+import { writeFileSync, existsSync, readFileSync } from 'node:fs';
+
+const [model, batches, ...rest] = process.argv.slice(2);
+const flag = (f) => rest.includes(f);
+const opt = (f, d) => { const i = rest.indexOf(f); return i >= 0 ? rest[i + 1] : d; };
+const iters = Number(opt('--iters', 50));
+const precisions = [flag('--fp32') ? 'fp32' : null, flag('--fp16') || !flag('--fp32') ? 'fp16' : null].filter(Boolean);
+const out = opt('--json');
+const rows = out && existsSync(out) ? JSON.parse(readFileSync(out, 'utf8')) : [];
+const m = loadModel(model);
+const vi = m.graph.inputs[0];
+for (const prec of precisions) {
+  for (const b of batches.split(',').map(Number)) {
+    const shape = vi.type.shape.map((d, i) => (i === 0 ? b : typeof d === 'number' ? d : 128));
+    const t0 = performance.now();
+    let engine;
+    try {
+      engine = await build(m, { fp16: prec === 'fp16', shapes: { [vi.name]: shape } });
+    } catch (e) { console.log(JSON.stringify({ model, prec, batch: b, error: String(e.message).split('\n')[0] })); continue; }
+    const buildS = (performance.now() - t0) / 1000;
+    const x = randomTensor(vi.type.dtype, shape, 1, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1);
+    const times = (await engine.time({ [vi.name]: x }, iters, 10)).sort((a, c) => a - c);
+    const med = times[Math.floor(times.length / 2)], p99 = times[Math.min(times.length - 1, Math.floor(times.length * 0.99))];
+    const row = { model: model.split('/').slice(-2, -1)[0], prec, batch: b, median_ms: +med.toFixed(4), p99_ms: +p99.toFixed(4), per_s: +(b / med * 1000).toFixed(1),
+      kernels: engine.report.kernels, host_steps: engine.report.hostSteps, build_s: +buildS.toFixed(2), compile_s: +(engine.report.compileMs / 1000).toFixed(2), arena_mib: +(engine.report.arenaBytes / 2 ** 20).toFixed(1) };
+    if (flag('--profile')) {
+      const prof = await engine.profile({ [vi.name]: x }, 5);
+      const byOp = {};
+      for (const p of prof) byOp[p.op] = (byOp[p.op] ?? 0) + p.ms;
+      row.profile_ms = Object.fromEntries(Object.entries(byOp).sort((a, c) => c[1] - a[1]).map(([k, v]) => [k, +v.toFixed(3)]));
+    }
+    console.log(JSON.stringify(row));
+    rows.push(row);
+    if (out) writeFileSync(out, JSON.stringify(rows, null, 1));
+    engine.dispose();
+  }
+}
