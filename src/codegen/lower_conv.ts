@@ -11,6 +11,7 @@ import { emitGemm, emitGemmGeneric, gemmTcPreconditions, type Activation, type E
 import { emitElementwise } from './elementwise.js';
 import { transposeView } from './indexing.js';
 import { emitPad } from './movement.js';
+import { depthwiseWeightLayout, emitDepthwiseConv, isDepthwise } from './depthwise.js';
 
 /** Maps a tsrt::Fused* `activation` attribute onto the kernel epilogue. */
 function activation(ctx: LowerCtx): Pick<Epilogue, 'act' | 'actArgs'> {
@@ -68,6 +69,14 @@ function lowerConv(ctx: LowerCtx): void {
   const epi: Epilogue = { ...(fused ? activation(ctx) : {}), bias: !!bn, residual: !!zn, residualAfterAct: fused && attrInt(node, 'residual_before_act', 1) === 0 };
   const bias = bn ? ctx.addConst('bias_f32', f32Const(ctx.constOf(bn) ?? (() => { throw new NotLowerable('bias is not constant'); })())) : undefined;
   const wv = toF64(wc);
+  if (isDepthwise(group, c, k)) {
+    // direct kernel: weights [r][s][c] for NHWC (a warp reads consecutive channels), ONNX's [c][1][r][s] for NCHW
+    const layout = nhwc ? 'nhwc' : 'nchw';
+    const wname = ctx.addConst(nhwc ? 'w_rsc' : 'w', fromF64(x.dtype, nhwc ? [r, s, k] : [k, 1, r, s], depthwiseWeightLayout(wv, k, r, s, layout)));
+    const ks = emitDepthwiseConv(prob, epi, { dtype: x.dtype, layout });
+    ctx.kernel(ks, bindByName(ctx, ks, { x: xn, w: wname, bias, residual: zn, y: node.outputs[0] }));
+    return;
+  }
   const useTc = x.dtype === 'float16' && nhwc && group === 1;
   if (useTc) {
     // pad channels to a multiple of 8 (zero weights and zero activations contribute nothing)
