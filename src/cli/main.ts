@@ -1,6 +1,7 @@
 // tsrt command line. Flag names follow trtexec / Polygraphy where they exist.
 import { Command, Option } from 'commander';
-import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TsrtError } from '../errors.js';
@@ -10,7 +11,9 @@ import { runModelCpu } from '../runtime/cpu_executor.js';
 import type { Model, Tensor } from '../ir/types.js';
 import { compareTensors, runConformance, summarize } from './conformance.js';
 import { accuracy, concreteShape, describe, parseDims, parseShapes, randomTensor, readTensor } from './io.js';
-import { dumpInstrument } from '../passes/pass.js';
+import { dumpInstrument, newPassContext } from '../passes/pass.js';
+import { PIPELINE, optimize } from '../passes/pipeline.js';
+import { printIr, toDot, writeEngineDumps } from './dumps.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_MODEL = resolve(here, '../../models/ppocr_mobile_v2_cls/model.onnx');
@@ -37,7 +40,7 @@ function buildOptions(o: CommonOpts): BuildOptions {
   return {
     fp16: !!o.fp16, shapes: parseShapes(o.shapes), dims: parseDims(o.dims), optLevel: Number(o.optLevel ?? 2),
     cacheDir: o.cacheDir, arch: o.arch, device: (o.device ?? 'auto') as BuildOptions['device'], cudaGraphs: o.cudaGraph !== false,
-    instruments: o.dumpDir ? [dumpInstrument(join(o.dumpDir, 'ir'), (g) => JSON.stringify({ nodes: g.nodes.map((n) => `${n.outputs.join(',')} = ${n.op}(${n.inputs.join(', ')}) ${n.name}`) }, null, 1))] : [],
+    instruments: dumpDir(o) ? [dumpInstrument(join(dumpDir(o)!, 'ir'), printIr)] : [],
     log: (m) => { if (process.env.TSRT_DEBUG) process.stderr.write(m + '\n'); },
   };
 }
@@ -55,11 +58,13 @@ function testDataShapes(model: string): Record<string, number[]> | undefined {
   return out;
 }
 
+/** --dump-dir, or ./tsrt-debug when TSRT_DEBUG is set. */
+function dumpDir(o: CommonOpts): string | undefined {
+  return o.dumpDir ?? (process.env.TSRT_DEBUG ? 'tsrt-debug' : undefined);
+}
+
 function writeDumps(engine: Engine, dir: string): void {
-  mkdirSync(join(dir, 'kernels'), { recursive: true });
-  for (const [name, k] of engine.kernels) writeFileSync(join(dir, 'kernels', `${name}.cu`), k.source.source);
-  writeFileSync(join(dir, 'layers.json'), JSON.stringify(engine.layers(), null, 1));
-  writeFileSync(join(dir, 'report.json'), JSON.stringify(engine.report, null, 1));
+  writeEngineDumps(engine, dir, process.argv.slice(2));
 }
 
 function printBuild(engine: Engine, model: string): void {
@@ -109,7 +114,8 @@ Examples:
     .action(async (model: string, o: CommonOpts) => {
       const engine = await build(model, buildOptions(o));
       printBuild(engine, model);
-      if (o.dumpDir) { writeDumps(engine, o.dumpDir); console.log(`  dumps in ${o.dumpDir}`); }
+      const dd = dumpDir(o);
+      if (dd) { writeDumps(engine, dd); console.log(`  dumps in ${dd}: ir/NN-<pass>.ir, kernels/*.cu, fusion.md, layers.json, report.json, repro.sh`); }
       engine.dispose();
     });
 
@@ -126,7 +132,7 @@ Examples:
       if (!bo.shapes && !bo.dims) bo.shapes = testDataShapes(model);
       const engine = await build(model, bo);
       printBuild(engine, model);
-      if (o.dumpDir) writeDumps(engine, o.dumpDir);
+      if (dumpDir(o)) writeDumps(engine, dumpDir(o)!);
       const feeds = gatherInputs(engine, model, o.input);
       const t0 = performance.now();
       const outs = await engine.run(feeds);
@@ -215,6 +221,31 @@ Examples:
       if (results.some((r) => r.status === 'FAIL')) process.exitCode = 1;
     });
 
+  withBuildOptions(program.command('dump').argument('<model>', 'ONNX model file'))
+    .description('print the graph as imported, or after a pass of the build pipeline')
+    .addOption(new Option('--format <f>', 'output format').choices(['text', 'json', 'dot']).default('text'))
+    .option('--after <pass>', `stop after this pass (${[...new Set(PIPELINE.map((p) => p.name))].join(', ')}); default: as imported`)
+    .option('-o, --output <file>', 'write to a file; with --format dot and an .svg name, render with Graphviz')
+    .action(async (model: string, o: CommonOpts & { format: string; after?: string; output?: string }) => {
+      const m = loadModel(model, { allowUnsupported: true });
+      let g = m.graph;
+      if (o.after) {
+        const names = PIPELINE.map((p) => p.name);
+        const idx = names.lastIndexOf(o.after);
+        if (idx < 0) throw new TsrtError('USAGE', `no pass named '${o.after}'`, `passes: ${[...new Set(names)].join(', ')}`);
+        const bo = buildOptions(o);
+        const ctx = newPassContext({ optLevel: bo.optLevel, fp16: bo.fp16, shapes: bo.shapes ?? testDataShapes(model), dims: bo.dims });
+        g = optimize(g, ctx, [], PIPELINE.slice(0, idx + 1));
+      }
+      const text = o.format === 'dot' ? toDot(g) : o.format === 'json' ? JSON.stringify(graphJson(g), null, 1) + '\n' : printIr(g);
+      if (!o.output) { process.stdout.write(text); return; }
+      if (o.output.endsWith('.svg') && o.format === 'dot') {
+        const r = spawnSync('dot', ['-Tsvg', '-o', o.output], { input: text });
+        if (r.error || r.status !== 0) throw new TsrtError('USAGE', 'Graphviz `dot` is not installed or failed', 'apt-get install graphviz, or write a .dot file');
+      } else writeFileSync(o.output, text);
+      console.log(`wrote ${o.output}`);
+    });
+
   withBuildOptions(program.command('inspect').argument('<model>', 'ONNX model file'))
     .description('print the engine\'s layers (kernels, grids, host fallbacks) as JSON')
     .action(async (model: string, o: CommonOpts) => {
@@ -237,4 +268,15 @@ export async function main(argv = process.argv): Promise<void> {
       process.exitCode = 1;
     }
   }
+}
+
+function graphJson(g: import('../ir/types.js').Graph): unknown {
+  return {
+    name: g.name, opset: g.opset,
+    inputs: g.inputs, outputs: g.outputs,
+    initializers: [...g.initializers].map(([name, t]) => ({ name, dtype: t.dtype, dims: t.dims })),
+    nodes: g.nodes.map((n) => ({ name: n.name, op: n.op, domain: n.domain, inputs: n.inputs, outputs: n.outputs,
+      attrs: Object.fromEntries(Object.entries(n.attrs).map(([k, a]) => [k, a.kind === 'tensor' ? { dtype: a.value.dtype, dims: a.value.dims } : a.kind === 'graph' ? `<graph ${a.value.name}>` : a.kind === 'graphs' ? '<graphs>' : a.value])),
+      types: n.outputs.map((o) => g.valueTypes.get(o) ?? null) })),
+  };
 }
