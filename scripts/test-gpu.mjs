@@ -53,6 +53,22 @@ for (const [sub, prefix, rtol] of [['node', 'node/', 1e-3], ['models', 'models/'
   }
 }
 
+// Zero-copy API: write the input buffer on the device, run in place, read the output buffer.
+{
+  const { Cuda } = await import('../dist/runtime/cuda.js');
+  const model = loadModel(join(tests, 'node/test_relu/model.onnx'));
+  const x = loadTensorFile(join(tests, 'node/test_relu/test_data_set_0/input_0.pb'));
+  const engine = await build(model, { device: 'cuda', shapes: { [model.graph.inputs[0].name]: x.dims } });
+  const bufs = engine.deviceBuffers();
+  const cu = new Cuda().init();
+  cu.memcpyHtoD(bufs.inputs[model.graph.inputs[0].name], x.data);
+  await engine.runOnDevice();
+  const y = new Float32Array(x.data.length);
+  cu.memcpyDtoH(y, bufs.outputs[engine.outputs[0].name]);
+  engine.dispose();
+  report(y.every((v, i) => v === Math.max(0, x.data[i])), 'device buffers: runOnDevice without host copies');
+}
+
 if (models) {
   for (const m of ['resnet50', 'mobilenet_v2', 'bert-base']) {
     const dir = join(models, m);

@@ -169,6 +169,16 @@ export class DeviceRunner {
     });
   }
 
+  /** Device address of a graph input or output buffer (for callers that manage data on the GPU themselves). */
+  bufferOf(name: string): bigint { return this.ptr(name); }
+
+  /** Runs on whatever the input buffers hold and leaves results in the output buffers: no host copies. */
+  async runInPlace(): Promise<void> {
+    this.cu.makeCurrent();
+    this.execute();
+    this.cu.syncStream(this.stream);
+  }
+
   async run(feeds: Map<string, Tensor>): Promise<Map<string, Tensor>> {
     this.cu.makeCurrent();
     this.upload(feeds);

@@ -97,6 +97,22 @@ export class Engine {
     return this.runner.run(m);
   }
 
+  /** Device addresses of the input and output buffers (CUDA backend), for zero-copy use with runOnDevice(). */
+  deviceBuffers(): { inputs: Record<string, bigint>; outputs: Record<string, bigint> } {
+    if (!this.runner) throw new TsrtError('USAGE', 'deviceBuffers() needs the CUDA backend', 'build on a machine with a GPU (device: "cuda")');
+    const r = this.runner;
+    return {
+      inputs: Object.fromEntries(this.graph.inputs.map((i) => [i.name, r.bufferOf(i.name)])),
+      outputs: Object.fromEntries(this.graph.outputs.map((o) => [o.name, r.bufferOf(o.name)])),
+    };
+  }
+
+  /** Runs on the data already in the device input buffers; results stay in the device output buffers. */
+  async runOnDevice(): Promise<void> {
+    if (!this.runner) throw new TsrtError('USAGE', 'runOnDevice() needs the CUDA backend', 'use run() on the CPU backend');
+    await this.runner.runInPlace();
+  }
+
   /** GPU time of one run in ms (CUDA events), or undefined on the CPU backend. */
   async time(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>, iters = 20, warmup = 3): Promise<number[] | undefined> {
     if (!this.runner) return undefined;
