@@ -3,6 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph, Tensor } from '../ir/types.js';
+import { GraphError } from '../errors.js';
 
 export interface PassOptions {
   /** 0: only what correctness needs; 1: + folding and cleanup; 2 (default): + fusion and layout; 3+: + autotuning */
@@ -81,6 +82,19 @@ export function dumpInstrument(dir: string, print: (g: Graph) => string): Instru
   return {
     after(pass, g, index) {
       writeFileSync(join(dir, `${String(index).padStart(2, '0')}-${pass.name}.ir`), print(g));
+    },
+  };
+}
+
+/** Verifies the IR after every pass (TSRT_DEBUG >= 2, or BuildOptions.verify) and names the pass that broke it. */
+export function verifyInstrument(verify: (g: Graph) => string[]): Instrument {
+  return {
+    after(pass, g) {
+      const problems = verify(g);
+      if (problems.length) {
+        throw new GraphError(`IR is invalid after pass '${pass.name}':\n  ${problems.slice(0, 20).join('\n  ')}`, undefined,
+          'this is a tsrt bug: report it with the model and the --dump-dir output');
+      }
     },
   };
 }

@@ -4,7 +4,8 @@ import { InputError, TsrtError } from '../errors.js';
 import { DTYPE_SIZE, makeTensor, shapeStr, size } from '../ir/tensor.js';
 import type { Graph, Model, Tensor, TypedArray, ValueInfo } from '../ir/types.js';
 import { loadModel } from '../onnx/import.js';
-import { newPassContext, type Instrument, type PassContext } from '../passes/pass.js';
+import { newPassContext, verifyInstrument, type Instrument, type PassContext } from '../passes/pass.js';
+import { verifyGraph } from '../ir/verify.js';
 import { optimize } from '../passes/pipeline.js';
 import { lowerGraph, type Lowered } from '../codegen/lower.js';
 import '../codegen/lowerings.js';
@@ -36,6 +37,8 @@ export interface BuildOptions {
   /** Let nodes without a CUDA lowering run on the CPU (default true). */
   allowHost?: boolean;
   instruments?: Instrument[];
+  /** Verify the IR after every pass (default: when TSRT_DEBUG >= 2). */
+  verify?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -169,7 +172,9 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const log = opts.log ?? (() => {});
   const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues });
   ctx.log = log;
-  const graph = optimize(m.graph, ctx, opts.instruments ?? []);
+  const verify = opts.verify ?? Number(process.env.TSRT_DEBUG ?? 0) >= 2;
+  const instruments = [...(opts.instruments ?? []), ...(verify ? [verifyInstrument((g) => verifyGraph(g).map((p) => `${p.graph}${p.node ? ` node '${p.node}'` : ''}: ${p.message}`))] : [])];
+  const graph = optimize(m.graph, ctx, instruments);
   const gpu = opts.device === 'cpu' ? false : cudaAvailable();
   if (opts.device === 'cuda' && !gpu) {
     throw new TsrtError('CUDA', 'no CUDA device found (libcuda.so.1 missing or no GPU)', 'run on a machine with an NVIDIA GPU and driver, or use --device cpu');
