@@ -11,6 +11,7 @@ import './resize.js';
 import './control.js';
 import './rnn.js';
 import './fused.js';
+import './attention_fused.js';
 import './layout.js';
 
 export { getOp, allOps, register } from './registry.js';

@@ -1,0 +1,359 @@
+// fuseAttention: multi-head attention as exporters write it, from the head split to the head merge, becomes one
+// tsrt::FusedAttention node (one flash-attention kernel):
+//
+//   Q = Reshape(xq -> [B,Sq,H,D]) -> Transpose [0,2,1,3]          (K: -> [0,2,3,1], or [0,2,1,3] then [0,1,3,2])
+//   S = MatMul(Q, K^T) [-> Mul/Div by a scalar]* [-> Add(mask)] -> Softmax(axis -1) -> MatMul(., V)
+//     -> Transpose [0,2,1,3] [-> Reshape [B,Sq,H*D]]
+//
+// Scalar Mul/Div may also sit on the Q or K side (PyTorch's SDPA export scales both by sqrt(scale)); all of them
+// multiply into one `scale`. The scale and mask ops may also come as a tsrt::Fused group (when fuseElementwise ran
+// first). An all-zero constant mask is dropped. Every value between the head split and the head merge must have
+// exactly one reader. Anything else leaves the graph as it is, with the reason in ctx.rejected.
+import { fromF64, size, toF64 } from '../ir/tensor.js';
+import type { Dim, Graph, Node, Tensor, TensorType } from '../ir/types.js';
+import { attrGraph, attrInt, attrInts } from '../ops/attrs.js';
+import { attentionAttrMap } from '../ops/attention_fused.js';
+import type { Pass } from './pass.js';
+import { GraphEdit, GraphView, broadcastsInto, recordFusion, recordRejection, scopedPass } from './patterns.js';
+
+const FUSE_ATTN = 'fuse-attention';
+const KIND = 'Attention';
+
+const Q_PERM = [0, 2, 1, 3];
+const K_PERM = [0, 2, 3, 1];
+
+const samePerm = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+const staticDims = (s: readonly Dim[]): s is number[] => s.every((d) => typeof d === 'number');
+
+function permOf(v: GraphView, t: Node): number[] | undefined {
+  const p = attrInts(t, 'perm');
+  if (p) return p;
+  const r = v.type(t.inputs[0])?.shape.length;
+  return r === undefined ? undefined : Array.from({ length: r }, (_, i) => r - 1 - i);
+}
+
+/** `x` = scalar * y or y / scalar for a one-element constant: [y, factor]. */
+function scalarScale(v: GraphView, n: Node): [string, number] | undefined {
+  if (n.domain !== '' || n.inputs.length !== 2 || (n.op !== 'Mul' && n.op !== 'Div')) return undefined;
+  const [a, b] = n.inputs;
+  const rankOk = (c: string, other: string) => (v.const(c)?.dims.length ?? 9) <= (v.type(other)?.shape.length ?? -1);
+  const sb = v.scalar(b);
+  if (sb !== undefined && rankOk(b, a) && a !== b) return [a, n.op === 'Mul' ? sb : 1 / sb];
+  const sa = n.op === 'Mul' ? v.scalar(a) : undefined;
+  if (sa !== undefined && rankOk(a, b) && a !== b) return [b, sa];
+  return undefined;
+}
+
+/** Why `x` cannot be absorbed into its one reader `by`, or undefined when it can. */
+function notSole(v: GraphView, x: string, by: Node): string | undefined {
+  const why = v.blocked(x);
+  if (why) return why;
+  return v.usersOf(x)[0] === by ? undefined : `'${x}' is not read by ${by.name}`;
+}
+
+// ---- Q / K / V head splits -------------------------------------------------------------------------------
+
+interface HeadSplit {
+  /** The value before the Reshape (FusedAttention reads it, through `flat` when it is not [B,S,H*D]). */
+  input: string;
+  /** Reshape dims [B,S,H*D] to put in front when `input` has another shape (same elements, same order). */
+  flat?: number[];
+  nodes: Node[];
+  scale: number;
+  b: Dim; s: Dim; h: number; d: number;
+  dtype: TensorType['dtype'];
+}
+
+/** Walks back from the MatMul operand `x` through Transposes (and scalar Mul/Div when `scaled`) to the Reshape
+ * [B,S,H*D] -> [B,S,H,D] of a head split, and checks that the composed permutation is `want`. */
+function headSplit(v: GraphView, x: string, reader: Node, want: number[], scaled: boolean): HeadSplit | string {
+  const nodes: Node[] = [];
+  let perm = [0, 1, 2, 3]; // x[i] = reshaped[perm[i]]
+  let scale = 1;
+  let cur = x, by = reader;
+  for (;;) {
+    const why = notSole(v, cur, by);
+    if (why) return why;
+    const p = v.prod(cur);
+    if (!p) return `'${cur}' is not computed in this graph (no head-split Reshape)`;
+    if (p.domain !== '') return `'${cur}' comes from ${p.domain}::${p.op}, not a head-split Reshape/Transpose`;
+    nodes.push(p);
+    if (p.op === 'Reshape') break;
+    if (p.op === 'Transpose') {
+      const pp = permOf(v, p);
+      if (!pp || pp.length !== 4) return `Transpose '${p.name}' is not 4-D`;
+      perm = perm.map((j) => pp[j]);
+      cur = p.inputs[0]; by = p;
+      continue;
+    }
+    const sc = scaled ? scalarScale(v, p) : undefined;
+    if (!sc) return `'${cur}' comes from ${p.op} '${p.name}', not a head-split Reshape/Transpose${scaled ? ' or a scalar Mul/Div' : ''}`;
+    scale *= sc[1];
+    cur = sc[0]; by = p;
+  }
+  if (!samePerm(perm, want)) return `the head split permutes [B,S,H,D] by [${perm}], not [${want}]`;
+  const reshape = nodes[nodes.length - 1];
+  const input = reshape.inputs[0];
+  const it = v.type(input), rt = v.type(reshape.outputs[0]);
+  if (!it || !rt) return `the type of '${it ? reshape.outputs[0] : input}' is unknown`;
+  if (rt.shape.length !== 4) return `head-split Reshape '${reshape.name}' gives [${rt.shape}], not [B,S,H,D]`;
+  const [b, s, h, d] = rt.shape;
+  if (typeof h !== 'number' || typeof d !== 'number') return `head count and size [${rt.shape}] are not static`;
+  const base = { input, nodes, scale, b, s, h, d, dtype: it.dtype };
+  const is = it.shape;
+  if (is.length === 3 && is[0] === b && is[1] === s && is[2] === h * d) return base;
+  if (staticDims(is) && staticDims(rt.shape) && size(is) === size(rt.shape)) return { ...base, flat: [b as number, s as number, h * d] };
+  return `head-split Reshape '${reshape.name}' reads [${is}], not [B,S,H*D] = [${b},${s},${h * d}]`;
+}
+
+// ---- scores: Q.K^T -> scale -> mask -> Softmax ----------------------------------------------------------
+
+/** What the walk from Softmax back to the Q.K^T MatMul met so far (backwards: the mask comes before scales). */
+interface WalkState { scaled: boolean; masked: boolean }
+
+/** A mask computed inside a tsrt::Fused group from the group's other inputs (a Cast of the mask input in fp16
+ * builds): it moves out into an elementwise group of its own, `body` reading the outer values `inputs`. */
+interface MaskGroup { body: Graph; inputs: string[] }
+type MaskSource = string | Tensor | MaskGroup;
+const isGroup = (m: MaskSource | undefined): m is MaskGroup => typeof m === 'object' && 'body' in m;
+
+interface Scores {
+  nodes: Node[];
+  scale: number;
+  /** Mask value, a small constant mask that sat inside a tsrt::Fused body, or the computation of one. */
+  mask?: MaskSource;
+  /** The Q.K^T MatMul (outer walks), undefined for walks inside a Fused body. */
+  qk?: Node;
+  state: WalkState;
+}
+
+/** Walks back from `x` (read by `by` alone; unchecked without `by`: a body output) to the value where `atStart`
+ * holds: the output of the Q.K^T MatMul in the graph, or the scores input of a Fused body. */
+function walkScores(v: GraphView, x: string, by: Node | undefined, st: WalkState, atStart: (x: string) => Node | true | undefined): Scores | string {
+  const why = by && notSole(v, x, by);
+  if (why) return why;
+  const start = atStart(x);
+  if (start === true) return { nodes: [], scale: 1, state: st };
+  if (start) return { nodes: [start], scale: 1, qk: start, state: st };
+  const p = v.prod(x);
+  if (!p) return `'${x}' is not computed by a MatMul`;
+  const sc = scalarScale(v, p);
+  if (sc) {
+    const r = walkScores(v, sc[0], p, { ...st, scaled: true }, atStart);
+    return typeof r === 'string' ? r : { ...r, nodes: [...r.nodes, p], scale: r.scale * sc[1] };
+  }
+  if (p.domain === '' && p.op === 'Add' && p.inputs.length === 2) {
+    if (st.scaled) return `the scores are scaled after the mask Add '${p.name}'`;
+    if (st.masked) return `more than one Add ('${p.name}') before the Softmax`;
+    const tries = p.inputs.map((o) => (p.inputs[0] === p.inputs[1] ? 'both Add operands are the same value' : walkScores(v, o, p, { ...st, masked: true }, atStart)));
+    const ok = tries.flatMap((r, i) => (typeof r === 'string' ? [] : [{ r, mask: p.inputs[1 - i] }]));
+    if (ok.length !== 1) {
+      return ok.length ? `both operands of Add '${p.name}' come from Q.K^T` : `no operand of Add '${p.name}' comes from Q.K^T (${tries.join('; ')})`;
+    }
+    const { r, mask } = ok[0];
+    return { ...r, nodes: [...r.nodes, p], mask };
+  }
+  if (p.domain === 'tsrt' && p.op === 'Fused') return fusedScores(v, p, st, atStart);
+  return `'${x}' comes from ${p.domain ? p.domain + '::' : ''}${p.op} '${p.name}', not a scalar Mul/Div, an Add or the Q.K^T MatMul`;
+}
+
+/** A tsrt::Fused group on the scores: its body must be exactly scalar Mul/Div and at most one mask Add of one
+ * body input (the scores); the mask is another input, a constant, or computed from the other inputs only. */
+function fusedScores(v: GraphView, f: Node, st: WalkState, atStart: (x: string) => Node | true | undefined): Scores | string {
+  const body = attrGraph(f, 'body');
+  if (!body || body.outputs.length !== 1 || f.outputs.length !== 1) return `elementwise group '${f.name}' has more than one output`;
+  const bv = new GraphView(body);
+  const reasons: string[] = [];
+  const found: Scores[] = [];
+  body.inputs.forEach((bi, k) => {
+    const inner = walkScores(bv, body.outputs[0].name, undefined, st, (x) => (x === bi.name ? true : undefined));
+    if (typeof inner === 'string') { reasons.push(inner); return; }
+    let mask = inner.mask;
+    if (typeof mask === 'string') {
+      const j = body.inputs.findIndex((x) => x.name === mask);
+      const c = body.initializers.get(mask);
+      if (j >= 0) mask = f.inputs[j];
+      else if (c) mask = c;
+      else {
+        const g = maskGroup(bv, mask, bi.name);
+        if (typeof g === 'string') { reasons.push(`elementwise group '${f.name}': ${g}`); return; }
+        mask = { body: g, inputs: g.inputs.map((x) => f.inputs[body.inputs.findIndex((y) => y.name === x.name)]) };
+      }
+    }
+    if (inner.nodes.length + (isGroup(mask) ? mask.body.nodes.length : 0) !== body.nodes.length) {
+      reasons.push(`elementwise group '${f.name}' computes more than the scale and mask`);
+      return;
+    }
+    const outer = walkScores(v, f.inputs[k], f, inner.state, atStart);
+    if (typeof outer === 'string') { reasons.push(outer); return; }
+    found.push({ ...outer, nodes: [...outer.nodes, f], scale: outer.scale * inner.scale, mask: outer.mask ?? mask });
+  });
+  if (found.length === 1) return found[0];
+  return found.length ? `elementwise group '${f.name}' is ambiguous` : reasons.join('; ');
+}
+
+/** The nodes of body view `bv` that compute `x`, as a graph of their own; an error when they read `scores`. */
+function maskGroup(bv: GraphView, x: string, scores: string): Graph | string {
+  const body = bv.g;
+  const nodes = new Set<Node>();
+  const stack = [x];
+  while (stack.length) {
+    const y = stack.pop()!;
+    const p = bv.prod(y);
+    if (!p) {
+      if (y === scores) return 'the mask depends on the scores';
+      continue;
+    }
+    if (nodes.has(p)) continue;
+    nodes.add(p);
+    stack.push(...p.inputs.filter(Boolean));
+  }
+  const list = bv.order.filter((n) => nodes.has(n));
+  const read = new Set(list.flatMap((n) => n.inputs));
+  const type = bv.type(x);
+  if (!type) return `the type of mask value '${x}' is unknown`;
+  return {
+    name: `${body.name}_mask`, opset: body.opset,
+    inputs: body.inputs.filter((i) => read.has(i.name)), outputs: [{ name: x, type }], nodes: list,
+    initializers: new Map([...body.initializers].filter(([k]) => read.has(k))),
+    valueTypes: new Map([...body.valueTypes].filter(([k]) => list.some((n) => n.outputs.includes(k)))),
+  };
+}
+
+// ---- the pass -------------------------------------------------------------------------------------------
+
+interface Match {
+  nodes: Node[];
+  q: HeadSplit; k: HeadSplit; v: HeadSplit;
+  scale: number;
+  mask?: MaskSource;
+  /** Value the fused node must produce, and its dims when they are not [B,Sq,H*D]. */
+  out: string;
+  outFlat?: number[];
+}
+
+function matchAttention(v: GraphView, sm: Node, pv: Node): Match | { reason: string; nodes: Node[] } {
+  const fail = (reason: string, more: Node[] = []) => ({ reason, nodes: [...new Set([...more, sm, pv])] });
+  const st = v.type(sm.inputs[0]);
+  if (!st || st.shape.length !== 4) return fail(`the scores are not 4-D [B,H,Sq,Sk] (${st ? `[${st.shape}]` : 'unknown type'})`);
+  const axis = attrInt(sm, 'axis', -1);
+  if ((axis < 0 ? axis + 4 : axis) !== 3) return fail(`Softmax axis ${axis} is not the key axis`);
+  const probs = sm.outputs[0];
+  const pw = notSole(v, probs, pv);
+  if (pw) return fail(`attention probabilities: ${pw}`);
+  const sc = walkScores(v, sm.inputs[0], sm, { scaled: false, masked: false }, (x) => {
+    const p = v.prod(x);
+    return p && p.op === 'MatMul' && p.domain === '' ? p : undefined;
+  });
+  if (typeof sc === 'string') return fail(sc);
+  const qk = sc.qk!;
+  const core = [...sc.nodes];
+  const q = headSplit(v, qk.inputs[0], qk, Q_PERM, true);
+  if (typeof q === 'string') return fail(`Q: ${q}`, core);
+  const k = headSplit(v, qk.inputs[1], qk, K_PERM, true);
+  if (typeof k === 'string') return fail(`K: ${k}`, core);
+  const vv = headSplit(v, pv.inputs[1], pv, Q_PERM, false);
+  if (typeof vv === 'string') return fail(`V: ${vv}`, core);
+  const split = [...q.nodes, ...k.nodes, ...vv.nodes];
+  if (new Set([q.dtype, k.dtype, vv.dtype]).size !== 1) return fail(`Q, K, V dtypes differ (${q.dtype}, ${k.dtype}, ${vv.dtype})`, [...split, ...core]);
+  if (q.h !== k.h || q.h !== vv.h || q.d !== k.d || q.d !== vv.d) {
+    return fail(`heads differ: Q ${q.h}x${q.d}, K ${k.h}x${k.d}, V ${vv.h}x${vv.d}`, [...split, ...core]);
+  }
+  if (q.b !== k.b || q.b !== vv.b || k.s !== vv.s) return fail(`batch or key length differ: Q [${q.b},${q.s}], K [${k.b},${k.s}], V [${vv.b},${vv.s}]`, [...split, ...core]);
+  // head merge: Transpose(s) to [B,Sq,H,D], then optionally one Reshape
+  const merge: Node[] = [];
+  let perm = [0, 1, 2, 3];
+  let cur = pv.outputs[0];
+  for (;;) {
+    const n = v.sole(cur);
+    if (!n || n.domain !== '' || n.op !== 'Transpose') break;
+    const pp = permOf(v, n);
+    if (!pp || pp.length !== 4) break;
+    perm = pp.map((j) => perm[j]);
+    merge.push(n);
+    cur = n.outputs[0];
+  }
+  const all = [...split, ...core, sm, pv, ...merge];
+  if (!samePerm(perm, Q_PERM)) {
+    const next = v.usersOf(cur).map((u) => `${u.op} '${u.name}'`).join(', ') || 'nothing';
+    return fail(`no head merge after P.V: '${cur}' is [B,H,Sq,D] permuted by [${perm}] and read by ${v.blocked(cur) ?? next}`, all);
+  }
+  const r = v.sole(cur);
+  if (r && r.domain === '' && r.op === 'Reshape') { merge.push(r); all.push(r); cur = r.outputs[0]; }
+  const ot = v.type(cur);
+  const full = [q.b, q.s, q.h * q.d];
+  let outFlat: number[] | undefined;
+  if (!ot) return fail(`the type of '${cur}' is unknown`, all);
+  if (!(ot.shape.length === 3 && ot.shape.every((d, i) => d === full[i]))) {
+    if (!staticDims(ot.shape) || !staticDims(full) || size(ot.shape) !== size(full)) {
+      return fail(`the merged output [${ot.shape}] is not [B,Sq,H*D] = [${full}]`, all);
+    }
+    outFlat = ot.shape;
+  }
+  let mask = sc.mask;
+  if (mask !== undefined) {
+    const mt = typeof mask === 'string' ? v.type(mask) : isGroup(mask) ? mask.body.outputs[0].type : { dtype: mask.dtype, shape: mask.dims };
+    const scores: Dim[] = [q.b, q.h, q.s, k.s];
+    if (!mt || !broadcastsInto(mt.shape, scores)) return fail(`the mask [${mt?.shape ?? '?'}] does not broadcast into the scores [${scores}]`, all);
+    // an all-zero constant mask (HF's extended mask of an all-ones attention mask, folded) adds nothing
+    const c = typeof mask === 'string' ? v.const(mask) : isGroup(mask) ? undefined : mask;
+    if (c && toF64(c).every((x) => x === 0)) mask = undefined;
+  }
+  const scale = Math.fround(sc.scale * q.scale * k.scale);
+  if (!Number.isFinite(scale)) return fail(`the combined scale ${scale} is not finite`, all);
+  // order the nodes topologically for the report
+  const nodes = [...new Set(all)].sort((a, b) => v.index.get(a)! - v.index.get(b)!);
+  return { nodes, q, k, v: vv, scale, mask, out: cur, outFlat };
+}
+
+/** The mask input of the fused node: the value itself, a new initializer, or the output of the mask's own
+ * elementwise group (appended to `into`). */
+function maskValue(e: GraphEdit, name: string, m: MaskSource | undefined, into: Node[]): string | undefined {
+  if (m === undefined || typeof m === 'string') return m;
+  if (!isGroup(m)) return e.addConst(`${name}_mask`, m);
+  const out = e.fresh(`${name}_mask`);
+  e.types.set(out, m.body.outputs[0].type);
+  into.push({ name: e.fresh(`${name}/mask`), op: 'Fused', domain: 'tsrt', inputs: m.inputs, outputs: [out], attrs: { body: { kind: 'graph', value: m.body } } });
+  return out;
+}
+
+/** tsrt::FusedAttention for the attention blocks described at the top of this file. */
+export const fuseAttention: Pass = scopedPass(FUSE_ATTN, 2, (g, ctx, scope) => {
+  const v = new GraphView(g, scope);
+  const e = new GraphEdit(v);
+  let fused = 0;
+  for (const sm of v.order) {
+    if (sm.op !== 'Softmax' || sm.domain !== '' || e.taken(sm)) continue;
+    const pv = v.usersOf(sm.outputs[0]).find((u) => u.op === 'MatMul' && u.domain === '' && u.inputs[0] === sm.outputs[0]);
+    if (!pv) continue; // a Softmax that no P.V MatMul reads is no attention
+    const m = matchAttention(v, sm, pv);
+    if ('reason' in m) { recordRejection(ctx, FUSE_ATTN, KIND, m.nodes, m.reason); continue; }
+    if (e.anyTaken(m.nodes)) { recordRejection(ctx, FUSE_ATTN, KIND, m.nodes, 'overlaps an attention block fused already'); continue; }
+    const name = e.fresh(`${sm.name}_attention`);
+    const before: Node[] = [], after: Node[] = [];
+    const reshape = (into: Node[], x: string, dims: Dim[], dtype: TensorType['dtype'], hint: string, out = e.fresh(`${name}_${hint}`)): string => {
+      const shape = e.addConst(`${name}_${hint}_shape`, fromF64('int64', [dims.length], dims as number[]));
+      into.push({ name: e.fresh(`${name}/${hint}`), op: 'Reshape', domain: '', inputs: [x, shape], outputs: [out], attrs: {} });
+      e.types.set(out, { dtype, shape: dims });
+      return out;
+    };
+    const input = (h: HeadSplit, hint: string) => (h.flat ? reshape(before, h.input, h.flat, h.dtype, hint) : h.input);
+    const qi = input(m.q, 'q_flat'), ki = input(m.k, 'k_flat'), vi = input(m.v, 'v_flat');
+    const mask = maskValue(e, name, m.mask, before);
+    // the fused node writes [B,Sq,H*D]; a Reshape gives the merged output its own dims where they differ
+    const y = m.outFlat ? e.fresh(`${name}_out`) : m.out;
+    if (m.outFlat) {
+      e.types.set(y, { dtype: m.q.dtype, shape: [m.q.b, m.q.s, m.q.h * m.q.d] });
+      reshape(after, y, m.outFlat, m.q.dtype, 'out_reshape', m.out);
+    }
+    const node: Node = {
+      name, op: 'FusedAttention', domain: 'tsrt',
+      inputs: mask ? [qi, ki, vi, mask] : [qi, ki, vi], outputs: [y],
+      attrs: attentionAttrMap({ numHeads: m.q.h, headDim: m.q.d, scale: m.scale, maskKind: mask ? 'add' : 'none' }),
+    };
+    e.replace(m.nodes, [...before, node, ...after]);
+    recordFusion(ctx, FUSE_ATTN, KIND, name, m.nodes);
+    fused++;
+  }
+  return fused ? e.finish() : g;
+});
