@@ -5,6 +5,7 @@ import { deadCode, foldConstants, inferTypes, removeNoOps, specializeShapes } fr
 import { fp16Precision } from './precision.js';
 import { FUSION_PASSES } from './fuse.js';
 import { channelsLast } from './layout.js';
+import { fuseAttention } from './attention.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
 
 export const PIPELINE: Pass[] = [
@@ -18,6 +19,7 @@ export const PIPELINE: Pass[] = [
   fp16Precision,
   inferTypes,
   ...FUSION_PASSES,
+  fuseAttention,
   inferTypes,
   channelsLast,
   inferTypes,
