@@ -1,5 +1,6 @@
 // GPU benchmark of tsrt engines (CUDA events around whole-engine replays), one JSON line per config.
 //   node bench/bench.mjs <model.onnx> <batch,...> [--fp16] [--fp32] [--iters N] [--seq 128] [--json out.json]
+//     [--opt-level N] [--timing-cache file | --no-timing-cache] [--tuning-budget-s S]   (autotuning at level 3+)
 import { build } from '../dist/runtime/engine.js';
 import { randomTensor } from '../dist/cli/io.js';
 import { loadModel } from '../dist/onnx/import.js';
@@ -11,6 +12,13 @@ const opt = (f, d) => { const i = rest.indexOf(f); return i >= 0 ? rest[i + 1] :
 const iters = Number(opt('--iters', 50));
 const precisions = [flag('--fp32') ? 'fp32' : null, flag('--fp16') || !flag('--fp32') ? 'fp16' : null].filter(Boolean);
 const out = opt('--json');
+// [autotune] optimization level (3+: measured tile configs) and the timing cache
+const tuneOpts = {
+  optLevel: Number(opt('--opt-level', 2)),
+  timingCache: flag('--no-timing-cache') ? false : opt('--timing-cache'),
+  tuningBudgetMs: opt('--tuning-budget-s') === undefined ? undefined : Number(opt('--tuning-budget-s')) * 1000,
+  log: process.env.TSRT_DEBUG ? (m) => process.stderr.write(m + '\n') : undefined,
+};
 const rows = out && existsSync(out) ? JSON.parse(readFileSync(out, 'utf8')) : [];
 const m = loadModel(model);
 const vi = m.graph.inputs[0];
@@ -20,13 +28,14 @@ for (const prec of precisions) {
     const t0 = performance.now();
     let engine;
     try {
-      engine = await build(m, { fp16: prec === 'fp16', shapes: { [vi.name]: shape } });
+      engine = await build(m, { fp16: prec === 'fp16', shapes: { [vi.name]: shape }, ...tuneOpts });
     } catch (e) { console.log(JSON.stringify({ model, prec, batch: b, error: String(e.message).split('\n')[0] })); continue; }
     const buildS = (performance.now() - t0) / 1000;
     const x = randomTensor(vi.type.dtype, shape, 1, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1);
     const times = (await engine.time({ [vi.name]: x }, iters, 10)).sort((a, c) => a - c);
     const med = times[Math.floor(times.length / 2)], p99 = times[Math.min(times.length - 1, Math.floor(times.length * 0.99))];
     const row = { model: model.split('/').slice(-2, -1)[0], prec, batch: b, median_ms: +med.toFixed(4), p99_ms: +p99.toFixed(4), per_s: +(b / med * 1000).toFixed(1),
+      opt_level: tuneOpts.optLevel, tuning: engine.report.tuning && { timed: engine.report.tuning.timed, cached: engine.report.tuning.cached, heuristic: engine.report.tuning.heuristic, s: +(engine.report.tuning.ms / 1000).toFixed(1), warnings: engine.report.tuning.warnings.length ? engine.report.tuning.warnings : undefined },
       kernels: engine.report.kernels, host_steps: engine.report.hostSteps, build_s: +buildS.toFixed(2), compile_s: +(engine.report.compileMs / 1000).toFixed(2), arena_mib: +(engine.report.arenaBytes / 2 ** 20).toFixed(1) };
     if (flag('--profile')) {
       const prof = await engine.profile({ [vi.name]: x }, 5);

@@ -21,6 +21,7 @@ export const DEFAULT_MODEL = resolve(here, '../../models/ppocr_mobile_v2_cls/mod
 interface CommonOpts {
   fp16?: boolean; shapes?: string; dims?: string; optLevel?: string; cacheDir?: string; device?: string;
   dumpDir?: string; cudaGraph?: boolean; arch?: string;
+  timingCache?: string | false; // [autotune]
 }
 
 function withBuildOptions(c: Command): Command {
@@ -33,13 +34,17 @@ function withBuildOptions(c: Command): Command {
     .option('--arch <sm>', 'NVRTC target (default: the GPU\'s, else sm_90)')
     .addOption(new Option('--device <d>', 'where to run').choices(['auto', 'cuda', 'cpu']).default('auto'))
     .option('--dump-dir <dir>', 'write the IR after each pass, every kernel (.cu) and the layer info here')
-    .option('--no-cuda-graph', 'launch kernels one by one instead of replaying a CUDA graph');
+    .option('--no-cuda-graph', 'launch kernels one by one instead of replaying a CUDA graph')
+    // [autotune]
+    .option('--timing-cache <file>', 'autotuning results at --opt-level 3+ (default: <cache>/../timing-cache.json)')
+    .option('--no-timing-cache', 'autotune without reading or writing a timing cache');
 }
 
 function buildOptions(o: CommonOpts): BuildOptions {
   return {
     fp16: !!o.fp16, shapes: parseShapes(o.shapes), dims: parseDims(o.dims), optLevel: Number(o.optLevel ?? 2),
     cacheDir: o.cacheDir, arch: o.arch, device: (o.device ?? 'auto') as BuildOptions['device'], cudaGraphs: o.cudaGraph !== false,
+    timingCache: o.timingCache, // [autotune]
     instruments: dumpDir(o) ? [dumpInstrument(join(dumpDir(o)!, 'ir'), printIr)] : [],
     log: (m) => { if (process.env.TSRT_DEBUG) process.stderr.write(m + '\n'); },
   };
@@ -72,6 +77,10 @@ function printBuild(engine: Engine, model: string): void {
   const mb = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
   console.log(`built ${model}: ${engine.graph.nodes.length} nodes -> ${r.kernels} kernel launches (${r.uniqueKernels} unique kernels), ${r.hostSteps} host steps`);
   console.log(`  NVRTC: ${r.uniqueKernels} kernels compiled in ${(r.compileMs / 1000).toFixed(2)} s (${r.cacheHits} from cache)`);
+  if (r.tuning.timed || r.tuning.cached) { // [autotune]
+    console.log(`  autotune: ${r.tuning.timed} kernels timed, ${r.tuning.cached} from the timing cache, ${r.tuning.heuristic} heuristic, ${(r.tuning.ms / 1000).toFixed(1)} s`);
+  }
+  for (const w of r.tuning.warnings) console.log(`  autotune warning: ${w}`); // [autotune]
   console.log(`  memory: activations ${mb(r.arenaBytes)} planned (naive ${mb(r.naiveBytes)}), weights ${mb(r.constBytes)}`);
   console.log(`  backend: ${engine.backend}${engine.backend === 'cpu' ? ' (no GPU found: kernels compiled, run on the CPU reference)' : ''}; build ${(r.buildMs / 1000).toFixed(2)} s`);
 }

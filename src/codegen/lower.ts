@@ -4,6 +4,7 @@ import { GraphError, TsrtError } from '../errors.js';
 import { topoSort } from '../ir/graph.js';
 import type { DType, Graph, Node, Tensor, TensorType } from '../ir/types.js';
 import type { KernelSource } from './kernel.js';
+import type { TileConfig } from './tc_gemm.js';
 
 export type Arg =
   | { kind: 'value'; name: string }
@@ -40,7 +41,12 @@ export interface LowerCtx {
   alias(out: string, src: string): void;
   v(name: string): Arg;
   readonly fp16: boolean;
+  /** [autotune] Picks a tile config for a tensor-core kernel (runtime/autotune.ts); undefined: the heuristic. */
+  tactic?: Tactic;
 }
+
+/** [autotune] `key`: tacticSignature() of the kernel; `emit` builds the candidate kernel for a config. */
+export type Tactic = (key: string, candidates: TileConfig[], emit: (cfg: TileConfig) => KernelSource) => TileConfig | undefined;
 
 export type Lowering = (ctx: LowerCtx) => void;
 
@@ -66,7 +72,7 @@ export function staticType(name: string, t: TensorType | undefined, node?: strin
   return { dtype: t.dtype, dims: t.shape as number[] };
 }
 
-export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean }): Lowered {
+export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; tactic?: Tactic /* [autotune] */ }): Lowered {
   const steps: Step[] = [];
   const consts = new Map(g.initializers);
   const types = new Map<string, { dtype: DType; dims: number[] }>();
@@ -78,7 +84,7 @@ export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean }
     const entry = lowerings.get(`${node.domain}::${node.op}`);
     const pending: Step[] = [];
     const ctx: LowerCtx = {
-      node, graph: g, fp16: opts.fp16,
+      node, graph: g, fp16: opts.fp16, tactic: opts.tactic, // [autotune]
       t: (name) => {
         const t = types.get(name);
         if (!t) throw new GraphError(`value '${name}' has no type`, node.name);

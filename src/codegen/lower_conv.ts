@@ -6,8 +6,9 @@ import { fromF64, makeTensor, size, toF64 } from '../ir/tensor.js';
 import type { DType, Tensor } from '../ir/types.js';
 import { NotLowerable, registerLowering, type Arg, type LowerCtx } from './lower.js';
 import { resolvePads } from './lowerings.js';
-import { emitConv, emitConvGeneric, convTcPreconditions, type ConvProblem } from './tc_conv.js';
-import { emitGemm, emitGemmGeneric, gemmTcPreconditions, type Activation, type Epilogue, type GemmProblem, type TcKernelSource } from './tc_gemm.js';
+import { emitConv, emitConvGeneric, convConfigSpace, convTcPreconditions, type ConvProblem } from './tc_conv.js';
+import { emitGemm, emitGemmGeneric, gemmConfigSpace, gemmTcPreconditions, type Activation, type Epilogue, type GemmProblem, type TcKernelSource } from './tc_gemm.js';
+import { tacticSignature } from '../runtime/timing_cache.js'; // [autotune]
 import { emitElementwise } from './elementwise.js';
 import { transposeView } from './indexing.js';
 import { emitPad } from './movement.js';
@@ -93,7 +94,9 @@ function lowerConv(ctx: LowerCtx): void {
     const wname = ctx.addConst('w_krsc', fromF64('float16', [k, r, s, cp], wt));
     const pp = { ...prob, c: cp };
     if (!convTcPreconditions(pp).length) {
-      const ks = emitConv(pp, epi);
+      // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's
+      const cfg = ctx.tactic?.(tacticSignature('conv', pp, epi, 'float16'), convConfigSpace(pp), (c) => emitConv(pp, epi, c)) ?? undefined;
+      const ks = emitConv(pp, epi, cfg);
       ctx.kernel(ks, bindByName(ctx, ks, { x: xin, w: wname, bias, residual: zn, y: node.outputs[0] }));
       return;
     }
@@ -184,7 +187,9 @@ function lowerGemm(ctx: LowerCtx): void {
   epi.residual = !!residual;
   if (node.domain === 'tsrt') epi.residualAfterAct = attrInt(node, 'residual_before_act', 1) === 0;
   const tc = a.dtype === 'float16' && !gemmTcPreconditions(prob).length;
-  const ks = tc ? emitGemm(prob, epi) : emitGemmGeneric(prob, epi, a.dtype);
+  // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's
+  const cfg = tc ? ctx.tactic?.(tacticSignature('gemm', prob, epi, a.dtype), gemmConfigSpace(prob), (c) => emitGemm(prob, epi, c)) ?? undefined : undefined;
+  const ks = tc ? emitGemm(prob, epi, cfg) : emitGemmGeneric(prob, epi, a.dtype);
   ctx.kernel(ks, bindByName(ctx, ks, { a: aName, b: bName, bias, residual, c: node.outputs[0] }));
 }
 

@@ -23,6 +23,12 @@ const bytesOf = (t: { dtype: Tensor['dtype']; dims: number[] }) => Math.max(1, s
 
 let shared: Cuda | undefined;
 
+/** [autotune] The process's one CUDA context, shared by every runner and the autotuner. */
+export function sharedCuda(): Cuda {
+  shared ??= new Cuda().init();
+  return shared;
+}
+
 export class DeviceRunner {
   private cu: Cuda;
   private stream: CuStream = 0n;
@@ -35,8 +41,7 @@ export class DeviceRunner {
   private modules: bigint[] = [];
 
   constructor() {
-    shared ??= new Cuda().init();
-    this.cu = shared;
+    this.cu = sharedCuda(); // [autotune]
     this.cu.makeCurrent();
   }
 

@@ -15,6 +15,7 @@ import { planMemory, type MemoryPlan } from './memory.js';
 import { checkFeeds, runGraph } from './cpu_executor.js';
 import { DeviceRunner, cudaAvailable } from './device_runner.js';
 import { KernelCache } from './kernel_cache.js';
+import { Autotuner, type TuningReport } from './autotune.js'; // [autotune]
 
 export interface BuildOptions {
   fp16?: boolean;
@@ -37,6 +38,11 @@ export interface BuildOptions {
   /** Let nodes without a CUDA lowering run on the CPU (default true). */
   allowHost?: boolean;
   instruments?: Instrument[];
+  /** [autotune] At optLevel >= 3 on a GPU, tile configs are timed and kept in this JSON file (default
+   * <kernel cache>/../timing-cache.json); false: tune without reading or writing one. */
+  timingCache?: string | false;
+  /** [autotune] Stop starting new tuning compiles after this long (default by level: 120/300/600 s). */
+  tuningBudgetMs?: number;
   /** Verify the IR after every pass (default: when TSRT_DEBUG >= 2). */
   verify?: boolean;
   log?: (msg: string) => void;
@@ -63,6 +69,8 @@ export interface BuildReport {
   naiveBytes: number;
   constBytes: number;
   buildMs: number;
+  /** [autotune] Kernel signatures timed / taken from the timing cache at optLevel >= 3 (zeros otherwise). */
+  tuning: TuningReport;
 }
 
 export class Engine {
@@ -179,14 +187,28 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   if (opts.device === 'cuda' && !gpu) {
     throw new TsrtError('CUDA', 'no CUDA device found (libcuda.so.1 missing or no GPU)', 'run on a machine with an NVIDIA GPU and driver, or use --device cpu');
   }
-  const lowered = lowerGraph(graph, { fp16: !!opts.fp16, allowHost: opts.allowHost ?? true });
+  // [autotune] the runner (and the CUDA context) first, so lowering can time tile configs on the GPU
+  const runner = gpu ? new DeviceRunner() : undefined;
+  const arch = opts.arch ?? runner?.arch() ?? 'sm_90';
+  const optLevel = opts.optLevel ?? 2;
+  const tuner = runner && optLevel >= 3 && opts.compileKernels !== false
+    ? Autotuner.open({ arch, level: optLevel, timingCache: opts.timingCache, budgetMs: opts.tuningBudgetMs, cacheDir: opts.cacheDir, log })
+    : undefined;
+  const lowerOpts = { fp16: !!opts.fp16, allowHost: opts.allowHost ?? true };
+  let lowered: Lowered;
+  let tuning: TuningReport = { timed: 0, cached: 0, heuristic: 0, ms: 0, warnings: [] };
+  try {
+    if (tuner) await tuner.precompile(() => lowerGraph(graph, { ...lowerOpts, tactic: tuner.collect }));
+    lowered = lowerGraph(graph, { ...lowerOpts, tactic: tuner?.choose });
+  } finally {
+    if (tuner) tuning = tuner.finish();
+  }
+  // [/autotune]
   const external = new Set([...graph.inputs.map((i) => i.name), ...graph.outputs.map((o) => o.name)]);
   const memory = planMemory(lowered, external, graph.outputs.map((o) => o.name));
   const kernels = new Map<string, { source: KernelSource; cubin?: Uint8Array }>();
   for (const s of lowered.steps) if (s.kind === 'kernel') kernels.set(s.kernel.name, { source: s.kernel });
   let compileMs = 0, cacheHits = 0;
-  const runner = gpu ? new DeviceRunner() : undefined;
-  const arch = opts.arch ?? runner?.arch() ?? 'sm_90';
   if (opts.compileKernels !== false && kernels.size) {
     const t1 = performance.now();
     const cache = new KernelCache({ dir: opts.cacheDir, arch });
@@ -207,6 +229,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
     hostSteps: lowered.steps.filter((s) => s.kind === 'host').length,
     arenaBytes: memory.arenaBytes, naiveBytes: memory.naiveBytes, constBytes,
     buildMs: 0,
+    tuning, // [autotune]
   };
   if (runner) runner.load(graph, lowered, memory, kernels, { cudaGraphs: opts.cudaGraphs ?? true });
   report.buildMs = performance.now() - t0;

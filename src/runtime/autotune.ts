@@ -1,0 +1,644 @@
+// Measured tile-config choice for the tensor-core convs and GEMMs (TensorRT's tactic selection, tinygrad's BEAM).
+// Lowering asks `choose(key, candidates, emit)` for every tensor-core kernel; at optLevel >= 3 the tuner compiles
+// the most promising configs of the emitter's own search space (4 / 12 / all, ranked by estimateTime, plus the
+// heuristic's pick: see pickCandidates), times each on the GPU and returns the fastest; results persist in the
+// timing cache.
+// Every candidate comes from convConfigSpace/gemmConfigSpace, so tuning changes speed, never what is computed;
+// a candidate that fails to emit, compile or launch is skipped, and a kernel whose candidates all fail keeps
+// the heuristic config.
+//
+// Build flow (engine.ts): a first lowering pass with `collect` records every request, `precompile` compiles all
+// candidates in parallel helper processes into the kernel cache, then the real lowering pass calls `choose`,
+// which finds its modules there (same packing, same sources) and only times.
+import { availableParallelism } from 'node:os';
+import { TsrtError } from '../errors.js';
+import { packModules, type KernelSource, type ModuleSource } from '../codegen/kernel.js';
+import type { Tactic } from '../codegen/lower.js';
+import { chooseConvConfig, type ConvProblem } from '../codegen/tc_conv.js';
+import {
+  chooseGemmConfig, configName, configProblems, estimateTime, type GemmProblem, type TileConfig, type TileShape,
+} from '../codegen/tc_gemm.js';
+import { packParams, type Cuda, type CuEvent, type CuModule, type CuStream, type DevicePtr } from './cuda.js';
+import { sharedCuda } from './device_runner.js';
+import { KernelCache } from './kernel_cache.js';
+import { nvrtcVersion } from './nvrtc.js';
+import {
+  defaultTimingCachePath, parseSignature, TimingCache, type CandidateTiming, type DeviceId, type ParsedSignature,
+} from './timing_cache.js';
+
+export interface TuningReport {
+  /** Kernel signatures measured in this build. */
+  timed: number;
+  /** Signatures answered by the timing cache. */
+  cached: number;
+  /** Signatures left to the heuristic (time budget spent, every candidate failed, unknown signature). */
+  heuristic: number;
+  /** Wall time spent tuning (collect pass, compiles, timing), ms. */
+  ms: number;
+  warnings: string[];
+}
+
+export interface AutotunerOptions {
+  /** The GPU to time on; not needed when `timeKernel` is given. */
+  cuda?: Cuda;
+  /** NVRTC target of the candidates (the engine's). */
+  arch: string;
+  cache: TimingCache;
+  /** optLevel: 0-2 heuristic only; 3 times 4 candidates, 4 times 12, 5 all (see pickCandidates). */
+  level: number;
+  /** Tuning stops starting new compiles past this much time; kernels not tuned by then keep the heuristic. */
+  timeBudgetMs: number;
+  log?: (msg: string) => void;
+  /** Where candidate modules are compiled; default a KernelCache on the default folder when `cuda` is given,
+   * none otherwise (then `timeKernel` gets no image). */
+  kernelCache?: KernelCache | null;
+  /** Replaces the GPU measurement (tests): the median ms of one launch; throwing marks the candidate failed. */
+  timeKernel?: (kernel: KernelSource, key: string, image?: Uint8Array) => number;
+  /** Timed launches per candidate (median taken), default 10; warm-up launches, default 3. */
+  iterations?: number;
+  warmup?: number;
+  /** Overwrite a 64 MiB+ buffer before each timed launch so no candidate runs from a warm L2 (default true). */
+  flushL2?: boolean;
+  /** Compile processes for precompile (default: the CPU count, at most 16). */
+  parallel?: number;
+}
+
+/** Default time budget per level: level 5 on ResNet-50 compiles thousands of candidates. */
+export function defaultBudgetMs(level: number): number {
+  return level >= 5 ? 600_000 : level === 4 ? 300_000 : 120_000;
+}
+
+/** How many candidates each level times (the heuristic's pick is added when missing). */
+export function candidatesForLevel(level: number): number {
+  return level >= 5 ? Infinity : level === 4 ? 12 : level === 3 ? 4 : 0;
+}
+
+/** Pipeline variants (bk / stages) in the order worth trying: estimateTime cannot tell pipeline depths apart,
+ * so they are taken from this list (CUTLASS's usual sm80/sm90 mma.sync picks first). */
+const PIPELINES = ['32/4', '64/3', '32/3', '64/4', '32/5', '64/2', '32/2', '64/5'];
+
+/** The config as the kernel runs it: tcKernel never leaves a split empty, so e.g. splitK 8 over 18 k-tiles
+ * runs as 6 splits of 3 (the same kernel as splitK 6). */
+function effective(shape: TileShape, c: TileConfig): TileConfig {
+  const sk = c.splitK ?? 1;
+  if (sk <= 1) return c;
+  const kTiles = Math.ceil(shape.k / c.bk);
+  const eff = Math.ceil(kTiles / Math.ceil(kTiles / sk));
+  return eff === sk ? c : { ...c, splitK: eff };
+}
+
+const tileOf = (c: TileConfig) => `${c.bm}x${c.bn}_${c.warpsM}x${c.warpsN}_${c.splitK ?? 1}`;
+const pipeRank = (c: TileConfig) => { const i = PIPELINES.indexOf(`${c.bk}/${c.stages}`); return i < 0 ? PIPELINES.length : i; };
+
+/** The configs a level times. estimateTime ranks tile shapes (bm, bn, warps, split-K) but gives every
+ * pipeline depth of a tile the same time, so a plain top-N would spend every slot on one tile: instead the
+ * best tiles by the model each get their first pipeline variants (level 3: 2 tiles x 2 variants, level 4:
+ * 4 x 3), topped up by estimate to N; level 5 takes everything. The heuristic's pick is always added, so
+ * tuning never does worse than not tuning (up to timing noise). Configs that make the same kernel (same
+ * effective split-K) count once; input order breaks ties. */
+export function pickCandidates(level: number, shape: TileShape, candidates: TileConfig[], heuristic?: TileConfig): TileConfig[] {
+  const n = candidatesForLevel(level);
+  if (n === 0) return [];
+  const seen = new Map<string, TileConfig>();
+  for (const c of candidates) { const k = configName(effective(shape, c)); if (!seen.has(k)) seen.set(k, c); }
+  const unique = [...seen.values()];
+  const scored = unique.map((c, i) => ({ c, i, t: estimateTime(shape, effective(shape, c)) }));
+  const ranked = [...scored].sort((a, b) => (a.t - b.t) || (a.i - b.i));
+  let out: TileConfig[];
+  if (n === Infinity) {
+    out = ranked.map((x) => x.c);
+  } else {
+    const [tiles, pipes] = level === 3 ? [2, 2] : [4, 3];
+    const groups = new Map<string, typeof scored>();
+    for (const x of ranked) {
+      const tile = tileOf(effective(shape, x.c));
+      const g = groups.get(tile);
+      if (g) g.push(x); else groups.set(tile, [x]);
+    }
+    out = [];
+    for (const g of [...groups.values()].slice(0, tiles)) {
+      out.push(...[...g].sort((a, b) => (pipeRank(a.c) - pipeRank(b.c)) || (a.t - b.t) || (a.i - b.i)).slice(0, pipes).map((x) => x.c));
+    }
+    for (const x of ranked) {
+      if (out.length >= n) break;
+      if (!out.includes(x.c)) out.push(x.c);
+    }
+  }
+  if (heuristic) {
+    const h = seen.get(configName(effective(shape, heuristic)));
+    if (h && !out.includes(h)) out.push(h);
+  }
+  return out;
+}
+
+// ---- problems -------------------------------------------------------------------------------------------------
+
+export interface ProblemInfo {
+  shape: TileShape;
+  /** B stored [K,N] (changes which configs are valid). */
+  bKN: boolean;
+  heuristic?: TileConfig;
+  /** Scratch bytes per pointer parameter for timing launches (workspace excluded; bias/residual only when the
+   * epilogue reads them, as the engine binds them). */
+  buffers: Record<string, number>;
+}
+
+const pad256 = (bytes: number) => Math.ceil((bytes + 256) / 256) * 256;
+
+function positiveInts(o: Record<string, unknown>, fields: string[], what: string): void {
+  for (const f of fields) {
+    const v = o[f];
+    if (!Number.isInteger(v) || (v as number) < 1) throw new TsrtError('USAGE', `${what}: ${f}=${String(v)} is not a positive integer`);
+  }
+}
+
+/** Tile shape, heuristic config and scratch sizes of a signature's problem (fp16 storage, fp32 bias). */
+export function problemInfo(sig: ParsedSignature): ProblemInfo {
+  if (sig.dtype !== 'float16') throw new TsrtError('USAGE', `autotuning covers fp16 tensor-core kernels, not ${sig.dtype}`);
+  const epi = sig.epi;
+  const tryHeuristic = (f: () => TileConfig) => { try { return f(); } catch { return undefined; } };
+  if (sig.kind === 'conv') {
+    const p = sig.problem as ConvProblem;
+    positiveInts(p as unknown as Record<string, unknown>, ['n', 'h', 'w', 'c', 'k', 'r', 's', 'p', 'q'], 'conv problem');
+    const y = p.n * p.p * p.q * p.k;
+    const buffers: Record<string, number> = {
+      x: pad256(2 * p.n * p.h * p.w * p.c), w: pad256(2 * p.k * p.r * p.s * p.c), y: pad256(2 * y),
+    };
+    if (epi.bias) buffers.bias = pad256(4 * p.k);
+    if (epi.residual) buffers.residual = pad256(2 * y);
+    return {
+      shape: { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 }, bKN: false,
+      heuristic: tryHeuristic(() => chooseConvConfig(p)), buffers,
+    };
+  }
+  const p = sig.problem as GemmProblem;
+  positiveInts(p as unknown as Record<string, unknown>, ['m', 'n', 'k'], 'gemm problem');
+  const kn = (p.bLayout ?? 'nk') === 'kn';
+  const batch = p.batch ?? [];
+  const lda = p.lda ?? p.k, ldb = p.ldb ?? (kn ? p.n : p.k), ldc = p.ldc ?? p.n;
+  // same defaults as tc_gemm's resolveGemm: dense batches
+  const inner = (i: number) => batch.slice(i + 1).reduce((a, b) => a * b, 1);
+  const strides = (s: number[] | undefined, per: number) => s ?? batch.map((_, i) => per * inner(i));
+  const sA = strides(p.strideA, p.m * lda), sB = strides(p.strideB, kn ? p.k * ldb : p.n * ldb), sC = strides(p.strideC, p.m * ldc);
+  const reach = (s: number[]) => batch.reduce((acc, b, i) => acc + (b - 1) * Math.abs(s[i] ?? 0), 0);
+  const aElems = reach(sA) + (p.m - 1) * lda + p.k;
+  const bElems = reach(sB) + (kn ? (p.k - 1) * ldb + p.n : (p.n - 1) * ldb + p.k);
+  const cElems = reach(sC) + (p.m - 1) * ldc + p.n;
+  for (const [nm, v] of [['A', aElems], ['B', bElems], ['C', cElems]] as const) {
+    if (!Number.isFinite(v) || v < 1) throw new TsrtError('USAGE', `gemm problem: ${nm} extent ${v} is not positive`);
+  }
+  const buffers: Record<string, number> = { a: pad256(2 * aElems), b: pad256(2 * bElems), c: pad256(2 * cElems) };
+  if (epi.bias) buffers.bias = pad256(4 * p.n);
+  if (epi.residual) buffers.residual = pad256(2 * cElems);
+  return {
+    shape: { m: p.m, n: p.n, k: p.k, batch: batch.reduce((a, b) => a * b, 1) }, bKN: kn,
+    heuristic: tryHeuristic(() => chooseGemmConfig(p)), buffers,
+  };
+}
+
+/** Short readable form of a signature for logs. */
+export function describeKey(key: string): string {
+  const sig = parseSignature(key);
+  if (!sig) return key.slice(0, 120);
+  const fields = Object.entries(sig.problem as unknown as Record<string, unknown>)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.join(',')}]` : String(v)}`).join(' ');
+  return `${key.slice(0, key.indexOf('{')).trim()} ${fields}`;
+}
+
+// ---- helpers --------------------------------------------------------------------------------------------------
+
+/** Candidate kernels go into modules of this many; precompile and choose must pack identically. */
+const MODULE_KERNELS = 8;
+
+export function candidateModules(kernels: KernelSource[]): ModuleSource[] {
+  return packModules(kernels, MODULE_KERNELS);
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function firstLine(e: unknown): string {
+  return asError(e).message.split('\n')[0];
+}
+
+function workspaceOf(k: KernelSource): number {
+  const w = (k as KernelSource & { workspaceBytes?: number }).workspaceBytes;
+  return typeof w === 'number' && w > 0 ? w : 0;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+const now = () => performance.now();
+
+interface Request { candidates: TileConfig[]; emit: (cfg: TileConfig) => KernelSource }
+
+interface Plan {
+  info: ProblemInfo;
+  /** One entry per distinct kernel, in pick order. */
+  entries: { cfg: TileConfig; kernel: KernelSource }[];
+  /** Candidates that failed to emit. */
+  failed: CandidateTiming[];
+  /** Estimated seconds of the heuristic config: precompile does the biggest layers first. */
+  estimate: number;
+}
+
+// ---- the tuner ------------------------------------------------------------------------------------------------
+
+export class Autotuner {
+  readonly stats = { timed: 0, cached: 0, heuristic: 0 };
+  readonly warnings: string[] = [];
+  readonly level: number;
+  readonly cache: TimingCache;
+  private readonly o: AutotunerOptions;
+  private readonly log: (msg: string) => void;
+  private readonly kernelCache: KernelCache | null;
+  private ms = 0;
+  private timer?: GpuTimer;
+  private budgetWarned = false;
+  private readonly requests = new Map<string, Request>();
+  private readonly plans = new Map<string, Plan>();
+  private readonly prepared = new Set<string>();
+  private readonly decided = new Map<string, TileConfig | undefined>();
+
+  constructor(opts: AutotunerOptions) {
+    this.o = opts;
+    this.level = opts.level;
+    this.cache = opts.cache;
+    this.log = opts.log ?? (() => {});
+    this.kernelCache = opts.kernelCache !== undefined ? opts.kernelCache : opts.cuda ? new KernelCache({ arch: opts.arch }) : null;
+    for (const w of opts.cache.warnings) this.warn(w);
+  }
+
+  /** The engine's tuner: the shared CUDA context, the timing cache at `timingCache` (default path; false: in
+   * memory only) keyed by this GPU, driver, NVRTC and target arch. Throws for a corrupt timing cache file. */
+  static open(o: { arch: string; level: number; timingCache?: string | false; budgetMs?: number; cacheDir?: string; log?: (m: string) => void }): Autotuner {
+    const cuda = sharedCuda();
+    const info = cuda.deviceInfo();
+    const [major, minor] = nvrtcVersion();
+    const device: DeviceId = { name: info.name, arch: o.arch, driver: info.driverVersion, nvrtc: `${major}.${minor}` };
+    const path = o.timingCache === false ? null : o.timingCache ?? defaultTimingCachePath();
+    const cache = TimingCache.load(path, device);
+    return new Autotuner({
+      cuda, arch: o.arch, cache, level: o.level, timeBudgetMs: o.budgetMs ?? defaultBudgetMs(o.level), log: o.log,
+      kernelCache: new KernelCache({ dir: o.cacheDir, arch: o.arch }),
+    });
+  }
+
+  /** Tactic for a first lowering pass: records each request and keeps the heuristic. */
+  readonly collect: Tactic = (key, candidates, emit) => {
+    if (!this.requests.has(key)) this.requests.set(key, { candidates, emit });
+    return undefined;
+  };
+
+  /** Runs `collectPass` (a lowering with `collect` as its tactic), then compiles every candidate that choose()
+   * will time, biggest layers first, in parallel, until the time budget is spent. Only speeds choose() up:
+   * whatever is not compiled here is compiled (or left to the heuristic) there. */
+  async precompile(collectPass?: () => void): Promise<void> {
+    const t0 = now();
+    try {
+      collectPass?.();
+      const kc = this.kernelCache;
+      if (!kc || this.level < 3) return;
+      const todo: { key: string; plan: Plan }[] = [];
+      for (const [key, req] of this.requests) {
+        if (this.cachedChoice(key, req.candidates, req.emit)) continue;
+        try {
+          const plan = this.plan(key, req.candidates, req.emit);
+          if (plan) todo.push({ key, plan });
+        } catch (e) {
+          this.log(`autotune ${describeKey(key)}: ${firstLine(e)}; keeping the heuristic config`);
+        }
+      }
+      todo.sort((a, b) => b.plan.estimate - a.plan.estimate);
+      const parallel = Math.max(1, this.o.parallel ?? Math.min(availableParallelism(), 16));
+      const seen = new Set<string>();
+      let batch: ModuleSource[] = [], keys: string[] = [];
+      const flush = async () => {
+        if (batch.length) {
+          try {
+            await kc.compileAll(batch.map((m) => ({ source: m.source, name: m.name })), { parallel });
+          } catch (e) {
+            this.log(`autotune: some candidate modules failed to compile (retried kernel by kernel when timed): ${firstLine(e)}`);
+          }
+        }
+        for (const k of keys) this.prepared.add(k);
+        batch = []; keys = [];
+      };
+      let modules = 0;
+      for (const { key, plan } of todo) {
+        if (this.overBudget(now() - t0)) { this.budgetSpent(); break; }
+        for (const m of candidateModules(plan.entries.map((e) => e.kernel))) {
+          if (seen.has(m.name)) continue;
+          seen.add(m.name);
+          batch.push(m);
+        }
+        keys.push(key);
+        if (batch.length >= 4 * parallel) { modules += batch.length; await flush(); }
+      }
+      modules += batch.length;
+      await flush();
+      this.log(`autotune: precompiled ${modules} candidate modules for ${this.prepared.size} kernels in ${((now() - t0) / 1000).toFixed(1)} s`);
+    } finally {
+      this.requests.clear();
+      this.ms += now() - t0;
+    }
+  }
+
+  /** The tactic: a measured config from `candidates`, or undefined for the heuristic. */
+  readonly choose: Tactic = (key, candidates, emit) => {
+    if (this.level < 3 || !candidates.length) return undefined;
+    if (this.decided.has(key)) return this.decided.get(key);
+    const t0 = now();
+    let pick: TileConfig | undefined;
+    try {
+      pick = this.decide(key, candidates, emit);
+    } catch (e) {
+      if (e instanceof ContextLost) throw e;
+      this.log(`autotune ${describeKey(key)}: ${firstLine(e)}; keeping the heuristic config`);
+      pick = undefined;
+    } finally {
+      this.ms += now() - t0;
+    }
+    if (!pick) this.stats.heuristic++;
+    this.decided.set(key, pick);
+    return pick;
+  };
+
+  /** Saves the timing cache and frees the GPU scratch; returns the report. Safe to call more than once. */
+  finish(): TuningReport {
+    const w = this.cache.save();
+    if (w) this.warn(w);
+    this.timer?.dispose();
+    this.timer = undefined;
+    this.plans.clear();
+    const r = this.report();
+    this.log(`autotune: ${r.timed} kernels timed, ${r.cached} from the timing cache, ${r.heuristic} left to the heuristic, ${(r.ms / 1000).toFixed(1)} s`);
+    return r;
+  }
+
+  report(): TuningReport {
+    return { ...this.stats, ms: Math.round(this.ms), warnings: [...this.warnings] };
+  }
+
+  // ---- internals ----
+
+  private warn(w: string): void {
+    this.warnings.push(w);
+    this.log(`autotune: ${w}`);
+  }
+
+  private overBudget(extra = 0): boolean { return this.ms + extra > this.o.timeBudgetMs; }
+
+  private budgetSpent(): void {
+    if (this.budgetWarned) return;
+    this.budgetWarned = true;
+    this.warn(`tuning time budget of ${(this.o.timeBudgetMs / 1000).toFixed(0)} s spent: the remaining kernels keep the heuristic config`);
+  }
+
+  /** The timing cache's answer when it is still valid: same level or higher, the config still in the space,
+   * and it still emits the very kernel that was timed (the name hashes the source). */
+  private cachedChoice(key: string, candidates: TileConfig[], emit: Request['emit']): TileConfig | undefined {
+    const e = this.cache.get(key);
+    if (!e || (e.level ?? 0) < this.level) return undefined;
+    const name = configName(e.config);
+    const c = candidates.find((x) => configName(x) === name);
+    if (!c) return undefined;
+    if (e.kernel !== undefined) {
+      try { if (emit(c).name !== e.kernel) return undefined; } catch { return undefined; }
+    }
+    return c;
+  }
+
+  private plan(key: string, candidates: TileConfig[], emit: Request['emit']): Plan | undefined {
+    const known = this.plans.get(key);
+    if (known) return known;
+    const sig = parseSignature(key);
+    if (!sig) { this.log(`autotune: cannot read signature '${key.slice(0, 80)}'; keeping the heuristic config`); return undefined; }
+    const info = problemInfo(sig);
+    const valid = candidates.filter((c) => !configProblems(c, info.bKN).length);
+    const picked = pickCandidates(this.level, info.shape, valid, info.heuristic);
+    const entries: Plan['entries'] = [];
+    const failed: CandidateTiming[] = [];
+    const names = new Set<string>();
+    for (const cfg of picked) {
+      let kernel: KernelSource;
+      try { kernel = emit(cfg); } catch (e) { failed.push({ config: configName(cfg), ms: null, error: firstLine(e) }); continue; }
+      if (names.has(kernel.name)) continue; // e.g. two split-K factors that round to the same split
+      names.add(kernel.name);
+      entries.push({ cfg, kernel });
+    }
+    const estimate = info.heuristic ? estimateTime(info.shape, info.heuristic) : 0;
+    const plan: Plan = { info, entries, failed, estimate };
+    this.plans.set(key, plan);
+    return plan;
+  }
+
+  private decide(key: string, candidates: TileConfig[], emit: Request['emit']): TileConfig | undefined {
+    const cached = this.cachedChoice(key, candidates, emit);
+    if (cached) {
+      this.stats.cached++;
+      this.log(`autotune ${describeKey(key)}: ${configName(cached)} (timing cache)`);
+      return cached;
+    }
+    if (!this.prepared.has(key) && this.overBudget()) { this.budgetSpent(); return undefined; }
+    const plan = this.plan(key, candidates, emit);
+    this.plans.delete(key);
+    if (!plan || !plan.entries.length) return undefined;
+    const results = this.measure(key, plan);
+    const timings: CandidateTiming[] = [...plan.failed];
+    let best: { cfg: TileConfig; kernel: KernelSource; ms: number } | undefined;
+    for (const { cfg, kernel } of plan.entries) {
+      const r = results.get(kernel.name) ?? new Error('not measured');
+      if (r instanceof Error) {
+        timings.push({ config: configName(cfg), ms: null, error: firstLine(r) });
+        this.log(`autotune ${describeKey(key)}: skipping ${configName(cfg)}: ${firstLine(r)}`);
+        continue;
+      }
+      timings.push({ config: configName(cfg), ms: r });
+      if (!best || r < best.ms) best = { cfg, kernel, ms: r };
+    }
+    if (!best) { this.log(`autotune ${describeKey(key)}: no candidate ran; keeping the heuristic config`); return undefined; }
+    this.cache.set(key, { config: best.cfg, ms: best.ms, candidates: timings, kernel: best.kernel.name, level: this.level });
+    this.stats.timed++;
+    const h = plan.info.heuristic && timings.find((t) => t.config === configName(plan.info.heuristic!));
+    const vs = h && h.ms !== null ? `; heuristic ${h.config} ${h.ms.toFixed(4)} ms (${(h.ms / best.ms).toFixed(2)}x)` : '';
+    this.log(`autotune ${describeKey(key)}: ${configName(best.cfg)} ${best.ms.toFixed(4)} ms of ${timings.length} candidates${vs}`);
+    return best.cfg;
+  }
+
+  /** Median ms (or the failure) per kernel name. */
+  private measure(key: string, plan: Plan): Map<string, number | Error> {
+    const out = new Map<string, number | Error>();
+    const kernels = plan.entries.map((e) => e.kernel);
+    const images = this.kernelCache ? this.compile(kernels) : undefined;
+    const runnable: { k: KernelSource; image?: Uint8Array }[] = [];
+    for (const k of kernels) {
+      const img = images?.get(k.name);
+      if (img instanceof Error) out.set(k.name, img); else runnable.push({ k, image: img });
+    }
+    const valid = (ms: number) => (Number.isFinite(ms) && ms >= 0 ? ms : new Error(`measured ${ms} ms`));
+    if (this.o.timeKernel) {
+      for (const { k, image } of runnable) {
+        try { out.set(k.name, valid(this.o.timeKernel(k, key, image))); } catch (e) { out.set(k.name, asError(e)); }
+      }
+      return out;
+    }
+    if (!this.o.cuda) throw new TsrtError('USAGE', 'Autotuner needs a cuda instance or a timeKernel function');
+    this.timer ??= new GpuTimer(this.o.cuda, {
+      iterations: Math.max(1, this.o.iterations ?? 10), warmup: Math.max(0, this.o.warmup ?? 3), flushL2: this.o.flushL2 ?? true,
+    });
+    const items = runnable.filter((r): r is { k: KernelSource; image: Uint8Array } => r.image !== undefined);
+    for (const [name, r] of this.timer.time(plan.info, items)) out.set(name, r instanceof Error ? r : valid(r));
+    return out;
+  }
+
+  /** Module image per kernel name: one NVRTC program per module of candidates; when a module fails, its
+   * kernels are compiled one by one so one bad candidate does not sink the others. */
+  private compile(kernels: KernelSource[]): Map<string, Uint8Array | Error> {
+    const kc = this.kernelCache!;
+    const out = new Map<string, Uint8Array | Error>();
+    for (const m of candidateModules(kernels)) {
+      try {
+        const img = kc.get(m.source, m.name).cubin;
+        for (const n of m.kernels) out.set(n, img);
+        continue;
+      } catch (e) {
+        if (m.kernels.length === 1) { out.set(m.kernels[0], asError(e)); continue; }
+      }
+      for (const n of m.kernels) {
+        const single = candidateModules([kernels.find((k) => k.name === n)!])[0];
+        try { out.set(n, kc.get(single.source, single.name).cubin); } catch (e) { out.set(n, asError(e)); }
+      }
+    }
+    return out;
+  }
+}
+
+/** The CUDA context died while timing (a sticky kernel fault): nothing after this can run. */
+export class ContextLost extends TsrtError {}
+
+// ---- GPU timing -----------------------------------------------------------------------------------------------
+
+/** Byte pattern of the timing inputs: fp16 0x2020 (~0.008) and a tiny fp32 bias, so no sum overflows. */
+const FILL = 0x20;
+const NULLABLE = new Set(['bias', 'residual']);
+
+class GpuTimer {
+  private stream: CuStream = 0n;
+  private events: CuEvent[] = [];
+  private flushPtr: DevicePtr = 0n;
+  private flushBytes = 0;
+
+  constructor(private readonly cu: Cuda, private readonly o: { iterations: number; warmup: number; flushL2: boolean }) {}
+
+  /** Median ms of each kernel over `iterations` launches on scratch buffers sized from the problem. */
+  time(info: ProblemInfo, items: { k: KernelSource; image: Uint8Array }[]): Map<string, number | Error> {
+    const cu = this.cu;
+    cu.makeCurrent();
+    this.setup();
+    const s = this.stream;
+    const out = new Map<string, number | Error>();
+    const allocs: DevicePtr[] = [];
+    const modules = new Map<Uint8Array, CuModule>();
+    try {
+      const ptrs = new Map<string, DevicePtr>();
+      for (const [name, bytes] of Object.entries(info.buffers)) {
+        const p = cu.malloc(bytes);
+        allocs.push(p);
+        ptrs.set(name, p);
+        cu.memsetD8Async(p, FILL, bytes, s);
+      }
+      const wsBytes = Math.max(0, ...items.map((i) => workspaceOf(i.k)));
+      let ws: DevicePtr = 0n;
+      if (wsBytes > 0) { ws = cu.malloc(wsBytes); allocs.push(ws); }
+      for (const { k, image } of items) {
+        try {
+          out.set(k.name, this.timeOne(k, image, ptrs, ws, modules));
+        } catch (e) {
+          out.set(k.name, asError(e));
+          if (!this.alive()) {
+            throw new ContextLost('CUDA', `autotuning: candidate kernel ${k.name} left the CUDA context unusable: ${firstLine(e)}`,
+              'rebuild with --opt-level 2 (no autotuning), and report the kernel and its tile config');
+          }
+        }
+      }
+      return out;
+    } finally {
+      quiet(() => cu.syncStream(s));
+      for (const m of modules.values()) quiet(() => cu.unloadModule(m));
+      for (const p of allocs) quiet(() => cu.free(p));
+    }
+  }
+
+  dispose(): void {
+    const cu = this.cu;
+    if (this.stream) quiet(() => cu.syncStream(this.stream));
+    for (const e of this.events) quiet(() => cu.destroyEvent(e));
+    if (this.flushPtr) quiet(() => cu.free(this.flushPtr));
+    if (this.stream) quiet(() => cu.destroyStream(this.stream));
+    this.events = [];
+    this.flushPtr = 0n;
+    this.stream = 0n;
+  }
+
+  private setup(): void {
+    if (this.stream) return;
+    const cu = this.cu;
+    this.stream = cu.createStream();
+    for (let i = 0; i < 2 * this.o.iterations; i++) this.events.push(cu.createEvent());
+    if (this.o.flushL2) {
+      this.flushBytes = Math.max(64 << 20, 2 * (cu.deviceInfo().l2Bytes || 0));
+      this.flushPtr = cu.malloc(this.flushBytes);
+    }
+  }
+
+  private alive(): boolean {
+    try { this.cu.synchronize(); return true; } catch { return false; }
+  }
+
+  private timeOne(k: KernelSource, image: Uint8Array, ptrs: Map<string, DevicePtr>, ws: DevicePtr, modules: Map<Uint8Array, CuModule>): number {
+    const cu = this.cu, s = this.stream;
+    const spec = k.params.map((p) => {
+      if (p.type !== 'ptr') throw new TsrtError('USAGE', `kernel ${k.name}: parameter '${p.name}' is not a pointer`);
+      if (p.name === 'workspace') {
+        if (!workspaceOf(k) || !ws) throw new TsrtError('USAGE', `kernel ${k.name} takes a workspace but declares no size`);
+        return { type: 'ptr' as const, value: ws };
+      }
+      const v = ptrs.get(p.name) ?? (NULLABLE.has(p.name) ? 0n : undefined);
+      if (v === undefined) throw new TsrtError('USAGE', `kernel ${k.name}: no scratch buffer for parameter '${p.name}'`);
+      return { type: 'ptr' as const, value: v };
+    });
+    let mod = modules.get(image);
+    if (mod === undefined) { mod = cu.loadModule(image); modules.set(image, mod); }
+    const fn = cu.getFunction(mod, k.name);
+    if (k.sharedBytes > 48 * 1024) cu.setMaxDynamicShared(fn, k.sharedBytes);
+    // split-K tile counters start at zero; the kernel resets them after each use
+    if (workspaceOf(k)) cu.memsetD8Async(ws, 0, workspaceOf(k), s);
+    const params = packParams(spec);
+    try {
+      for (let i = 0; i < this.o.warmup; i++) cu.launch(fn, k.grid, k.block, k.sharedBytes, s, params);
+      cu.syncStream(s);
+      for (let i = 0; i < this.o.iterations; i++) {
+        if (this.flushPtr) cu.memsetD8Async(this.flushPtr, i & 0xff, this.flushBytes, s);
+        cu.record(this.events[2 * i], s);
+        cu.launch(fn, k.grid, k.block, k.sharedBytes, s, params);
+        cu.record(this.events[2 * i + 1], s);
+      }
+      cu.syncStream(s);
+      const times: number[] = [];
+      for (let i = 0; i < this.o.iterations; i++) times.push(cu.elapsedMs(this.events[2 * i], this.events[2 * i + 1]));
+      return median(times);
+    } finally {
+      params.dispose();
+    }
+  }
+}
+
+function quiet(f: () => void): void {
+  try { f(); } catch { /* cleanup after a failure: the first error is the one reported */ }
+}
