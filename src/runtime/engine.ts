@@ -10,6 +10,7 @@ import { optimize } from '../passes/pipeline.js';
 import { lowerGraph, type Lowered } from '../codegen/lower.js';
 import '../codegen/lowerings.js';
 import '../codegen/lower_conv.js';
+import '../codegen/attention.js';
 import { packModules, type KernelSource } from '../codegen/kernel.js';
 import { planMemory, type MemoryPlan } from './memory.js';
 import { checkFeeds, runGraph } from './cpu_executor.js';
