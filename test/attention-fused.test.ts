@@ -100,6 +100,8 @@ function expectSameOutputs(before: Graph, after: Graph, custom: Record<string, (
 const padMask = (S: number) => (i: number) => ((i % S) >= S - 2 + Math.floor(i / S) ? -10000 : 0);
 
 interface BertOpts {
+  /** PyTorch SDPA's Where(IsNaN(P), 0, P) between the Softmax and P.V. */
+  nanGuard?: boolean;
   /** 'div': Div(scores, sqrt(D)) (HF eager); 'sdpa': Mul(Q, s) and Mul(K^T, s) with s = sqrt(1/sqrt(D)) (torch SDPA export). */
   scaleForm?: 'div' | 'sdpa' | 'mul-after-mask';
   /** 'const': a causal [1,1,S,S] constant; 'zeros': HF's folded extended mask of an all-ones attention mask. */
@@ -133,6 +135,7 @@ function bert(o: BertOpts = {}): Graph {
   const lines = [
     ...['q', 'k', 'v'].flatMap((x) => [c(`w${x}`, [HD, HD], o.wScale ?? 1), c(`b${x}`, [HD])]),
     `const %split: int64[4] = [0, 0, ${H}, ${D}]`,
+    ...(o.nanGuard ? ['const %zero: float32[] = [0]'] : []),
     `const %merge: int64[${o.flatOut ? 2 : 3}] = ${o.flatOut ? `[${B * S}, ${HD}]` : `[0, 0, ${HD}]`}`,
     ...(scaleForm !== 'sdpa' ? [`const %sqrtd: float32[] = [${Math.sqrt(D)}]`] : []),
     ...(scaleForm === 'sdpa' ? [`const %sq: float32[] = [${s}]`] : []),
@@ -155,9 +158,10 @@ function bert(o: BertOpts = {}): Graph {
   } else {
     lines.push('%s0 = MatMul(%qt, %kt) name="qk"', `%s1 = Add(%s0, ${maskName}) name="add_mask"`, '%s2 = Div(%s1, %sqrtd) name="scale"');
   }
+  lines.push(`%p = Softmax(%s2) {axis=${o.softmaxAxis ?? -1}} name="softmax"`);
+  if (o.nanGuard) lines.push('%pn = IsNaN(%p) name="p_isnan"', '%pg = Where(%pn, %zero, %p) name="p_guard"');
   lines.push(
-    `%p = Softmax(%s2) {axis=${o.softmaxAxis ?? -1}} name="softmax"`,
-    '%o = MatMul(%p, %vt) name="pv"',
+    `%o = MatMul(${o.nanGuard ? '%pg' : '%p'}, %vt) name="pv"`,
     '%ot = Transpose(%o) {perm=[0, 2, 1, 3]} name="o_t"',
     '%y = Reshape(%ot, %merge) name="o_merge"',
   );
@@ -240,6 +244,23 @@ describe('fuseAttention', () => {
     expect(after.initializers.has('cmask')).toBe(false);
     expect(ctx.fusions.find((x) => x.pass === 'fuse-attention')?.nodes).toEqual(expect.arrayContaining(['q_scale', 'k_scale', 'add_mask']));
     expectSameOutputs(g, after);
+  });
+
+  it('looks through the SDPA NaN guard Where(IsNaN(P), 0, P), as nodes or as a tsrt::Fused group', () => {
+    for (const passes of [[fuseAttention], [...FUSION_PASSES, fuseAttention]]) {
+      const g = bert({ scaleForm: 'sdpa', mask: 'zeros', nanGuard: true });
+      const { after } = apply(g, passes);
+      expect(opsOf(after).filter((op) => op === 'tsrt::FusedAttention').length).toBe(1);
+      expect(opsOf(after).filter((op) => op === 'IsNaN' || op === 'Where' || op === 'tsrt::Fused')).toEqual([]);
+      expectSameOutputs(g, after);
+    }
+  });
+
+  it('keeps the NaN guard (and the block unfused) when a mask input may blank whole rows', () => {
+    const g = bert({ mask: 'input', nanGuard: true });
+    const { after, ctx } = apply(g, [fuseAttention]);
+    expect(opsOf(after)).not.toContain('tsrt::FusedAttention');
+    expect(ctx.rejected.map((r) => r.reason).join('\n')).toMatch(/NaN guard/);
   });
 
   it('fuses every layer of a chain that shares one mask', () => {

@@ -232,14 +232,14 @@ interface Match {
   outFlat?: number[];
 }
 
-function matchAttention(v: GraphView, sm: Node, pv: Node): Match | { reason: string; nodes: Node[] } {
-  const fail = (reason: string, more: Node[] = []) => ({ reason, nodes: [...new Set([...more, sm, pv])] });
+function matchAttention(v: GraphView, sm: Node, pv: Node, guard?: NanGuard): Match | { reason: string; nodes: Node[] } {
+  const fail = (reason: string, more: Node[] = []) => ({ reason, nodes: [...new Set([...more, sm, ...(guard?.nodes ?? []), pv])] });
   const st = v.type(sm.inputs[0]);
   if (!st || st.shape.length !== 4) return fail(`the scores are not 4-D [B,H,Sq,Sk] (${st ? `[${st.shape}]` : 'unknown type'})`);
   const axis = attrInt(sm, 'axis', -1);
   if ((axis < 0 ? axis + 4 : axis) !== 3) return fail(`Softmax axis ${axis} is not the key axis`);
-  const probs = sm.outputs[0];
-  const pw = notSole(v, probs, pv);
+  const probs = guard ? guard.out : sm.outputs[0];
+  const pw = notSole(v, probs, pv) ?? (guard?.nodes.length === 1 ? notSole(v, sm.outputs[0], guard.nodes[0]) : undefined);
   if (pw) return fail(`attention probabilities: ${pw}`);
   const sc = walkScores(v, sm.inputs[0], sm, { scaled: false, masked: false }, (x) => {
     const p = v.prod(x);
@@ -273,7 +273,7 @@ function matchAttention(v: GraphView, sm: Node, pv: Node): Match | { reason: str
     merge.push(n);
     cur = n.outputs[0];
   }
-  const all = [...split, ...core, sm, pv, ...merge];
+  const all = [...split, ...core, sm, ...(guard?.nodes ?? []), pv, ...merge];
   if (!samePerm(perm, Q_PERM)) {
     const next = v.usersOf(cur).map((u) => `${u.op} '${u.name}'`).join(', ') || 'nothing';
     return fail(`no head merge after P.V: '${cur}' is [B,H,Sq,D] permuted by [${perm}] and read by ${v.blocked(cur) ?? next}`, all);
@@ -298,6 +298,9 @@ function matchAttention(v: GraphView, sm: Node, pv: Node): Match | { reason: str
     // an all-zero constant mask (HF's extended mask of an all-ones attention mask, folded) adds nothing
     const c = typeof mask === 'string' ? v.const(mask) : isGroup(mask) ? undefined : mask;
     if (c && toF64(c).every((x) => x === 0)) mask = undefined;
+    // Where(IsNaN(P), 0, P) only matters for rows the mask blanks out entirely (-inf everywhere); the kernel's
+    // output for such rows is not defined the same way, so the guard is dropped only under a finite constant mask
+    else if (guard && !(c && toF64(c).every((x) => Number.isFinite(x)))) return fail('NaN guard after Softmax with a mask that may blank whole rows', all);
   }
   const scale = Math.fround(sc.scale * q.scale * k.scale);
   if (!Number.isFinite(scale)) return fail(`the combined scale ${scale} is not finite`, all);
@@ -317,6 +320,35 @@ function maskValue(e: GraphEdit, name: string, m: MaskSource | undefined, into: 
   return out;
 }
 
+interface NanGuard { nodes: Node[]; out: string }
+
+/** PyTorch's SDPA export guards fully masked rows with Where(IsNaN(P), 0, P) after the Softmax (as two nodes, or
+ * as one tsrt::Fused of exactly those two). Returns the guard when `probs`' only reader is one. */
+function nanGuard(v: GraphView, probs: string): NanGuard | undefined {
+  const isGuard = (isnan: Node | undefined, where: Node | undefined, x: string) =>
+    isnan?.op === 'IsNaN' && where?.op === 'Where' && where.inputs[0] === isnan.outputs[0] && isnan.inputs[0] === x && where.inputs[2] === x;
+  const users = v.usersOf(probs);
+  if (users.length === 2) {
+    const isnan = users.find((n) => n.domain === '' && n.op === 'IsNaN'), w = users.find((n) => n.domain === '' && n.op === 'Where');
+    const zero = w && v.const(w.inputs[1]);
+    if (isGuard(isnan, w, probs) && zero && toF64(zero).every((z) => z === 0) && v.usersOf(isnan!.outputs[0]).length === 1) {
+      return { nodes: [isnan!, w!], out: w!.outputs[0] };
+    }
+    return undefined;
+  }
+  const u = v.sole(probs);
+  if (!u) return undefined;
+  if (u.domain === 'tsrt' && u.op === 'Fused' && u.inputs.length === 1 && u.outputs.length === 1) {
+    const body = u.attrs.body?.kind === 'graph' ? u.attrs.body.value : undefined;
+    if (!body || body.nodes.length !== 2) return undefined;
+    const [a, b] = body.nodes;
+    const x = body.inputs[0].name;
+    const zero = body.initializers.get(b.inputs[1]);
+    if (isGuard(a, b, x) && zero && toF64(zero).every((z) => z === 0) && body.outputs[0].name === b.outputs[0]) return { nodes: [u], out: u.outputs[0] };
+  }
+  return undefined;
+}
+
 /** tsrt::FusedAttention for the attention blocks described at the top of this file. */
 export const fuseAttention: Pass = scopedPass(FUSE_ATTN, 2, (g, ctx, scope) => {
   const v = new GraphView(g, scope);
@@ -324,9 +356,11 @@ export const fuseAttention: Pass = scopedPass(FUSE_ATTN, 2, (g, ctx, scope) => {
   let fused = 0;
   for (const sm of v.order) {
     if (sm.op !== 'Softmax' || sm.domain !== '' || e.taken(sm)) continue;
-    const pv = v.usersOf(sm.outputs[0]).find((u) => u.op === 'MatMul' && u.domain === '' && u.inputs[0] === sm.outputs[0]);
+    const guard = nanGuard(v, sm.outputs[0]);
+    const probs = guard ? guard.out : sm.outputs[0];
+    const pv = v.usersOf(probs).find((u) => u.op === 'MatMul' && u.domain === '' && u.inputs[0] === probs);
     if (!pv) continue; // a Softmax that no P.V MatMul reads is no attention
-    const m = matchAttention(v, sm, pv);
+    const m = matchAttention(v, sm, pv, guard);
     if ('reason' in m) { recordRejection(ctx, FUSE_ATTN, KIND, m.nodes, m.reason); continue; }
     if (e.anyTaken(m.nodes)) { recordRejection(ctx, FUSE_ATTN, KIND, m.nodes, 'overlaps an attention block fused already'); continue; }
     const name = e.fresh(`${sm.name}_attention`);
