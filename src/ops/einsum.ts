@@ -8,6 +8,7 @@ import { fromF64, size, strides, toF64 } from '../ir/tensor.js';
 import { attrString } from './attrs.js';
 import { matmulF64 } from './gemm.js';
 import { register } from './registry.js';
+import { stridedOffsets } from './util.js';
 
 /** Labels are character codes for letters and ELLIPSIS + i for the i-th (right-aligned) ellipsis dim. */
 const ELLIPSIS = 1000;
@@ -92,25 +93,6 @@ interface View {
 }
 
 /** Flat offsets of every index of `dims` under `st` (row-major order). */
-function offsets(dims: number[], st: number[]): Int32Array {
-  const n = size(dims);
-  const out = new Int32Array(n);
-  const rank = dims.length;
-  const ctr = new Array<number>(rank).fill(0);
-  let off = 0;
-  for (let k = 0; k < n; k++) {
-    out[k] = off;
-    for (let i = rank - 1; i >= 0; i--) {
-      ctr[i]++;
-      off += st[i];
-      if (ctr[i] < dims[i]) break;
-      off -= st[i] * ctr[i];
-      ctr[i] = 0;
-    }
-  }
-  return out;
-}
-
 /** A view of one operand with one axis per distinct label (repeated labels walk the diagonal). */
 function operandView(node: Node, t: Tensor, term: number[]): View {
   const st = strides(t.dims);
@@ -136,8 +118,8 @@ function materialize(v: View, out: number[], outDims: number[]): View {
   }
   const oStr = pos.map((p) => (p < 0 || v.dims[p] === 1 ? 0 : v.strides[p]));
   const sum = v.labels.map((_, i) => i).filter((i) => !out.includes(v.labels[i]));
-  const oOff = offsets(outDims, oStr);
-  const sOff = offsets(sum.map((i) => v.dims[i]), sum.map((i) => v.strides[i]));
+  const oOff = stridedOffsets(outDims, oStr);
+  const sOff = stridedOffsets(sum.map((i) => v.dims[i]), sum.map((i) => v.strides[i]));
   const src = v.data, res = new Float64Array(oOff.length);
   const ns = sOff.length;
   if (ns === 1) {

@@ -38,10 +38,29 @@ export function broadcastShapes(shapes: Dim[][], node?: Node): Dim[] {
   return out;
 }
 
+/** Flat offsets visited by walking `dims` in row-major order with per-dim element `strides` (0 = broadcast,
+ * permuted = transpose): the one odometer loop the CPU reference's data movement shares. */
+export function stridedOffsets(dims: readonly number[], st: readonly number[]): Int32Array {
+  const n = size(dims);
+  const out = new Int32Array(n);
+  const rank = dims.length;
+  const ctr = new Array<number>(rank).fill(0);
+  let off = 0;
+  for (let k = 0; k < n; k++) {
+    out[k] = off;
+    for (let i = rank - 1; i >= 0; i--) {
+      ctr[i]++;
+      off += st[i];
+      if (ctr[i] < dims[i]) break;
+      off -= st[i] * ctr[i];
+      ctr[i] = 0;
+    }
+  }
+  return out;
+}
+
 /** For each output element, the flat index into an input broadcast to `outDims`. */
 export function broadcastIndex(inDims: readonly number[], outDims: readonly number[]): Int32Array {
-  const n = size(outDims);
-  const idx = new Int32Array(n);
   const rank = outDims.length;
   const inStr = strides(inDims);
   const st = new Array<number>(rank).fill(0);
@@ -49,19 +68,7 @@ export function broadcastIndex(inDims: readonly number[], outDims: readonly numb
     const j = i - (rank - inDims.length);
     if (j >= 0 && inDims[j] !== 1) st[i] = inStr[j];
   }
-  const ctr = new Array<number>(rank).fill(0);
-  let off = 0;
-  for (let k = 0; k < n; k++) {
-    idx[k] = off;
-    for (let i = rank - 1; i >= 0; i--) {
-      ctr[i]++;
-      off += st[i];
-      if (ctr[i] < outDims[i]) break;
-      off -= st[i] * ctr[i];
-      ctr[i] = 0;
-    }
-  }
-  return idx;
+  return stridedOffsets(outDims, st);
 }
 
 /** Expand tensor values to `outDims` as float64. */
@@ -124,23 +131,10 @@ export function checkRank(node: Node, t: { dims?: number[]; shape?: Dim[] }, ran
 export function transposeTensor(t: Tensor, perm: number[]): Tensor {
   const dims = perm.map((p) => t.dims[p]);
   const out = makeTensor(t.dtype, dims);
-  const n = size(dims);
   const inStr = strides(t.dims);
-  const st = perm.map((p) => inStr[p]);
-  const rank = dims.length;
-  const ctr = new Array<number>(rank).fill(0);
+  const idx = stridedOffsets(dims, perm.map((p) => inStr[p]));
   const src = t.data as unknown as ArrayLike<unknown>;
   const dst = out.data as unknown as unknown[];
-  let off = 0;
-  for (let k = 0; k < n; k++) {
-    dst[k] = src[off];
-    for (let i = rank - 1; i >= 0; i--) {
-      ctr[i]++;
-      off += st[i];
-      if (ctr[i] < dims[i]) break;
-      off -= st[i] * ctr[i];
-      ctr[i] = 0;
-    }
-  }
+  for (let k = 0; k < idx.length; k++) dst[k] = src[idx[k]];
   return out;
 }
