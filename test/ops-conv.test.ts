@@ -5,9 +5,10 @@ import { describe, expect, it } from 'vitest';
 import '../src/ops/index.js';
 import { getOp, type InferCtx } from '../src/ops/registry.js';
 import { gemmF32, gemmF64 } from '../src/ops/cpu_gemm.js';
-import { f16BitsToF32, f32ToF16Bits, fromF64, toF64 } from '../src/ir/tensor.js';
+import { f16BitsToF32, f32ToF16Bits, fromF64 } from '../src/ir/tensor.js';
 import { TsrtError } from '../src/errors.js';
-import type { Attr, Node, Tensor, TensorType } from '../src/ir/types.js';
+import { opNode, vals } from './helpers.js';
+import type { Attr, Tensor, TensorType } from '../src/ir/types.js';
 
 const A = {
   int: (value: number): Attr => ({ kind: 'int', value }),
@@ -15,15 +16,8 @@ const A = {
   str: (value: string): Attr => ({ kind: 'string', value }),
 };
 
-function mk(op: string, nIn: number, attrs: Record<string, Attr> = {}, nOut = 1): Node {
-  return {
-    name: `${op}_t`, op, domain: '', attrs,
-    inputs: Array.from({ length: nIn }, (_, i) => `in${i}`),
-    outputs: Array.from({ length: nOut }, (_, i) => `out${i}`),
-  };
-}
+const mk = opNode;
 const f32 = (dims: number[], v: number[]) => fromF64('float32', dims, v);
-const vals = (x: Tensor) => Array.from(toF64(x));
 const h = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 
 function run(op: string, ins: (Tensor | undefined)[], attrs: Record<string, Attr> = {}, nOut = 1): Tensor[] {

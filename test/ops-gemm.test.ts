@@ -3,21 +3,16 @@ import '../src/ops/index.js';
 import { getOp, type CpuCtx, type InferCtx } from '../src/ops/registry.js';
 import { matmulF32, matmulF64 } from '../src/ops/gemm.js';
 import { upgradeGraph } from '../src/onnx/import.js';
-import { f16BitsToF32, fromF64, makeTensor, toF64 } from '../src/ir/tensor.js';
+import { f16BitsToF32, fromF64, makeTensor } from '../src/ir/tensor.js';
+import { opNode, vals } from './helpers.js';
 import type { Attr, DType, Graph, Node, Tensor, TensorType } from '../src/ir/types.js';
 
 const ctx: CpuCtx = { opset: 23, runGraph: () => { throw new Error('no subgraphs'); } };
 const ictx = (n: number): InferCtx => ({ opset: 23, consts: new Array(n).fill(undefined), shapeValues: new Array(n).fill(undefined), freshDim: () => 'fresh' });
 
-function node(op: string, nIn: number, attrs: Record<string, Attr> = {}, nOut = 1): Node {
-  return {
-    name: `${op.toLowerCase()}_test`, op, domain: '', attrs,
-    inputs: Array.from({ length: nIn }, (_, i) => `in${i}`), outputs: Array.from({ length: nOut }, (_, i) => `out${i}`),
-  };
-}
+const node = (op: string, nIn: number, attrs: Record<string, Attr> = {}, nOut = 1): Node => opNode(op, nIn, attrs, nOut, `${op.toLowerCase()}_test`);
 const t = (dims: number[], vals: number[], dtype: DType = 'float32'): Tensor => fromF64(dtype, dims, vals);
 const run = (n: Node, ins: (Tensor | undefined)[]) => getOp(n.op)!.cpu(n, ins, ctx);
-const vals = (x: Tensor) => Array.from(toF64(x));
 const int = (value: number): Attr => ({ kind: 'int', value });
 const float = (value: number): Attr => ({ kind: 'float', value });
 const str = (value: string): Attr => ({ kind: 'string', value });

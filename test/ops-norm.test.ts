@@ -3,9 +3,10 @@
 import { describe, expect, it } from 'vitest';
 import '../src/ops/index.js';
 import { getOp, type InferCtx } from '../src/ops/registry.js';
-import { f16BitsToF32, f32ToF16Bits, fromF64, toF64 } from '../src/ir/tensor.js';
+import { f16BitsToF32, f32ToF16Bits, fromF64 } from '../src/ir/tensor.js';
 import { upgradeGraph } from '../src/onnx/import.js';
 import { runGraph } from '../src/runtime/cpu_executor.js';
+import { opNode, vals } from './helpers.js';
 import type { Attr, Graph, Node, Tensor, TensorType } from '../src/ir/types.js';
 
 const A = {
@@ -13,15 +14,8 @@ const A = {
   float: (value: number): Attr => ({ kind: 'float', value }),
   ints: (value: number[]): Attr => ({ kind: 'ints', value }),
 };
-function mk(op: string, nIn: number, attrs: Record<string, Attr> = {}, nOut = 1): Node {
-  return {
-    name: `${op}_t`, op, domain: '', attrs,
-    inputs: Array.from({ length: nIn }, (_, i) => `in${i}`),
-    outputs: Array.from({ length: nOut }, (_, i) => `out${i}`),
-  };
-}
+const mk = opNode;
 const f32 = (dims: number[], v: number[]) => fromF64('float32', dims, v);
-const vals = (x: Tensor) => Array.from(toF64(x));
 const h = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 const near = (got: number[], want: number[], tol = 1e-6) => {
   expect(got.length).toBe(want.length);

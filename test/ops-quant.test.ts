@@ -2,21 +2,16 @@ import { describe, expect, it } from 'vitest';
 import '../src/ops/index.js';
 import { getOp, type CpuCtx, type InferCtx } from '../src/ops/registry.js';
 import { rint } from '../src/ops/quant.js';
-import { f16BitsToF32, fromF64, toF64 } from '../src/ir/tensor.js';
+import { f16BitsToF32, fromF64 } from '../src/ir/tensor.js';
+import { opNode, vals } from './helpers.js';
 import type { Attr, DType, Node, Tensor, TensorType } from '../src/ir/types.js';
 
 const ctx: CpuCtx = { opset: 21, runGraph: () => { throw new Error('no subgraphs'); } };
 const ictx = (n: number): InferCtx => ({ opset: 21, consts: new Array(n).fill(undefined), shapeValues: new Array(n).fill(undefined), freshDim: () => 'fresh' });
 
-function node(op: string, nIn: number, attrs: Record<string, Attr> = {}, nOut = 1): Node {
-  return {
-    name: `${op.toLowerCase()}_test`, op, domain: '', attrs,
-    inputs: Array.from({ length: nIn }, (_, i) => `in${i}`), outputs: Array.from({ length: nOut }, (_, i) => `out${i}`),
-  };
-}
+const node = (op: string, nIn: number, attrs: Record<string, Attr> = {}, nOut = 1): Node => opNode(op, nIn, attrs, nOut, `${op.toLowerCase()}_test`);
 const t = (dims: number[], vals: number[], dtype: DType = 'float32'): Tensor => fromF64(dtype, dims, vals);
 const run = (n: Node, ins: (Tensor | undefined)[]) => getOp(n.op)!.cpu(n, ins, ctx);
-const vals = (x: Tensor) => Array.from(toF64(x));
 const int = (value: number): Attr => ({ kind: 'int', value });
 const ints = (value: number[]): Attr => ({ kind: 'ints', value });
 const s0 = (v: number, dtype: DType = 'float32') => t([], [v], dtype);

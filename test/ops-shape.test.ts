@@ -3,11 +3,12 @@
 import { describe, expect, it } from 'vitest';
 import '../src/ops/index.js';
 import { getOp, type InferCtx } from '../src/ops/registry.js';
-import { f32ToF16Bits, fromF64, makeTensor, toF64 } from '../src/ir/tensor.js';
+import { f32ToF16Bits, fromF64, makeTensor } from '../src/ir/tensor.js';
 import { inferShapes } from '../src/ir/infer.js';
 import { upgradeGraph } from '../src/onnx/import.js';
 import { runGraph } from '../src/runtime/cpu_executor.js';
 import { TsrtError } from '../src/errors.js';
+import { opNode, vals } from './helpers.js';
 import type { Attr, DType, Dim, Graph, Node, Tensor, TensorType } from '../src/ir/types.js';
 
 const A = {
@@ -19,17 +20,10 @@ const A = {
   tensor: (value: Tensor): Attr => ({ kind: 'tensor', value }),
 };
 
-function mk(op: string, nIn: number, attrs: Record<string, Attr> = {}, nOut = 1): Node {
-  return {
-    name: `${op}_t`, op, domain: '', attrs,
-    inputs: Array.from({ length: nIn }, (_, i) => `in${i}`),
-    outputs: Array.from({ length: nOut }, (_, i) => `out${i}`),
-  };
-}
+const mk = opNode;
 
 const f32 = (dims: number[], v: number[]) => fromF64('float32', dims, v);
 const i64 = (dims: number[], v: (number | bigint)[]) => makeTensor('int64', dims, BigInt64Array.from(v.map((x) => BigInt(x))));
-const vals = (t: Tensor) => Array.from(toF64(t));
 const bigs = (t: Tensor) => Array.from(t.data as BigInt64Array);
 
 function run(op: string, ins: (Tensor | undefined)[], attrs: Record<string, Attr> = {}, nOut = 1, opset = 25): Tensor[] {
