@@ -44,6 +44,10 @@ export interface BuildOptions {
   timingCache?: string | false;
   /** [autotune] Stop starting new tuning compiles after this long (default by level: 120/300/600 s). */
   tuningBudgetMs?: number;
+  /** Also return these tensors of the optimized graph ('all': every float tensor a node produces), as Polygraphy's
+   * `--mark-outputs`. Marked after the passes, so fusion is unchanged: a tensor fused away inside a kernel cannot
+   * be marked and is listed in `report.unmarked`. Marked tensors keep the engine's dtype and layout (fp16, NHWC). */
+  markOutputs?: string[] | 'all';
   /** Verify the IR after every pass (default: when TSRT_DEBUG >= 2). */
   verify?: boolean;
   log?: (msg: string) => void;
@@ -70,6 +74,8 @@ export interface BuildReport {
   naiveBytes: number;
   constBytes: number;
   buildMs: number;
+  /** markOutputs names that do not exist in the optimized graph (fused away or never produced). */
+  unmarked: string[];
   /** [autotune] Kernel signatures timed / taken from the timing cache at optLevel >= 3 (zeros otherwise). */
   tuning: TuningReport;
 }
@@ -183,7 +189,8 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   ctx.log = log;
   const verify = opts.verify ?? Number(process.env.TSRT_DEBUG ?? 0) >= 2;
   const instruments = [...(opts.instruments ?? []), ...(verify ? [verifyInstrument((g) => verifyGraph(g).map((p) => `${p.graph}${p.node ? ` node '${p.node}'` : ''}: ${p.message}`))] : [])];
-  const graph = optimize(m.graph, ctx, instruments);
+  const marked = markOutputs(optimize(m.graph, ctx, instruments), opts.markOutputs);
+  const graph = marked.graph;
   const gpu = opts.device === 'cpu' ? false : cudaAvailable();
   if (opts.device === 'cuda' && !gpu) {
     throw new TsrtError('CUDA', 'no CUDA device found (libcuda.so.1 missing or no GPU)', 'run on a machine with an NVIDIA GPU and driver, or use --device cpu');
@@ -230,6 +237,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
     hostSteps: lowered.steps.filter((s) => s.kind === 'host').length,
     arenaBytes: memory.arenaBytes, naiveBytes: memory.naiveBytes, constBytes,
     buildMs: 0,
+    unmarked: marked.unmarked,
     tuning, // [autotune]
   };
   if (runner) runner.load(graph, lowered, memory, kernels, { cudaGraphs: opts.cudaGraphs ?? true });
@@ -237,6 +245,26 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const engine = new Engine(graph, lowered, memory, runner ? 'cuda' : 'cpu', report, ctx, kernels, runner);
   engine.fixedInputs = opts.inputValues;
   return engine;
+}
+
+/** Adds tensors of the optimized graph to its outputs (BuildOptions.markOutputs). */
+export function markOutputs(g: Graph, names: string[] | 'all' | undefined): { graph: Graph; unmarked: string[] } {
+  if (!names) return { graph: g, unmarked: [] };
+  const produced = new Set(g.nodes.flatMap((n) => n.outputs.filter(Boolean)));
+  const have = new Set([...g.inputs, ...g.outputs].map((v) => v.name));
+  const wanted = names === 'all'
+    ? [...produced].filter((x) => { const t = g.valueTypes.get(x); return t && /^(float|bfloat)/.test(t.dtype); })
+    : names;
+  const extra: ValueInfo[] = [];
+  const unmarked: string[] = [];
+  for (const x of wanted) {
+    if (have.has(x)) continue;
+    const t = g.valueTypes.get(x);
+    if (!produced.has(x) || !t) { unmarked.push(x); continue; }
+    have.add(x);
+    extra.push({ name: x, type: t });
+  }
+  return { graph: { ...g, outputs: [...g.outputs, ...extra] }, unmarked };
 }
 
 /** Builds an engine for concrete feeds (conformance runners, tests). When an output shape depends on input
