@@ -8,7 +8,7 @@ import { shortHash } from './kernel.js';
 import {
   chooseTileConfig, configName, configProblems, epilogueKey, epilogueStatements, genericKernel, GENERIC_TILE,
   loadF, rowChunkLoader, storageType, storeF, tcKernel, tileConfigSpace,
-  type Epilogue, type GenericDType, type TcKernelSource, type TileConfig, type TileShape,
+  type Epilogue, type GenericDType, type TcKernelSource, type TcSpec, type TileConfig, type TileShape,
 } from './tc_gemm.js';
 
 /** NHWC input [n,h,w,c], weights [k][r][s][c], output NHWC [n,p,q,k]. padH/padW are the top/left pads
@@ -46,7 +46,7 @@ export function convTcPreconditions(p: ConvProblem): string[] {
   return out;
 }
 
-function convShape(p: ConvProblem): TileShape {
+export function convShape(p: ConvProblem): TileShape {
   return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 };
 }
 
@@ -60,8 +60,16 @@ export function isPointwise(p: ConvProblem): boolean {
 /** Tensor-core implicit-GEMM conv, fp16 NHWC. Kernel signature:
  * (const half* x, const half* w, const float* bias, const half* residual, half* y[, unsigned char* workspace])
  * bias (fp32, length k) and residual (fp16, y's layout) may be null when the epilogue does not use them.
- * Throws TsrtError('UNSUPPORTED') when convTcPreconditions fails: use emitConvGeneric then. */
+ * Throws TsrtError('UNSUPPORTED') when convTcPreconditions fails: use emitConvGeneric then. wgmma configs go
+ * through emitConvTc (wgmma.ts). */
 export function emitConv(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig): TcKernelSource {
+  if (cfg?.wgmma) throw new TsrtError('USAGE', `tile config ${configName(cfg)} is a wgmma config`, 'emit it with emitConvTc (wgmma.ts)');
+  return tcKernel(convTcSpec(p, epi, cfg));
+}
+
+/** The kernel description emitConv builds (im2col loaders, epilogue, output addressing), for any kernel
+ * skeleton that follows tcKernel's contract (tcKernel; wgmmaKernel in wgmma.ts). */
+export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig): TcSpec {
   const pre = convTcPreconditions(p);
   if (pre.length) throw new TsrtError('UNSUPPORTED', `tensor-core conv: ${pre.join('; ')}`, 'use emitConvGeneric');
   const shape = convShape(p);
@@ -116,7 +124,7 @@ export function emitConv(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig): 
   });
   const xBytes = p.n * p.h * p.w * p.c, wBytes = p.k * K;
   const kind = pw ? (p.strideH === 1 && p.strideW === 1 ? '1x1' : `1x1s${p.strideH}`) : `${p.r}x${p.s}s${p.strideH}`;
-  return tcKernel({
+  return {
     prefix: `conv_tc_${kind}`, cfg: c, m: M, n: p.k, k: K, batch: 1, bKN: false,
     params: [
       { name: 'x', decl: 'const tc_half* __restrict__ x' },
@@ -128,7 +136,7 @@ export function emitConv(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig): 
     setup: setupA.join('\n'), loadA, loadB,
     outOffset: `(idx_t)m * ${p.k} + n`, pairStores: p.k % 2 === 0, epi,
     nFastest: wBytes <= xBytes, flops: 2 * M * p.k * K, bigIndex: false, // convTcPreconditions caps tensors below 2^31
-  });
+  };
 }
 
 /** Generic conv options: groups (c and k divisible by it) and memory layout. 'nhwc': x [n,h,w,c],

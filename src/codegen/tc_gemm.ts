@@ -8,6 +8,7 @@
 // `#include <nv/target>` comes first and both include/ and include/cccl are on the path; we avoid that.
 import { TsrtError } from '../errors.js';
 import { shortHash, type KernelParam, type KernelSource } from './kernel.js';
+import { WGMMA_ALIGN_SLACK, wgmmaProblems, wgmmaRegEstimate } from './wgmma_config.js';
 
 export type Activation = 'none' | 'relu' | 'relu6' | 'clip' | 'sigmoid' | 'silu' | 'gelu_erf' | 'gelu_tanh'
   | 'hardswish' | 'hardsigmoid' | 'leakyrelu';
@@ -35,6 +36,9 @@ export interface TileConfig {
   stages: number;
   /** Split the K loop over this many CTAs; the last CTA of a tile reduces (deterministic order). */
   splitK?: number;
+  /** Hopper wgmma kernel (wgmma.ts, sm_90a only): warpsM/4 warpgroups, bk 64, no split-K. Emit with
+   * emitConvTc / emitGemmTc, which dispatch on this flag. */
+  wgmma?: boolean;
 }
 
 /** A kernel plus the scratch it needs. When `workspaceBytes` > 0 the last parameter is `workspace`: the
@@ -151,16 +155,22 @@ export function epilogueKey(epi: Epilogue): string {
 export interface TileShape { m: number; n: number; k: number; batch: number }
 
 function regEstimate(c: TileConfig): number {
+  if (c.wgmma) return wgmmaRegEstimate(c);
   const mi = c.bm / c.warpsM / 16, ni = c.bn / c.warpsN / 8;
   return mi * ni * 4 + 2 * (mi * 4 + ni * 2) + 48;
 }
 
 export function smemBytes(c: TileConfig): number {
-  return c.stages * (c.bm + c.bn) * c.bk * 2;
+  return c.stages * (c.bm + c.bn) * c.bk * 2 + (c.wgmma ? WGMMA_ALIGN_SLACK : 0);
 }
 
 /** Why a config cannot be used (empty when valid). `bKN`: B is [K,N] so its smem rows are K. */
 export function configProblems(c: TileConfig, bKN = false): string[] {
+  if (c.wgmma) {
+    const w = wgmmaProblems(c, bKN);
+    if (smemBytes(c) > MAX_SMEM) w.push(`shared memory ${smemBytes(c)} > ${MAX_SMEM}`);
+    return w;
+  }
   const r: string[] = [];
   const threads = 32 * c.warpsM * c.warpsN;
   const wm = c.bm / c.warpsM, wn = c.bn / c.warpsN;
@@ -195,7 +205,7 @@ const BASE_CONFIGS: TileConfig[] = (() => {
 })();
 
 export function configName(c: TileConfig): string {
-  return `m${c.bm}n${c.bn}k${c.bk}_w${c.warpsM}x${c.warpsN}_s${c.stages}${(c.splitK ?? 1) > 1 ? `_sk${c.splitK}` : ''}`;
+  return `${c.wgmma ? 'wg_' : ''}m${c.bm}n${c.bn}k${c.bk}_w${c.warpsM}x${c.warpsN}_s${c.stages}${(c.splitK ?? 1) > 1 ? `_sk${c.splitK}` : ''}`;
 }
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
@@ -228,6 +238,8 @@ const MEM_BW = 2.5e12;
 /** Fraction of SM peak a tile shape sustains: ldmatrix bytes per mma fall with the warp tile, global
  * bytes per flop with the CTA tile. */
 function tileEfficiency(c: TileConfig): number {
+  // wgmma reads both operands from shared memory itself (no ldmatrix), and its peak is ~1.8x mma.sync's
+  if (c.wgmma) return 1.8 / (1 + 16 / ((c.bm * c.bn) / (c.bm + c.bn)));
   const wm = c.bm / c.warpsM, wn = c.bn / c.warpsN;
   const warpReuse = (wm * wn) / (wm + wn), ctaReuse = (c.bm * c.bn) / (c.bm + c.bn);
   return 1 / (1 + 8 / warpReuse + 16 / ctaReuse);
@@ -602,8 +614,15 @@ export function chooseGemmConfig(p: GemmProblem): TileConfig {
 /** Tensor-core GEMM. Kernel signature:
  * (const half* a, const half* b, const float* bias, const half* residual, half* c[, unsigned char* workspace]);
  * bias/residual may be null when the epilogue does not use them. Throws TsrtError('UNSUPPORTED') when
- * `gemmTcPreconditions` fails: use emitGemmGeneric then. */
+ * `gemmTcPreconditions` fails: use emitGemmGeneric then. wgmma configs go through emitGemmTc (wgmma.ts). */
 export function emitGemm(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig): TcKernelSource {
+  if (cfg?.wgmma) throw new TsrtError('USAGE', `tile config ${configName(cfg)} is a wgmma config`, 'emit it with emitGemmTc (wgmma.ts)');
+  return tcKernel(gemmTcSpec(p, epi, cfg));
+}
+
+/** The kernel description emitGemm builds (loaders, epilogue, output addressing), for any kernel skeleton
+ * that follows tcKernel's contract (tcKernel; wgmmaKernel in wgmma.ts). */
+export function gemmTcSpec(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig): TcSpec {
   const pre = gemmTcPreconditions(p);
   if (pre.length) throw new TsrtError('UNSUPPORTED', `tensor-core gemm: ${pre.join('; ')}`, 'use emitGemmGeneric');
   const r = resolveGemm(p);
@@ -635,7 +654,7 @@ export function emitGemm(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig): 
   const pairStores = r.ldc % 2 === 0 && r.n % 2 === 0 && r.sC.every((s) => s % 2 === 0);
   const aBytes = r.m * r.k * (r.sA.some((s) => s === 0) ? 1 : r.batchCount);
   const bBytes = r.n * r.k * (r.sB.every((s) => s === 0) ? 1 : r.batchCount);
-  return tcKernel({
+  return {
     prefix: `gemm_tc_${r.kn ? 'kn' : 'nk'}`, cfg: c, m: r.m, n: r.n, k: r.k, batch: r.batchCount, bKN: r.kn,
     params: [
       { name: 'a', decl: 'const tc_half* __restrict__ a' },
@@ -647,7 +666,7 @@ export function emitGemm(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig): 
     setup, loadA, loadB, outOffset: `(idx_t)m * ${r.ldc} + n`, pairStores, epi,
     nFastest: bBytes <= aBytes, flops: 2 * r.m * r.n * r.k * r.batchCount,
     bigIndex: (r.m + 1) * Math.max(r.lda, r.ldc) >= 2 ** 31 || (r.kn ? r.k : r.n) * r.ldb >= 2 ** 31,
-  });
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,35 @@
+// Validity rules of the Hopper wgmma tile configs (kernels in wgmma.ts). Kept apart from wgmma.ts so that
+// tc_gemm.ts (configProblems, configName, estimateTime) can apply them without an import cycle.
+import type { TileConfig } from './tc_gemm.js';
+
+/** Dynamic shared memory the kernel adds so it can round its base up to 1024 B: the 128-B swizzle atom is
+ * 8 rows x 128 B and the matrix descriptors carry base offset 0, so every stage must start 1024-B aligned. */
+export const WGMMA_ALIGN_SLACK = 1024;
+
+/** Consumer warpgroups (128 threads each) of a wgmma config: warpsM/4, warpsN is 1. */
+export function wgmmaGroups(c: TileConfig): number { return c.warpsM / 4; }
+
+/** m64 blocks per warpgroup: each warpgroup owns bm/groups rows of the tile and all bn columns. */
+export function wgmmaMBlocks(c: TileConfig): number { return c.bm / (64 * wgmmaGroups(c)); }
+
+/** Accumulator registers per thread: an m64nN f32 accumulator is 64*N/128 = N/2 registers per thread. */
+export function wgmmaAccRegs(c: TileConfig): number { return wgmmaMBlocks(c) * (c.bn / 2); }
+
+/** Registers per thread the heuristic assumes: accumulators plus ~40 for addresses, im2col state, epilogue. */
+export function wgmmaRegEstimate(c: TileConfig): number { return wgmmaAccRegs(c) + 48; }
+
+/** Shape rules (shared memory and registers are checked by configProblems). `bKN`: B stored [K,N], which
+ * the wgmma kernels do not read (they take both operands K-major; see wgmma.ts). */
+export function wgmmaProblems(c: TileConfig, bKN: boolean): string[] {
+  const r: string[] = [];
+  if (bKN) r.push('wgmma kernels need B as [N,K] (K-major)');
+  if (c.bk !== 64) r.push('wgmma: bk must be 64 (one 128-B swizzle row of fp16)');
+  if (c.warpsN !== 1 || (c.warpsM !== 4 && c.warpsM !== 8)) r.push('wgmma: warpsM 4 or 8 (1 or 2 warpgroups), warpsN 1');
+  const g = c.warpsM / 4;
+  if (!Number.isInteger(c.bm / (64 * g)) || c.bm % (64 * g) || c.bm / (64 * g) > 2) r.push('wgmma: bm must be 64 or 128 per warpgroup');
+  if (![64, 128, 256].includes(c.bn)) r.push('wgmma: bn must be 64, 128 or 256');
+  if (c.stages < 3 || c.stages > 5) r.push('wgmma: stages must be 3..5');
+  if ((c.splitK ?? 1) !== 1) r.push('wgmma: no split-K');
+  if (r.length === 0 && wgmmaAccRegs(c) > 128) r.push(`wgmma: ${wgmmaAccRegs(c)} accumulator registers per thread (max 128)`);
+  return r;
+}
