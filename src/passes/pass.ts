@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph, Tensor } from '../ir/types.js';
 import { GraphError } from '../errors.js';
+import type { PrecisionReport, PrecisionRule } from './precision_rules.js';
 
 export interface PassOptions {
   /** 0: only what correctness needs; 1: + folding and cleanup; 2 (default): + fusion and layout; 3+: + autotuning */
@@ -15,6 +16,8 @@ export interface PassOptions {
   dims?: Record<string, number>;
   /** Inputs whose values are fixed at build time (TensorRT's shape tensors: pads, target shapes, axes). */
   inputValues?: Record<string, Tensor>;
+  /** Per-layer / per-op precision constraints (trtexec --layerPrecisions), applied in order by the fp16 pass. */
+  layerPrecisions?: PrecisionRule[];
 }
 
 export interface FusionRecord {
@@ -41,6 +44,8 @@ export interface PassContext {
   /** Timing of each pass in ms, in order. */
   timings: { pass: string; ms: number; nodes: number }[];
   log: (msg: string) => void;
+  /** Set by the fp16 pass: which nodes run in reduced precision, which stay fp32 and why. */
+  precision?: PrecisionReport;
 }
 
 export interface Pass {

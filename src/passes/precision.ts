@@ -1,11 +1,19 @@
 // Reduced precision: run every node whose policy allows it in fp16 (storage fp16, kernels accumulate in
 // fp32), keep `never` ops in fp32, and insert Casts only at the boundaries. Graph inputs and outputs keep
-// their declared types.
+// their declared types. Per-layer rules (precision_rules.ts) keep matched nodes fp32 or lift an earlier fp32 rule.
+//
+// Accumulation: the kernels of reductions (ReduceSum/Mean/..., codegen/reduce.ts), Softmax/LogSoftmax and
+// LayerNormalization load fp16 and accumulate in fp32 (`computeType` of fp16 is float), conv/gemm accumulate in
+// fp32 on the tensor cores, and fused elementwise groups compute in float: only the *stored* tensors are fp16.
+// So what fp16 loses is range (|x| > 65504 becomes inf) and the rounding of stored tensors, which is what
+// `--layer-precisions name:fp32` and the accuracy budget fix.
+import { TsrtError } from '../errors.js';
 import { nameGenerator } from '../ir/graph.js';
 import { fromF64, toF64 } from '../ir/tensor.js';
 import type { DType, Graph, Node } from '../ir/types.js';
 import { getOp } from '../ops/registry.js';
 import type { Pass } from './pass.js';
+import { PrecisionRules, ruleText, type PrecisionReport } from './precision_rules.js';
 
 /** Inputs that are parameters of a fixed dtype by the ONNX spec and must not change type. */
 const FIXED_INPUTS: Record<string, number[]> = {
@@ -21,7 +29,8 @@ const FIXED_INPUTS: Record<string, number[]> = {
 const KEEP_OUTPUT_TYPE = new Set(['Cast', 'Shape', 'Size', 'ArgMax', 'ArgMin', 'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual',
   'Not', 'And', 'Or', 'Xor', 'IsNaN', 'IsInf', 'NonZero', 'QuantizeLinear', 'DynamicQuantizeLinear', 'ConstantOfShape', 'Constant']);
 
-export function convertToFp16(g: Graph, lowDtype: DType = 'float16'): Graph {
+export function convertToFp16(g: Graph, lowDtype: DType = 'float16', rules = new PrecisionRules(),
+  report: PrecisionReport = { low: [], kept: [], matched: [] }): Graph {
   const fresh = nameGenerator(g);
   const types = g.valueTypes;
   const dtypeOf = (x: string): DType | undefined => g.initializers.get(x)?.dtype ?? types.get(x)?.dtype ?? g.inputs.find((i) => i.name === x)?.type.dtype;
@@ -52,7 +61,15 @@ export function convertToFp16(g: Graph, lowDtype: DType = 'float16'): Graph {
     const def = getOp(n.op, n.domain);
     const policy = def?.precision ?? 'never';
     const fixed = FIXED_INPUTS[n.op] ?? [];
-    const runLow = policy !== 'never' && !Object.values(n.attrs).some((a) => a.kind === 'graph' || a.kind === 'graphs');
+    const control = Object.values(n.attrs).some((a) => a.kind === 'graph' || a.kind === 'graphs');
+    const rule = rules.match(n);
+    if (rule) report.matched.push({ node: n.name, precision: rule.precision, rule: ruleText(rule) });
+    // a reduced-precision rule only lifts an earlier fp32 rule: it never overrides a `never` policy
+    const runLow = policy !== 'never' && !control && rule?.precision !== 'fp32';
+    const floatIn = n.inputs.some((x, i) => x && !fixed.includes(i) && (isLow.has(x) || dtypeOf(x) === 'float32'));
+    if (!runLow && floatIn) {
+      report.kept.push({ node: n.name, op: n.op, reason: control ? 'control flow (bodies stay fp32)' : policy === 'never' ? 'op policy: never' : `rule ${ruleText(rule!)}` });
+    }
     const inputs = n.inputs.map((x, i) => {
       if (!x || fixed.includes(i)) return x;
       const cur = isLow.has(x) ? lowDtype : dtypeOf(x);
@@ -65,6 +82,7 @@ export function convertToFp16(g: Graph, lowDtype: DType = 'float16'): Graph {
       // outputs that were float32 now hold lowDtype when any float input was converted
       const anyLow = inputs.some((x, i) => x && !fixed.includes(i) && (isLow.has(x) || dtypeOf(x) === lowDtype));
       if (anyLow) for (const o of n.outputs) if (o && types.get(o)?.dtype === 'float32') isLow.add(o);
+      if (anyLow) report.low.push(n.name);
     }
   }
   // Graph outputs keep their declared dtype: the producer writes a low-precision twin, a Cast restores it.
@@ -84,5 +102,31 @@ export function convertToFp16(g: Graph, lowDtype: DType = 'float16'): Graph {
 
 export const fp16Precision: Pass = {
   name: 'fp16', level: 0,
-  run: (g, ctx) => (ctx.options.fp16 ? convertToFp16(g) : g),
+  run(g, ctx) {
+    const rules = new PrecisionRules(ctx.options.layerPrecisions);
+    if (rules.empty && !ctx.options.fp16) return g;
+    const reduced = (ctx.options.layerPrecisions ?? []).filter((r) => r.precision === 'fp16' || r.precision === 'bf16');
+    if (reduced.length && !ctx.options.fp16) {
+      throw new TsrtError('USAGE', `precision rule ${ruleText(reduced[0])} asks for fp16, but the build is fp32`,
+        'add --fp16 (BuildOptions.fp16): rules constrain the precisions a build enables, like trtexec\'s --layerPrecisions');
+    }
+    const bf16 = reduced.find((r) => r.precision === 'bf16');
+    if (bf16) throw new TsrtError('USAGE', `precision rule ${ruleText(bf16)}: bf16 builds are not supported yet`, 'use fp16 or fp32');
+    const report: PrecisionReport = { low: [], kept: [], matched: [] };
+    let out = g;
+    if (ctx.options.fp16) out = convertToFp16(g, 'float16', rules, report);
+    else for (const n of g.nodes) rules.match(n); // fp32 build: fp32 rules are no-ops, but names are still checked
+    const missing = rules.unmatchedExact();
+    if (missing.length) {
+      throw new TsrtError('USAGE', `precision rule(s) ${missing.map(ruleText).join(', ')} match no node of the graph`,
+        `rules name ONNX nodes (or op types with --op-precisions), as 'tsrt dump model.onnx' lists them, e.g. ${g.nodes.slice(0, 3).map((n) => n.name).join(', ')}; `
+        + 'a fused layer of \'tsrt compare --per-layer\' lists its nodes in --json; use * or /regex/ for names that may be absent');
+    }
+    for (const r of rules.unmatchedPatterns()) ctx.log(`fp16: precision rule ${ruleText(r)} matches no node`);
+    if (ctx.options.fp16) {
+      ctx.precision = report;
+      ctx.log(`fp16: ${report.low.length} nodes in fp16, ${report.kept.length} kept fp32 (${report.matched.length} matched a rule)`);
+    }
+    return out;
+  },
 };

@@ -6,6 +6,7 @@ import type { Graph, Model, Tensor, TypedArray, ValueInfo } from '../ir/types.js
 import { loadModel } from '../onnx/import.js';
 import { newPassContext, verifyInstrument, type Instrument, type PassContext } from '../passes/pass.js';
 import { verifyGraph } from '../ir/verify.js';
+import type { PrecisionRule } from '../passes/precision_rules.js';
 import { optimize } from '../passes/pipeline.js';
 import { lowerGraph, type Lowered } from '../codegen/lower.js';
 import '../codegen/lowerings.js';
@@ -20,6 +21,8 @@ import { Autotuner, type TuningReport } from './autotune.js'; // [autotune]
 
 export interface BuildOptions {
   fp16?: boolean;
+  /** Per-layer / per-op precision rules (trtexec --layerPrecisions), in order, later ones win; see passes/precision_rules.ts. */
+  layerPrecisions?: PrecisionRule[];
   /** 0-5; default 2 */
   optLevel?: number;
   shapes?: Record<string, number[]>;
@@ -185,7 +188,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const t0 = performance.now();
   const m = typeof model === 'string' ? loadModel(model) : model;
   const log = opts.log ?? (() => {});
-  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues });
+  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues, layerPrecisions: opts.layerPrecisions });
   ctx.log = log;
   const verify = opts.verify ?? Number(process.env.TSRT_DEBUG ?? 0) >= 2;
   const instruments = [...(opts.instruments ?? []), ...(verify ? [verifyInstrument((g) => verifyGraph(g).map((p) => `${p.graph}${p.node ? ` node '${p.node}'` : ''}: ${p.message}`))] : [])];
