@@ -14,17 +14,18 @@ import { accuracy, concreteShape, describe, parseDims, parseShapes, randomTensor
 import { dumpInstrument, newPassContext } from '../passes/pass.js';
 import { PIPELINE, optimize } from '../passes/pipeline.js';
 import { printIr, toDot, writeEngineDumps } from './dumps.js';
+import { registerReport } from './report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_MODEL = resolve(here, '../../models/ppocr_mobile_v2_cls/model.onnx');
 
-interface CommonOpts {
+export interface CommonOpts {
   fp16?: boolean; shapes?: string; dims?: string; optLevel?: string; cacheDir?: string; device?: string;
   dumpDir?: string; cudaGraph?: boolean; arch?: string;
   timingCache?: string | false; // [autotune]
 }
 
-function withBuildOptions(c: Command): Command {
+export function withBuildOptions(c: Command): Command {
   return c
     .option('--fp16', 'fp16 storage and tensor cores (fp32 accumulation)')
     .option('--shapes <spec>', 'concrete input shapes, e.g. input:32x3x224x224 (symbolic dims default to 1)')
@@ -40,7 +41,7 @@ function withBuildOptions(c: Command): Command {
     .option('--no-timing-cache', 'autotune without reading or writing a timing cache');
 }
 
-function buildOptions(o: CommonOpts): BuildOptions {
+export function buildOptions(o: CommonOpts): BuildOptions {
   return {
     fp16: !!o.fp16, shapes: parseShapes(o.shapes), dims: parseDims(o.dims), optLevel: Number(o.optLevel ?? 2),
     cacheDir: o.cacheDir, arch: o.arch, device: (o.device ?? 'auto') as BuildOptions['device'], cudaGraphs: o.cudaGraph !== false,
@@ -51,7 +52,7 @@ function buildOptions(o: CommonOpts): BuildOptions {
 }
 
 /** Shapes of the inputs in the model's test_data_set_0, when it has one (used when --shapes is not given). */
-function testDataShapes(model: string): Record<string, number[]> | undefined {
+export function testDataShapes(model: string): Record<string, number[]> | undefined {
   const dir = join(dirname(model), 'test_data_set_0');
   if (!existsSync(join(dir, 'input_0.pb'))) return undefined;
   const m = loadModel(model, { allowUnsupported: true });
@@ -86,7 +87,7 @@ function printBuild(engine: Engine, model: string): void {
 }
 
 /** Inputs from --input name=file, the model's test_data_set_0, or seeded random data. */
-function gatherInputs(engine: Engine, model: string, specs: string[] = []): Map<string, Tensor> {
+export function gatherInputs(engine: Engine, model: string, specs: string[] = []): Map<string, Tensor> {
   const feeds = new Map<string, Tensor>();
   for (const s of specs) {
     const i = s.indexOf('=');
@@ -262,6 +263,7 @@ Examples:
       console.log(JSON.stringify({ report: engine.report, layers: engine.layers() }, null, 1));
     });
 
+  registerReport(program);
   return program;
 }
 
