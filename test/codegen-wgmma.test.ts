@@ -1,0 +1,154 @@
+// Hopper wgmma conv/GEMM kernels (src/codegen/wgmma.ts):
+//  - API contracts: config space and pruning, names, parameter order and launch geometry shared with the
+//    mma.sync kernels, the arch decision;
+//  - every tile shape of the config space compiles with nvcc for sm_90a (NVRTC 11.8 here cannot target
+//    sm_90a) without register spills, with a sane register count and without ptxas serializing the wgmmas
+//    (skipped with a printed reason when nvcc is missing);
+//  - the CPU emulator test (codegen-wgmma-emu.test.ts) runs small cases against a float64 reference.
+// The GPU itself is exercised by scripts/gpu-wgmma-check.mjs.
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { TsrtError } from '../src/errors.js';
+import { packModules } from '../src/codegen/kernel.js';
+import { emitConv, type ConvProblem } from '../src/codegen/tc_conv.js';
+import { configName, configProblems, emitGemm, estimateTime, MAX_SMEM, smemBytes, type TileConfig } from '../src/codegen/tc_gemm.js';
+import { emitConvTc, emitGemmTc, engineArch, wgmmaConfigSpace, wgmmaEnabled } from '../src/codegen/wgmma.js';
+import { wgmmaAccRegs } from '../src/codegen/wgmma_config.js';
+
+const conv3 = (n: number, h: number, c: number, k: number, stride = 1): ConvProblem => {
+  const p = Math.floor((h + 2 - 3) / stride) + 1;
+  return { n, h, w: h, c, k, r: 3, s: 3, strideH: stride, strideW: stride, padH: 1, padW: 1, dilH: 1, dilW: 1, p, q: p };
+};
+const conv1 = (n: number, h: number, c: number, k: number, stride = 1): ConvProblem => {
+  const p = Math.floor((h - 1) / stride) + 1;
+  return { n, h, w: h, c, k, r: 1, s: 1, strideH: stride, strideW: stride, padH: 0, padW: 0, dilH: 1, dilW: 1, p, q: p };
+};
+const big = { m: 4096, n: 3072, k: 768, batch: 1 };
+const wg = (bm: number, bn: number, warpsM: number, stages = 4): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true });
+
+describe('wgmma: configs and API', () => {
+  it('lists only valid configs that fit shared memory and 128 accumulator registers', () => {
+    const space = wgmmaConfigSpace(big);
+    expect(space.length).toBeGreaterThanOrEqual(20);
+    for (const c of space) {
+      expect(configProblems(c), configName(c)).toEqual([]);
+      expect(smemBytes(c)).toBeLessThanOrEqual(MAX_SMEM);
+      expect(wgmmaAccRegs(c)).toBeLessThanOrEqual(128);
+      expect(configName(c)).toMatch(/^wg_m\d+n\d+k64_w[48]x1_s[345]$/);
+    }
+    const names = space.map(configName);
+    expect(names).toContain('wg_m128n256k64_w8x1_s4');
+    expect(names).not.toContain('wg_m128n256k64_w8x1_s5'); // 5 x 48 KB + 1 KB > 227 KB
+    expect(configProblems(wg(128, 256, 4))).toEqual(['wgmma: 256 accumulator registers per thread (max 128)']);
+    expect(configProblems({ ...wg(128, 128, 8), bk: 32 }).join()).toMatch(/bk must be 64/);
+    expect(configProblems({ ...wg(128, 128, 8), splitK: 2 }).join()).toMatch(/split-K/);
+    expect(configProblems(wg(128, 128, 8), true).join()).toMatch(/\[N,K\]/);
+    expect(wgmmaConfigSpace(big, true)).toEqual([]); // B [K,N] stays on mma.sync
+    // tiny problems drop tiles far larger than the problem
+    expect(wgmmaConfigSpace({ m: 49, n: 64, k: 4608, batch: 1 }).every((c) => c.bm <= 64 * 2 + 64 && c.bn <= 192)).toBe(true);
+  });
+
+  it('ranks wgmma tiles ahead of mma.sync for big layers in the heuristic model', () => {
+    const mma: TileConfig = { bm: 128, bn: 256, bk: 32, warpsM: 2, warpsN: 4, stages: 4 };
+    expect(estimateTime(big, wg(128, 256, 8))).toBeLessThan(estimateTime(big, mma));
+  });
+
+  it('keeps the mma.sync kernel signature, so lowering swaps families by config', () => {
+    const p = conv3(2, 56, 64, 64);
+    const epi = { bias: true, residual: true, act: 'relu' as const };
+    const k = emitConvTc(p, epi, wg(128, 128, 8));
+    const ref = emitConv(p, epi);
+    expect(k.params).toEqual(ref.params);
+    expect(k.name).toMatch(/^conv_tc_3x3s1_wg_m128n128k64_w8x1_s4_br_relu_[0-9a-f]{12}$/);
+    expect(k.block).toEqual([256, 1, 1]);
+    expect(k.grid).toEqual([Math.ceil((2 * 56 * 56) / 128) * 1, 1, 1]);
+    expect(k.sharedBytes).toBe(smemBytes(wg(128, 128, 8)));
+    expect(k.workspaceBytes).toBe(0);
+    expect(k.flops).toBe(ref.flops);
+    expect(k.source).toContain('wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16');
+    const g = emitGemmTc({ m: 300, n: 200, k: 328, batch: [3] }, { bias: true }, wg(64, 256, 4, 3));
+    expect(g.params.map((x) => x.name)).toEqual(['a', 'b', 'bias', 'residual', 'c']);
+    expect(g.grid).toEqual([Math.ceil(300 / 64) * Math.ceil(200 / 256), 3, 1]);
+    // without a wgmma config the dispatchers are the mma.sync emitters
+    expect(emitGemmTc({ m: 64, n: 64, k: 64 }).name).toBe(emitGemm({ m: 64, n: 64, k: 64 }).name);
+  });
+
+  it('refuses wgmma configs in the mma.sync emitters and B [K,N] problems', () => {
+    expect(() => emitConv(conv3(1, 8, 64, 64), {}, wg(128, 128, 8))).toThrow(/emitConvTc/);
+    expect(() => emitGemm({ m: 64, n: 64, k: 64 }, {}, wg(128, 128, 8))).toThrow(/emitGemmTc/);
+    expect(() => emitGemmTc({ m: 64, n: 64, k: 64, bLayout: 'kn' }, {}, wg(128, 128, 8))).toThrow(TsrtError);
+    expect(() => emitGemmTc({ m: 64, n: 64, k: 64 }, {}, wg(128, 256, 4))).toThrow(/accumulator registers/);
+  });
+
+  it('targets sm_90a on Hopper with NVRTC 12+, and only then offers wgmma', () => {
+    expect(engineArch('sm_90', [13, 0])).toBe('sm_90a');
+    expect(engineArch('sm_90', [12, 4])).toBe('sm_90a');
+    expect(engineArch('sm_90', [11, 8])).toBe('sm_90');
+    expect(engineArch('sm_80', [13, 0])).toBe('sm_80');
+    expect(engineArch('sm_100', [13, 0])).toBe('sm_100');
+    expect(wgmmaEnabled('sm_90a')).toBe(process.env.TSRT_WGMMA !== '0');
+    expect(wgmmaEnabled('sm_90')).toBe(false);
+    expect(wgmmaEnabled(undefined)).toBe(false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// nvcc sm_90a compile checks
+
+const NVCC = process.env.NVCC ?? 'nvcc';
+const nvccReason = (() => {
+  try { execFileSync(NVCC, ['--version'], { stdio: 'pipe' }); return undefined; } catch (e) { return `${NVCC} not runnable: ${(e as Error).message.split('\n')[0]}`; }
+})();
+if (nvccReason) console.warn(`codegen-wgmma: skipping the sm_90a compile checks (${nvccReason})`);
+
+/** Every tile shape once (stages: the deepest that fits) for a ResNet 3x3 conv with the full epilogue, a 1x1
+ * stride-2 conv and a BERT GEMM, plus odd tails and every stage count on one tile. */
+function compileKernels() {
+  const tiles = new Map<string, TileConfig>();
+  for (const c of wgmmaConfigSpace(big)) tiles.set(`${c.bm}x${c.bn}x${c.warpsM}`, c); // last = deepest
+  const ks = [];
+  for (const c of tiles.values()) {
+    ks.push(emitConvTc(conv3(256, 28, 128, 128), { bias: true, residual: true, act: 'relu' }, c));
+    ks.push(emitGemmTc({ m: 4096, n: 3072, k: 768 }, { bias: true, act: 'gelu_erf' }, c));
+  }
+  for (const stages of [3, 4, 5]) ks.push(emitConvTc(conv1(256, 56, 256, 512, 2), { bias: true }, wg(128, 128, 8, stages)));
+  ks.push(emitGemmTc({ m: 333, n: 45, k: 24, batch: [2], ldc: 45 }, { bias: true, residual: true, act: 'silu' }, wg(128, 64, 4, 3)));
+  ks.push(emitConvTc({ ...conv3(3, 17, 16, 24), k: 17 }, { bias: true, residual: true, residualAfterAct: true, act: 'hardswish' }, wg(64, 64, 4, 3)));
+  return ks;
+}
+
+describe.skipIf(!!nvccReason)('wgmma: nvcc sm_90a compile', () => {
+  it('compiles every tile shape without spills or serialized wgmmas', () => {
+    const kernels = compileKernels();
+    const dir = join(tmpdir(), `tsrt-wgmma-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    // two modules compiled in parallel: the machine has 2 cores
+    const mods = packModules(kernels, Math.ceil(kernels.length / 2));
+    const logs = mods.map((m) => {
+      const cu = join(dir, `${m.name}.cu`);
+      writeFileSync(cu, m.source);
+      return new Promise<string>((resolve, reject) => {
+        import('node:child_process').then(({ execFile }) => execFile(NVCC,
+          ['-cubin', '-arch=sm_90a', '-std=c++17', '-Xptxas', '-v', '-o', join(dir, `${m.name}.cubin`), cu],
+          { maxBuffer: 64 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${cu}: ${stderr}`)) : resolve(stdout + stderr))));
+      });
+    });
+    return Promise.all(logs).then((all) => {
+      const log = all.join('\n');
+      expect(log).not.toMatch(/serialized|warning/i);
+      for (const k of kernels) {
+        const at = log.indexOf(`Compiling entry function '${k.name}'`);
+        expect(at, k.name).toBeGreaterThanOrEqual(0);
+        const sect = log.slice(at, at + 600);
+        expect(sect, k.name).toMatch(/ 0 bytes spill stores, 0 bytes spill loads/);
+        const regs = Number(/Used (\d+) registers/.exec(sect)?.[1]);
+        const acc = wgmmaAccRegs(k.config!);
+        expect(regs, k.name).toBeGreaterThanOrEqual(acc); // the accumulators stayed in registers
+        expect(regs, k.name).toBeLessThanOrEqual(255);
+      }
+    });
+  }, 240_000);
+});
