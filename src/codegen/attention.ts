@@ -26,6 +26,8 @@ export interface AttentionProblem {
   /** Elements between consecutive tokens of Q, K, V and Y (default h*d); more when they are column slices of a
    * wider tensor (a fused QKV projection). The head's D columns start at h*d within each token. */
   ldq?: number; ldk?: number; ldv?: number; ldo?: number;
+  /** Element offsets of Q, K and V from their pointers (a packed QKV buffer passed as q, k and v: 0, h*d, 2*h*d). */
+  offq?: number; offk?: number; offv?: number;
   /** 'tc' (fp16, d in 32/64/128; the default for fp16) or 'simt' (any d up to 1024; the only one for fp32). */
   impl?: 'tc' | 'simt';
   /** Query rows per CTA of the tc kernel; default 128 when that still gives two CTAs per SM, else 64. */
@@ -57,6 +59,7 @@ function resolve(p: AttentionProblem): Resolved {
   const r = {
     dtype: p.dtype, b: p.b, h: p.h, sq: p.sq, sk: p.sk, d: p.d, scale: p.scale,
     ldq: p.ldq ?? hd, ldk: p.ldk ?? hd, ldv: p.ldv ?? hd, ldo: p.ldo ?? hd,
+    offq: p.offq ?? 0, offk: p.offk ?? 0, offv: p.offv ?? 0,
     impl: p.impl ?? (p.dtype === 'float16' ? 'tc' : 'simt'),
   } as const;
   for (const [k, x] of Object.entries({ ldq: r.ldq, ldk: r.ldk, ldv: r.ldv, ldo: r.ldo })) {
@@ -71,11 +74,18 @@ function resolve(p: AttentionProblem): Resolved {
     const st = strides(maskDims);
     maskStrides = maskDims.map((x, i) => (x === 1 ? 0 : st[i]));
   }
-  const ends = [p.b * p.sq * r.ldq, p.b * p.sk * r.ldk, p.b * p.sk * r.ldv, p.b * p.sq * r.ldo, maskDims ? maskDims.reduce((a, x) => a * x, 1) : 0];
+  for (const [k, x] of Object.entries({ offq: r.offq, offk: r.offk, offv: r.offv })) {
+    if (!Number.isInteger(x) || x < 0) throw new NotLowerable(`${k}=${x} must be a non-negative integer`);
+  }
+  const ends = [r.offq + p.b * p.sq * r.ldq, r.offk + p.b * p.sk * r.ldk, r.offv + p.b * p.sk * r.ldv, p.b * p.sq * r.ldo, maskDims ? maskDims.reduce((a, x) => a * x, 1) : 0];
   return { ...r, maskStrides, maskDims, big: Math.max(...ends) >= 2 ** 31 };
 }
 
+/** Moves q/k/v to their parts of a packed buffer (they alias it read-only, so __restrict__ still holds). */
+const packedOffsets = (r: Resolved) => (r.offq || r.offk || r.offv ? `  q += ${r.offq}; k += ${r.offk}; v += ${r.offv};\n` : '');
+
 const problemComment = (r: Resolved) => `b=${r.b} h=${r.h} sq=${r.sq} sk=${r.sk} d=${r.d} scale=${r.scale} ld=${r.ldq}/${r.ldk}/${r.ldv}/${r.ldo}`
+  + (r.offq || r.offk || r.offv ? ` off=${r.offq}/${r.offk}/${r.offv}` : '')
   + ` mask=${r.maskDims ? `[${r.maskDims}]` : 'none'}`;
 
 /** Pointer parameters: q, k, v, [mask,] y. */
@@ -105,7 +115,7 @@ export function emitFlashAttention(p: AttentionProblem): KernelSource {
   if (r.impl === 'simt') return emitSimt(r);
   if (r.dtype !== 'float16') throw new NotLowerable('the tensor-core attention kernel is fp16 only');
   if (!(TC_HEAD_DIMS as readonly number[]).includes(r.d)) throw new NotLowerable(`head size ${r.d} is not one of ${TC_HEAD_DIMS.join(', ')} (tensor-core attention)`);
-  for (const [k, x] of Object.entries({ ldq: r.ldq, ldk: r.ldk, ldv: r.ldv, ldo: r.ldo })) {
+  for (const [k, x] of Object.entries({ ldq: r.ldq, ldk: r.ldk, ldv: r.ldv, ldo: r.ldo, offq: r.offq, offk: r.offk, offv: r.offv })) {
     if (x % 8) throw new NotLowerable(`${k}=${x} is not a multiple of 8 (16-byte rows for cp.async)`);
   }
   if (r.h > 65535 || r.b > 65535) throw new NotLowerable(`heads ${r.h} or batch ${r.b} exceed the grid's 65535`);
@@ -166,7 +176,7 @@ __device__ __forceinline__ float fa_quad_sum(float x) {
 }
 
 extern "C" __global__ void __launch_bounds__(${T}, ${minBlocks}) ${name}(${decls.join(', ')}) {
-  extern __shared__ __align__(128) unsigned char tc_smem[];
+${packedOffsets(r)}  extern __shared__ __align__(128) unsigned char tc_smem[];
   const float NEG_INF = -__int_as_float(0x7f800000);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int qBase = blockIdx.x * ${BM}, hh = blockIdx.y, bb = blockIdx.z;
@@ -329,7 +339,7 @@ ${TC_HELPERS}
 typedef ${r.big ? 'long long' : 'int'} idx_t;
 
 extern "C" __global__ void __launch_bounds__(${32 * SIMT_WARPS}) ${name}(${decls.join(', ')}) {
-  const float NEG_INF = -__int_as_float(0x7f800000);
+${packedOffsets(r)}  const float NEG_INF = -__int_as_float(0x7f800000);
   const int lane = threadIdx.x & 31;
   const long long row = (long long)blockIdx.x * ${SIMT_WARPS} + (threadIdx.x >> 5);
   if (row >= ${rows}LL) return; // whole warps leave together
@@ -394,7 +404,10 @@ extern "C" __global__ void __launch_bounds__(${32 * SIMT_WARPS}) ${name}(${decls
 registerLowering('FusedAttention', (ctx) => {
   const { node } = ctx;
   const a = attentionAttrs(node);
-  const [qn, kn, vn, mn] = node.inputs;
+  const [qn, kn0, vn0, mn] = node.inputs;
+  // packed: one [B, S, 3*H*D] buffer passed as q, k and v, each moved to its columns inside the kernel
+  const kn = a.packed ? qn : kn0, vn = a.packed ? qn : vn0;
+  const hd = a.numHeads * a.headDim;
   const q = ctx.t(qn), k = ctx.t(kn), y = ctx.t(node.outputs[0]);
   if (q.dtype !== 'float16' && q.dtype !== 'float32') throw new NotLowerable(`${q.dtype} attention`);
   if (y.dims.reduce((s, x) => s * x, 1) === 0) return;
@@ -403,6 +416,7 @@ registerLowering('FusedAttention', (ctx) => {
   const prob: AttentionProblem = {
     dtype: q.dtype, b: q.dims[0], h: a.numHeads, sq: q.dims[1], sk: k.dims[1], d: a.headDim, scale: a.scale,
     mask: m ? { dims: m.dims } : 'none',
+    ...(a.packed ? { ldq: 3 * hd, ldk: 3 * hd, ldv: 3 * hd, offq: 0, offk: hd, offv: 2 * hd } : {}),
   };
   let ks: KernelSource;
   try {

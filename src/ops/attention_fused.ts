@@ -4,7 +4,9 @@
 //   Q [B, Sq, H*D], K [B, Sk, H*D], V [B, Sk, H*D], mask? (broadcasts to [B, H, Sq, Sk])
 //   Y [B, Sq, H*D] = merge(Softmax(split(Q) · split(K)^T * scale [+ mask], axis -1) · split(V))
 //
-// attributes: num_heads (H), head_dim (D), scale (float), mask_kind ('none' | 'add'; 'add' takes the 4th input).
+// attributes: num_heads (H), head_dim (D), scale (float), mask_kind ('none' | 'add'; 'add' takes the 4th input),
+// packed (0 | 1): with 1, input 0 is the output of one fused QKV projection, QKV [B, S, 3*H*D] with Q, K and V in
+// that column order, and inputs 1 and 2 are empty (self-attention: K and V have Q's sequence length).
 // The CPU reference runs the ONNX ops the pass removed (Reshape, Transpose, MatMul, Mul, Add, Softmax), so a fused
 // fp32 graph computes what the unfused one did (up to where the scale was applied: one multiply on the scores here);
 // fp16 runs those ops in fp32, like the kernels.
@@ -19,7 +21,7 @@ import { broadcastShapes, need } from './util.js';
 export const MASK_KINDS = ['none', 'add'] as const;
 export type MaskKind = (typeof MASK_KINDS)[number];
 
-export interface AttentionAttrs { numHeads: number; headDim: number; scale: number; maskKind: MaskKind }
+export interface AttentionAttrs { numHeads: number; headDim: number; scale: number; maskKind: MaskKind; packed?: boolean }
 
 export function attentionAttrs(node: Node): AttentionAttrs {
   return {
@@ -27,6 +29,7 @@ export function attentionAttrs(node: Node): AttentionAttrs {
     headDim: attrInt(node, 'head_dim', 0),
     scale: attrFloat(node, 'scale', 1),
     maskKind: attrString(node, 'mask_kind', 'none') as MaskKind,
+    packed: attrInt(node, 'packed', 0) === 1,
   };
 }
 
@@ -37,6 +40,7 @@ export function attentionAttrMap(a: AttentionAttrs): Record<string, Attr> {
     head_dim: { kind: 'int', value: a.headDim },
     scale: { kind: 'float', value: a.scale },
     mask_kind: { kind: 'string', value: a.maskKind },
+    ...(a.packed ? { packed: { kind: 'int', value: 1 } } : {}),
   };
 }
 
@@ -48,7 +52,11 @@ function check(node: Node): string | undefined {
   if (!Number.isFinite(a.scale)) return `scale ${a.scale} is not finite`;
   const hasMask = !!node.inputs[3];
   if (hasMask !== (a.maskKind === 'add')) return `mask_kind '${a.maskKind}' ${hasMask ? 'with' : 'without'} a mask input`;
-  if (node.inputs.slice(0, 3).some((x) => !x)) return 'Q, K and V are required';
+  const packed = attrInt(node, 'packed', 0);
+  if (packed !== 0 && packed !== 1) return `packed ${packed} must be 0 or 1`;
+  if (packed) {
+    if (!node.inputs[0] || node.inputs[1] || node.inputs[2]) return 'packed attention takes QKV as input 0 and leaves inputs 1 and 2 empty';
+  } else if (node.inputs.slice(0, 3).some((x) => !x)) return 'Q, K and V are required';
   return undefined;
 }
 
@@ -57,8 +65,14 @@ const same = (a: Dim, b: Dim) => a === b || typeof a !== 'number' || typeof b !=
 function infer(node: Node, ins: (TensorType | undefined)[]): TensorType[] {
   const why = check(node);
   if (why) throw new GraphError(why, node.name);
-  const { numHeads: H, headDim: D } = attentionAttrs(node);
-  const [Q, K, V] = [0, 1, 2].map((i) => need(node, ins, i));
+  const { numHeads: H, headDim: D, packed } = attentionAttrs(node);
+  if (packed) {
+    const P = need(node, ins, 0);
+    if (P.shape.length !== 3 || !same(P.shape[2], 3 * H * D)) throw new GraphError(`packed QKV must be [B, S, 3*H*D] = [B, S, ${3 * H * D}], got [${P.shape}]`, node.name);
+  }
+  const [Q, K, V] = packed
+    ? [0, 1, 2].map(() => ({ dtype: ins[0]!.dtype, shape: [ins[0]!.shape[0], ins[0]!.shape[1], H * D] }))
+    : [0, 1, 2].map((i) => need(node, ins, i));
   for (const [nm, t] of [['Q', Q], ['K', K], ['V', V]] as const) {
     if (t.shape.length !== 3) throw new GraphError(`${nm} must be [B, S, H*D], got [${t.shape}]`, node.name);
     if (!same(t.shape[2], H * D)) throw new GraphError(`${nm} has ${t.shape[2]} features, num_heads*head_dim is ${H * D}`, node.name);
@@ -89,7 +103,8 @@ function cpu(node: Node, ins: (Tensor | undefined)[], ctx: CpuCtx): Tensor[] {
   const narrow = dtype === 'float16' || dtype === 'bfloat16';
   const cast = (t: Tensor, to: number) => op('Cast', [t], { to: { kind: 'int', value: to } });
   const wide = (t: Tensor) => (narrow ? cast(t, DTYPE_ONNX.float32) : t);
-  const [Q, K, V] = [0, 1, 2].map((i) => wide(need(node, ins, i)));
+  const { packed } = attentionAttrs(node);
+  const [Q, K, V] = [0, 1, 2].map((i) => wide(packed ? unpack(node, need(node, ins, 0), i, ctx) : need(node, ins, i)));
   const M = ins[3] && wide(ins[3]);
   const split = (t: Tensor, p: number[]) => op('Transpose', [op('Reshape', [t, shape([t.dims[0], t.dims[1], H, D])])], perm(p));
   const q = split(Q, [0, 2, 1, 3]), kt = split(K, [0, 2, 3, 1]), v = split(V, [0, 2, 1, 3]);
@@ -99,6 +114,13 @@ function cpu(node: Node, ins: (Tensor | undefined)[], ctx: CpuCtx): Tensor[] {
   const o = op('Transpose', [op('MatMul', [p, v])], perm([0, 2, 1, 3]));
   const y = op('Reshape', [o, shape([Q.dims[0], Q.dims[1], H * D])]);
   return [narrow ? cast(y, DTYPE_ONNX[dtype]) : y];
+}
+
+/** Q (part 0), K (1) or V (2) of a packed [B, S, 3*H*D] projection. */
+function unpack(node: Node, qkv: Tensor, part: number, ctx: CpuCtx): Tensor {
+  const hd = qkv.dims[2] / 3;
+  const ints = (v: number[]) => fromF64('int64', [v.length], v);
+  return runOnnxOp('Slice', [qkv, ints([part * hd]), ints([(part + 1) * hd]), ints([2])], ctx, {});
 }
 
 register({

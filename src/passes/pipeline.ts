@@ -4,8 +4,10 @@ import type { Graph } from '../ir/types.js';
 import { deadCode, foldConstants, inferTypes, removeNoOps, specializeShapes } from './basic.js';
 import { fp16Precision } from './precision.js';
 import { FUSION_PASSES } from './fuse.js';
+import { recognizePatterns } from './patterns.js';
 import { channelsLast } from './layout.js';
 import { fuseAttention } from './attention.js';
+import { fuseQkv } from './horizontal.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
 
 export const PIPELINE: Pass[] = [
@@ -15,11 +17,16 @@ export const PIPELINE: Pass[] = [
   removeNoOps,
   deadCode,
   inferTypes,
-  // precision first, so fusion sees the final dtypes and Casts fuse like any elementwise op
+  // decomposed LayerNorm/GELU/Softmax are recognized on the fp32 graph: their constants rounded to fp16 no longer
+  // evaluate to the reference function within the recognizer's tolerance (1/sqrt(2) -> 1.4140625), and the single
+  // ops then get their own precision policy (LayerNorm accumulates in fp32)
+  recognizePatterns,
+  // precision before fusion, so fusion sees the final dtypes and Casts fuse like any elementwise op
   fp16Precision,
   inferTypes,
   ...FUSION_PASSES,
   fuseAttention,
+  fuseQkv,
   inferTypes,
   channelsLast,
   inferTypes,
