@@ -97,6 +97,13 @@ __device__ __forceinline__ void ld_cg4(const float* p, float* v) {
 }
 `;
 
+/** [int8] mma.sync for int8 operands (s32 accumulation); only int8 kernels include it. */
+export const TC_S8_HELPERS = `__device__ __forceinline__ void mma16832s8(int* d, const u32* a, const u32* b) {
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\\n"
+    : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+`;
+
 /** C float literal. */
 export function flit(x: number): string {
   if (!Number.isFinite(x)) throw new TsrtError('USAGE', `epilogue constant ${x} is not finite`);
@@ -302,6 +309,12 @@ export interface TcSpec {
   /** Some in-batch element offset reaches 2^31: index with 64-bit integers. */
   bigIndex: boolean;
   flops: number;
+  /** [int8] 's8': operands are int8 (mma.sync m16n8k32 .s8, s32 accumulators, `cfg.bk` counted in int8
+   * elements), and `store` replaces the fp16 store code. Byte for byte an int8 k32 fragment is an fp16 k16
+   * fragment, so tiles, swizzles, cp.async and ldmatrix are shared unchanged (tc_int8.ts). */
+  mma?: 'f16' | 's8';
+  /** [int8] Store code run with `m`, `n`, `t` (this thread's two accumulators at (m, n), (m, n+1)) in scope. */
+  store?: string;
 }
 
 function swizzleExpr(rowChunks: number): { sh: number; mask: number } {
@@ -320,11 +333,16 @@ export function tcKernel(s: TcSpec): TcKernelSource {
   const effSplit = ceil(kTiles, tilesPerSplit); // no empty splits
   const cfg: TileConfig = { ...c, splitK: effSplit };
   const ACC = MI * NI * 4;
-  const aBytes = c.bm * c.bk * 2, bBytes = c.bn * c.bk * 2;
+  const s8 = s.mma === 's8';
+  if (s8 && s.bKN) throw new TsrtError('USAGE', 'int8 tensor-core kernels need B as [N,K]');
+  const eb = s8 ? 1 : 2; // bytes per element
+  const accT = s8 ? 'int' : 'float';
+  const kRowBytes = c.bk * eb, kSteps = kRowBytes / 32; // one mma k-step reads 32 bytes of each row
+  const aBytes = c.bm * kRowBytes, bBytes = c.bn * kRowBytes;
   const stageBytes = aBytes + bBytes;
-  const la = c.bk / 8, lb = s.bKN ? c.bn / 8 : c.bk / 8;
+  const la = kRowBytes / 16, lb = s.bKN ? c.bn / 8 : kRowBytes / 16;
   const swA = swizzleExpr(la), swB = swizzleExpr(lb);
-  const bRowBytes = s.bKN ? c.bn * 2 : c.bk * 2;
+  const bRowBytes = s.bKN ? c.bn * 2 : kRowBytes;
   if (s.batch * effSplit > 65535) throw new TsrtError('USAGE', `batch*splitK ${s.batch * effSplit} exceeds grid.y`);
   if (mTiles * nTiles > 2 ** 31 - 1) throw new TsrtError('USAGE', 'too many tiles');
   const numTiles = mTiles * nTiles * s.batch;
@@ -348,7 +366,7 @@ export function tcKernel(s: TcSpec): TcKernelSource {
           { ${epilogueStatements(s.epi, 'v1', '(n + 1)', 'hi_h2f(rv)')} }
           *reinterpret_cast<u32*>(y + off) = pack_h2(v0, v1);`;
   const epiSingle = (j: number) => `{ float v = t[${j}]; ${epilogueStatements(s.epi, 'v', `(n + ${j})`, res(`off + ${j}`))} y[off + ${j}] = f2h(v); }`;
-  const storeCode = s.pairStores
+  const storeCode = s.store ?? (s.pairStores
     ? `if (m < ${s.m} && n < ${s.n}) {
           const idx_t off = ${s.outOffset};
           ${s.epi.residual ? 'const u32 rv = *reinterpret_cast<const u32*>(residual + off);' : ''}
@@ -358,7 +376,10 @@ export function tcKernel(s: TcSpec): TcKernelSource {
           const idx_t off = ${s.outOffset};
           if (n < ${s.n}) ${epiSingle(0)}
           if (n + 1 < ${s.n}) ${epiSingle(1)}
-        }`;
+        }`);
+  // split-K partial sums travel as 32-bit words: float bits for fp16 kernels, exact int32 for int8 ones
+  const toW = (e: string) => (s8 ? `__int_as_float(${e})` : e);
+  const fromW = (e: string) => (s8 ? `__float_as_int(${e})` : e);
 
   const splitCode = effSplit > 1 ? `
   {
@@ -370,8 +391,8 @@ export function tcKernel(s: TcSpec): TcKernelSource {
     float* mine = part + ((long long)split * ${numTiles} + tileId) * ${c.bm * c.bn} + tid * 4;
     #pragma unroll
     for (int j = 0; j < ${ACC / 4}; ++j) {
-      const float* a = &acc[0][0][0] + j * 4;
-      st_cg4(mine + j * ${threads * 4}, a[0], a[1], a[2], a[3]);
+      const ${accT}* a = &acc[0][0][0] + j * 4;
+      st_cg4(mine + j * ${threads * 4}, ${toW('a[0]')}, ${toW('a[1]')}, ${toW('a[2]')}, ${toW('a[3]')});
     }
     __threadfence();
     __syncthreads();
@@ -383,9 +404,9 @@ export function tcKernel(s: TcSpec): TcKernelSource {
     __syncthreads();
     if (!tc_last) return;
     __threadfence();
-    float sum[${ACC}];
+    ${accT} sum[${ACC}];
     #pragma unroll
-    for (int j = 0; j < ${ACC}; ++j) sum[j] = 0.0f;
+    for (int j = 0; j < ${ACC}; ++j) sum[j] = ${s8 ? '0' : '0.0f'};
     for (int s2 = 0; s2 < ${effSplit}; ++s2) {
       if (s2 == split) {
         #pragma unroll
@@ -395,7 +416,7 @@ export function tcKernel(s: TcSpec): TcKernelSource {
         #pragma unroll
         for (int j = 0; j < ${ACC / 4}; ++j) {
           float v[4]; ld_cg4(other + j * ${threads * 4}, v);
-          sum[j * 4] += v[0]; sum[j * 4 + 1] += v[1]; sum[j * 4 + 2] += v[2]; sum[j * 4 + 3] += v[3];
+          sum[j * 4] += ${fromW('v[0]')}; sum[j * 4 + 1] += ${fromW('v[1]')}; sum[j * 4 + 2] += ${fromW('v[2]')}; sum[j * 4 + 3] += ${fromW('v[3]')};
         }
       }
     }
@@ -404,7 +425,7 @@ export function tcKernel(s: TcSpec): TcKernelSource {
   }` : '';
 
   const body = (name: string) => `// ${s.prefix} ${configName(cfg)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}
-${TC_HELPERS}
+${TC_HELPERS}${s8 ? TC_S8_HELPERS : ''}
 typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
 ${actFunction(s.epi)}
 __device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ ((row >> ${swA.sh}) & ${swA.mask})) << 4); }
@@ -432,13 +453,13 @@ ${s.loadA}
 ${s.loadB}
   };
 
-  float acc[${MI}][${NI}][4];
+  ${accT} acc[${MI}][${NI}][4];
   #pragma unroll
   for (int i = 0; i < ${MI}; ++i)
     #pragma unroll
     for (int j = 0; j < ${NI}; ++j)
       #pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = ${s8 ? '0' : '0.0f'};
 
   u32 af[2][${MI}][4];
   u32 bf[2][${NI}][2];
@@ -449,7 +470,7 @@ ${s.loadB}
     for (int mi = 0; mi < ${MI}; ++mi) {
       const int row = wm * ${WM} + mi * 16 + (lane & 15);
       const int ch = kk * 2 + (lane >> 4);
-      ldsm_x4(af[buf][mi], sA + row * ${c.bk * 2} + sw_a(row, ch));
+      ldsm_x4(af[buf][mi], sA + row * ${kRowBytes} + sw_a(row, ch));
     }
     #pragma unroll
     for (int np = 0; np < ${NI / 2}; ++np) {
@@ -476,12 +497,12 @@ ${s.loadB}
     const int stage = it % ${c.stages};
     load_frags(0, stage, 0);
     #pragma unroll
-    for (int kk = 0; kk < ${c.bk / 16}; ++kk) {
-      if (kk + 1 < ${c.bk / 16}) load_frags((kk + 1) & 1, stage, kk + 1);
+    for (int kk = 0; kk < ${kSteps}; ++kk) {
+      if (kk + 1 < ${kSteps}) load_frags((kk + 1) & 1, stage, kk + 1);
       #pragma unroll
       for (int mi = 0; mi < ${MI}; ++mi)
         #pragma unroll
-        for (int ni = 0; ni < ${NI}; ++ni) mma16816(acc[mi][ni], af[kk & 1][mi], bf[kk & 1][ni]);
+        for (int ni = 0; ni < ${NI}; ++ni) ${s8 ? 'mma16832s8' : 'mma16816'}(acc[mi][ni], af[kk & 1][mi], bf[kk & 1][ni]);
     }
   }
   cp_async_wait<0>();
@@ -494,7 +515,7 @@ ${splitCode}
       for (int h = 0; h < 2; ++h) {
         const int m = mBase + wm * ${WM} + mi * 16 + (lane >> 2) + h * 8;
         const int n = nBase + wn * ${WN} + ni * 8 + (lane & 3) * 2;
-        const float* t = &acc[mi][ni][h * 2];
+        const ${accT}* t = &acc[mi][ni][h * 2];
         ${storeCode}
       }
     }

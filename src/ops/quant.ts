@@ -228,7 +228,7 @@ interface ConvGeom {
 }
 
 /** Output size and padding of each spatial dim (auto_pad, pads, strides, dilations as in Conv). */
-function convGeometry(node: Node, inSpatial: Dim[], kernel: number[]): { geom: Omit<ConvGeom, 'out'>; out: Dim[] } {
+export function convGeometry(node: Node, inSpatial: Dim[], kernel: number[]): { geom: Omit<ConvGeom, 'out'>; out: Dim[] } {
   const r = kernel.length;
   const ks = attrInts(node, 'kernel_shape');
   if (ks && (ks.length !== r || ks.some((k, i) => k !== kernel[i]))) {
@@ -262,7 +262,7 @@ function convGeometry(node: Node, inSpatial: Dim[], kernel: number[]): { geom: O
 }
 
 /** Direct N-D convolution in float64 (im2col + matmul per image and group). */
-function convF64(node: Node, x: Float64Array, xDims: number[], w: Float64Array, wDims: number[]): { data: Float64Array; dims: number[] } {
+export function convF64(node: Node, x: Float64Array, xDims: number[], w: Float64Array, wDims: number[]): { data: Float64Array; dims: number[] } {
   const [N, C] = xDims, [M, Cg] = wDims;
   const inSp = xDims.slice(2), kernel = wDims.slice(2);
   const { geom, out } = convGeometry(node, inSp, kernel);

@@ -1,0 +1,215 @@
+// INT8 tensor-core conv and GEMM: the fp16 skeleton of tc_gemm.ts with int8 operands (mma.sync m16n8k32 .s8,
+// s32 accumulators). An int8 k32 fragment is byte for byte an fp16 k16 fragment, so tiles, swizzles, cp.async
+// and ldmatrix are shared; what differs is the element size, the mma and the epilogue:
+//   v = float(acc) * scale[n]          (scale = x_scale * w_scale[n], per output channel, fp32)
+//   v += bias[n]; v += residual (before or after the activation); v = act(v)
+//   y = int8: saturate(rint(v * (1 / y_scale)))  or  fp16 / fp32: v
+// Products go through __fmul_rn/__fadd_rn so no multiply-add is contracted and the CPU reference
+// (ops/qlinear.ts) reproduces every rounding step. Weights arrive pre-quantized per output channel.
+import { TsrtError } from '../errors.js';
+import type { ConvProblem } from './tc_conv.js';
+import { isPointwise } from './tc_conv.js';
+import {
+  chooseTileConfig, configName, configProblems, flit, rowChunkLoader, tcKernel, tileConfigSpace,
+  type Epilogue, type TcKernelSource, type TileConfig, type TileShape,
+} from './tc_gemm.js';
+
+export type Int8Out = 'int8' | 'float16' | 'float32';
+
+/** The fp16 epilogue's bias / residual / activation plus the int8 scales. `alpha` is not used (the
+ * per-channel scale takes its place). */
+export interface Int8Epilogue extends Omit<Epilogue, 'alpha'> {
+  out: Int8Out;
+  /** y_scale when `out` is int8. */
+  outScale?: number;
+  /** Storage of the residual (default: the output's); an int8 residual is dequantized with `residualScale`. */
+  residualType?: Int8Out;
+  residualScale?: number;
+}
+
+/** M x N x K GEMM with A [M,K] int8 row-major and B [N,K] int8 (weights, pre-transposed). */
+export interface Int8GemmProblem { m: number; n: number; k: number }
+
+const ELEM: Record<Int8Out, string> = { int8: 'signed char', float16: 'tc_half', float32: 'float' };
+
+/** An int8 tile config is an fp16 one with bk doubled (same bytes per row): bk 64 or 128. */
+const asHalf = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk / 2 });
+const asInt8 = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk * 2 });
+const halfShape = (s: TileShape): TileShape => ({ ...s, k: Math.ceil(s.k / 2) });
+
+export function int8ConfigProblems(c: TileConfig): string[] {
+  if (c.wgmma) return ['int8 kernels use mma.sync (no wgmma configs)'];
+  return c.bk % 2 ? ['bk must be 64 or 128'] : configProblems(asHalf(c)).map((r) => r.replace('bk must be 32 or 64', 'bk must be 64 or 128'));
+}
+export function int8ConfigSpace(s: TileShape): TileConfig[] { return tileConfigSpace(halfShape(s)).filter((c) => !c.wgmma).map(asInt8); }
+export function chooseInt8Config(s: TileShape): TileConfig { return asInt8(chooseTileConfig(halfShape(s))); }
+
+function epiKey(e: Int8Epilogue): string {
+  let s = e.out === 'int8' ? 'q' : e.out === 'float16' ? 'h' : 'f';
+  if (e.bias) s += 'b';
+  if (e.residual) s += `${e.residualAfterAct ? 'Ra' : 'r'}${(e.residualType ?? e.out) === 'int8' ? 'q' : ''}`;
+  return s;
+}
+
+function checkEpilogue(e: Int8Epilogue): void {
+  const pos = (x: number | undefined, what: string) => {
+    if (!(x !== undefined && Number.isFinite(x) && x > 0)) throw new TsrtError('USAGE', `int8 epilogue: ${what} must be a positive finite number, got ${x}`);
+  };
+  if (e.out === 'int8') pos(e.outScale, 'outScale (y_scale)');
+  if (e.residual && (e.residualType ?? e.out) === 'int8') pos(e.residualScale, 'residualScale');
+}
+
+/** Epilogue statements for element (m, n + j) reading accumulator t[j]; `off` is the output offset. */
+function elementCode(e: Int8Epilogue, j: number): string {
+  const n = j ? `(n + ${j})` : 'n';
+  const rt = e.residualType ?? e.out;
+  const res = rt === 'int8' ? `__fmul_rn((float)residual[off + ${j}], ${flit(e.residualScale!)})`
+    : rt === 'float16' ? `h2f(residual[off + ${j}])` : `residual[off + ${j}]`;
+  const s: string[] = [`float v${j} = __fmul_rn((float)t[${j}], scale[${n}]);`];
+  if (e.bias) s.push(`v${j} = __fadd_rn(v${j}, bias[${n}]);`);
+  if (e.residual && !e.residualAfterAct) s.push(`v${j} = __fadd_rn(v${j}, ${res});`);
+  if ((e.act ?? 'none') !== 'none') s.push(`v${j} = tc_act(v${j});`);
+  if (e.residual && e.residualAfterAct) s.push(`v${j} = __fadd_rn(v${j}, ${res});`);
+  return s.join(' ');
+}
+
+function storeExpr(e: Int8Epilogue, v: string): string {
+  if (e.out === 'int8') return `(signed char)max(-128, min(127, __float2int_rn(__fmul_rn(${v}, ${flit(1 / e.outScale!)}))))`;
+  return e.out === 'float16' ? `f2h(${v})` : v;
+}
+
+/** Store code for tcKernel: both columns when the pair is in range, one at the right edge. */
+function storeCode(e: Int8Epilogue, mTotal: number, nTotal: number, outOffset: string): string {
+  return `if (m < ${mTotal}) {
+          const idx_t off = ${outOffset};
+          if (n < ${nTotal}) { ${elementCode(e, 0)} y[off] = ${storeExpr(e, 'v0')}; }
+          if (n + 1 < ${nTotal}) { ${elementCode(e, 1)} y[off + 1] = ${storeExpr(e, 'v1')}; }
+        }`;
+}
+
+function params(e: Int8Epilogue, a: string, b: string, y: string) {
+  return [
+    { name: a, decl: `const signed char* __restrict__ ${a}` },
+    { name: b, decl: `const signed char* __restrict__ ${b}` },
+    { name: 'scale', decl: 'const float* __restrict__ scale' },
+    { name: 'bias', decl: 'const float* __restrict__ bias' },
+    { name: 'residual', decl: `const ${ELEM[e.residualType ?? e.out]}* __restrict__ residual` },
+    { name: y, decl: `${ELEM[e.out]}* __restrict__ ${y}` },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Conv
+
+/** Reasons the int8 conv kernel cannot run this problem (empty: it can). The engine pads C with zeros to a
+ * multiple of 16 (one 16-byte cp.async chunk); groups and NCHW are not supported (those layers stay fp16). */
+export function int8ConvPreconditions(p: ConvProblem): string[] {
+  const out: string[] = [];
+  if (p.c % 16) out.push(`c=${p.c} must be a multiple of 16 (pad channels with zeros)`);
+  const x = p.n * p.h * p.w * p.c, y = p.n * p.p * p.q * p.k;
+  if (Math.max(x, y, p.k * p.r * p.s * p.c) >= 2 ** 31) out.push('tensors over 2^31 elements');
+  return out;
+}
+
+function convShape(p: ConvProblem): TileShape { return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 }; }
+export function int8ConvConfigSpace(p: ConvProblem): TileConfig[] { return int8ConfigSpace(convShape(p)); }
+
+/** Int8 implicit-GEMM conv, NHWC. x int8 [n,h,w,c], w int8 [k][r][s][c], scale fp32 [k] (x_scale*w_scale),
+ * bias fp32 [k], residual and y [n,p,q,k] in their epilogue dtypes. Kernel signature:
+ * (x, w, scale, bias, residual, y[, workspace]); bias/residual may be null when unused. */
+export function emitConvInt8(p: ConvProblem, epi: Int8Epilogue, cfg?: TileConfig): TcKernelSource {
+  const pre = int8ConvPreconditions(p);
+  if (pre.length) throw new TsrtError('UNSUPPORTED', `int8 conv: ${pre.join('; ')}`, 'run the layer in fp16');
+  checkEpilogue(epi);
+  const shape = convShape(p);
+  const c = cfg ?? chooseInt8Config(shape);
+  const bad = int8ConfigProblems(c);
+  if (bad.length) throw new TsrtError('USAGE', `int8 tile config ${configName(c)}: ${bad.join('; ')}`);
+  const threads = 32 * c.warpsM * c.warpsN;
+  const la = c.bk / 16; // 16 int8 channels per chunk
+  const rowsA = (c.bm * la) / threads, step = threads / la;
+  const M = shape.m, K = shape.k;
+  const pw = isPointwise(p);
+  const hw = p.h * p.w;
+  const setup: string[] = [`  const signed char* tc_dummy = x;`, `  idx_t a_off[${rowsA}];`];
+  setup.push(pw ? `  bool a_ok[${rowsA}];` : `  int a_ih[${rowsA}], a_iw[${rowsA}];`);
+  setup.push(`  #pragma unroll
+  for (int j = 0; j < ${rowsA}; ++j) {
+    const int m = mBase + tid / ${la} + j * ${step};
+    const int ow = m % ${p.q}, t = m / ${p.q}, oh = t % ${p.p}, nb = t / ${p.p};`);
+  setup.push(pw
+    ? `    a_ok[j] = m < ${M};
+    a_off[j] = a_ok[j] ? ((idx_t)nb * ${hw} + oh * ${p.strideH * p.w} + ow * ${p.strideW}) * ${p.c} : 0;
+  }`
+    : `    const bool ok = m < ${M};
+    a_ih[j] = ok ? oh * ${p.strideH} - ${p.padH} : -(1 << 28);
+    a_iw[j] = ok ? ow * ${p.strideW} - ${p.padW} : -(1 << 28);
+    a_off[j] = ok ? ((idx_t)nb * ${hw} + a_ih[j] * ${p.w} + a_iw[j]) * ${p.c} : 0;
+  }`);
+  const kcol = `      const int kcol = kt * ${c.bk} + ch * 16;`;
+  const perKtile = pw ? kcol : `${kcol}
+      const int ci = kcol % ${p.c}, rs = kcol / ${p.c}, si = rs % ${p.s}, ri = rs / ${p.s};
+      const int dh = ri * ${p.dilH}, dw = si * ${p.dilW};
+      const idx_t delta = (dh * ${p.w} + dw) * ${p.c} + ci;`;
+  const loadA = rowChunkLoader({
+    smem: 'sA', rows: c.bm, rowChunks: la, threads, perKtile,
+    chunk: (j) => (pw
+      ? { ok: `a_ok[${j}] && kcol < ${K}`, src: `x + a_off[${j}] + kcol` }
+      : { ok: `kcol < ${K} && (unsigned)(a_ih[${j}] + dh) < ${p.h}u && (unsigned)(a_iw[${j}] + dw) < ${p.w}u`, src: `x + a_off[${j}] + delta` }),
+  });
+  const loadB = rowChunkLoader({
+    smem: 'sB', rows: c.bn, rowChunks: la, threads, perKtile: kcol,
+    chunk: (_j, row) => ({ ok: `kcol < ${K} && nBase + ${row} < ${p.k}`, src: `w + (idx_t)(nBase + ${row}) * ${K} + kcol` }),
+  });
+  const kind = pw ? (p.strideH === 1 && p.strideW === 1 ? '1x1' : `1x1s${p.strideH}`) : `${p.r}x${p.s}s${p.strideH}`;
+  return tcKernel({
+    prefix: `conv_i8_${kind}_${epiKey(epi)}`, cfg: c, m: M, n: p.k, k: K, batch: 1, bKN: false, mma: 's8',
+    params: params(epi, 'x', 'w', 'y'),
+    setup: setup.join('\n'), loadA, loadB,
+    outOffset: `(idx_t)m * ${p.k} + n`, pairStores: false, epi: { act: epi.act, actArgs: epi.actArgs },
+    store: storeCode(epi, M, p.k, `(idx_t)m * ${p.k} + n`),
+    nFastest: p.k * K <= p.n * hw * p.c, flops: 2 * M * p.k * K, bigIndex: false,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// GEMM
+
+export function int8GemmPreconditions(p: Int8GemmProblem): string[] {
+  const out: string[] = [];
+  if (p.k % 16) out.push(`K=${p.k} must be a multiple of 16`);
+  if (Math.max(p.m * p.k, p.n * p.k, p.m * p.n) >= 2 ** 31) out.push('tensors over 2^31 elements');
+  return out;
+}
+
+function gemmShape(p: Int8GemmProblem): TileShape { return { m: p.m, n: p.n, k: p.k, batch: 1 }; }
+export function int8GemmConfigSpace(p: Int8GemmProblem): TileConfig[] { return int8ConfigSpace(gemmShape(p)); }
+
+/** Int8 GEMM: a int8 [M,K], b int8 [N,K], scale fp32 [N], bias fp32 [N], residual and c [M,N].
+ * Kernel signature: (a, b, scale, bias, residual, c[, workspace]). */
+export function emitGemmInt8(p: Int8GemmProblem, epi: Int8Epilogue, cfg?: TileConfig): TcKernelSource {
+  const pre = int8GemmPreconditions(p);
+  if (pre.length) throw new TsrtError('UNSUPPORTED', `int8 gemm: ${pre.join('; ')}`, 'run the layer in fp16');
+  checkEpilogue(epi);
+  const c = cfg ?? chooseInt8Config(gemmShape(p));
+  const bad = int8ConfigProblems(c);
+  if (bad.length) throw new TsrtError('USAGE', `int8 tile config ${configName(c)}: ${bad.join('; ')}`);
+  const threads = 32 * c.warpsM * c.warpsN;
+  const kcol = `      const int kcol = kt * ${c.bk} + ch * 16;`;
+  const loadA = rowChunkLoader({
+    smem: 'sA', rows: c.bm, rowChunks: c.bk / 16, threads, perKtile: kcol,
+    chunk: (_j, row) => ({ ok: `kcol < ${p.k} && mBase + ${row} < ${p.m}`, src: `a + (idx_t)(mBase + ${row}) * ${p.k} + kcol` }),
+  });
+  const loadB = rowChunkLoader({
+    smem: 'sB', rows: c.bn, rowChunks: c.bk / 16, threads, perKtile: kcol,
+    chunk: (_j, row) => ({ ok: `kcol < ${p.k} && nBase + ${row} < ${p.n}`, src: `b + (idx_t)(nBase + ${row}) * ${p.k} + kcol` }),
+  });
+  return tcKernel({
+    prefix: `gemm_i8_${epiKey(epi)}`, cfg: c, m: p.m, n: p.n, k: p.k, batch: 1, bKN: false, mma: 's8',
+    params: params(epi, 'a', 'b', 'c'),
+    setup: '  const signed char* tc_dummy = a;\n  auto* __restrict__ y = c;', loadA, loadB,
+    outOffset: `(idx_t)m * ${p.n} + n`, pairStores: false, epi: { act: epi.act, actArgs: epi.actArgs },
+    store: storeCode(epi, p.m, p.n, `(idx_t)m * ${p.n} + n`),
+    nFastest: p.n <= p.m, flops: 2 * p.m * p.n * p.k, bigIndex: false,
+  });
+}
