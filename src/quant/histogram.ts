@@ -65,8 +65,10 @@ export class AbsHistogram {
   amax(method: CalibrationMethod, percentile = 99.99): number {
     if (method === 'minmax' || this.maxAbs === 0) return this.maxAbs;
     const h = this.histogram();
-    if (method === 'percentile') return percentileAmax(h, this.width, percentile);
-    return entropyThreshold(h).bin * this.width;
+    // a bin edge can pass the largest value by up to one bin (the top bin of a grown histogram, float rounding
+    // of 2048 * (max / 2048)); no value lies beyond maxAbs, so that part of the range would only be wasted
+    const edge = method === 'percentile' ? percentileAmax(h, this.width, percentile) : entropyThreshold(h).bin * this.width;
+    return Math.min(edge, this.maxAbs);
   }
 
   private grow(m: number): void {
