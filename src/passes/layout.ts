@@ -13,7 +13,8 @@ import type { Pass } from './pass.js';
 const CONV_OPS = new Set(['Conv', 'FusedConv']);
 
 function rank4(g: Graph, v: string): boolean {
-  return g.valueTypes.get(v)?.shape.length === 4;
+  // graph inputs have no valueTypes entry: a conv reading an fp16 model input directly is a conv too
+  return (g.valueTypes.get(v) ?? g.inputs.find((i) => i.name === v)?.type)?.shape.length === 4;
 }
 
 export const channelsLast: Pass = {
