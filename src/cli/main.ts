@@ -15,6 +15,7 @@ import { dumpInstrument, newPassContext } from '../passes/pass.js';
 import { PIPELINE, optimize } from '../passes/pipeline.js';
 import { printIr, toDot, writeEngineDumps } from './dumps.js';
 import { registerReport } from './report.js';
+import { registerCalibrate } from './calibrate.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_MODEL = resolve(here, '../../models/ppocr_mobile_v2_cls/model.onnx');
@@ -264,6 +265,7 @@ Examples:
     });
 
   registerReport(program);
+  registerCalibrate(program);
   return program;
 }
 
