@@ -17,6 +17,18 @@ import { emitConv, type ConvProblem } from '../src/codegen/tc_conv.js';
 import { configName, configProblems, emitGemm, estimateTime, MAX_SMEM, smemBytes, type TileConfig } from '../src/codegen/tc_gemm.js';
 import { emitConvTc, emitGemmTc, engineArch, wgmmaConfigSpace, wgmmaEnabled } from '../src/codegen/wgmma.js';
 import { wgmmaAccRegs } from '../src/codegen/wgmma_config.js';
+import { convConfigSpace } from '../src/codegen/tc_conv.js';
+import { gemmConfigSpace, type GemmProblem } from '../src/codegen/tc_gemm.js';
+import { lowerGraph, type Tactic } from '../src/codegen/lower.js';
+import '../src/codegen/lowerings.js';
+import '../src/codegen/lower_conv.js';
+import { parseGraph } from '../src/ir/text.js';
+import { inferShapes } from '../src/ir/infer.js';
+import { upgradeGraph } from '../src/onnx/import.js';
+import { newPassContext } from '../src/passes/pass.js';
+import { optimize } from '../src/passes/pipeline.js';
+import { Autotuner } from '../src/runtime/autotune.js';
+import { parseSignature, TimingCache } from '../src/runtime/timing_cache.js';
 
 const conv3 = (n: number, h: number, c: number, k: number, stride = 1): ConvProblem => {
   const p = Math.floor((h + 2 - 3) / stride) + 1;
@@ -92,6 +104,69 @@ describe('wgmma: configs and API', () => {
     expect(wgmmaEnabled('sm_90a')).toBe(process.env.TSRT_WGMMA !== '0');
     expect(wgmmaEnabled('sm_90')).toBe(false);
     expect(wgmmaEnabled(undefined)).toBe(false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Lowering and autotuning
+
+/** x -> fp16 Conv+Relu (tensor-core conv) and a MatMul against constant weights (tensor-core GEMM). */
+function testGraph() {
+  const vals = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (((i * 7919 + seed * 104729) % 2001) / 1000 - 1) * 0.05);
+  const text = `graph g(%x: float32[4,32,16,16], %a: float32[256,128]) -> (%y: float32[4,64,16,16], %z: float32[256,64]) opset 13 {
+    const %w: float32[64,32,3,3] = [${vals(64 * 32 * 9, 1).join(', ')}]
+    const %b: float32[64] = [${vals(64, 2).join(', ')}]
+    const %wm: float32[128,64] = [${vals(128 * 64, 3).join(', ')}]
+    %c = Conv(%x, %w, %b) {pads=[1, 1, 1, 1]} name="conv"
+    %y = Relu(%c) name="relu"
+    %z = MatMul(%a, %wm) name="mm"
+  }`;
+  return optimize(inferShapes(upgradeGraph(parseGraph(text))).graph, newPassContext({ optLevel: 2, fp16: true }));
+}
+
+describe('wgmma: lowering and autotuning', () => {
+  const graph = testGraph();
+  const kernelNames = (arch?: string, tactic?: Tactic) =>
+    lowerGraph(graph, { fp16: true, allowHost: true, arch, tactic }).steps.flatMap((s) => (s.kind === 'kernel' ? [s.kernel.name] : []));
+
+  it('offers wgmma configs to the tactic only on sm_90a, and lowers the pick with the wgmma kernel', () => {
+    const spaces = new Map<string, { n: number; wg: number }>();
+    const pickWg: Tactic = (key, candidates, emit) => {
+      spaces.set(key.split(' ')[0], { n: candidates.length, wg: candidates.filter((c) => c.wgmma).length });
+      const pick = candidates.find((c) => c.wgmma) ?? candidates[0];
+      expect(emit(pick).name).toContain(configName(pick));
+      return pick;
+    };
+    const tuned = kernelNames('sm_90a', pickWg);
+    const conv = [...spaces.entries()].find(([k]) => k === 'conv')![1];
+    expect(conv.wg).toBeGreaterThan(0);
+    expect(spaces.get('gemm')!.wg).toBeGreaterThan(0);
+    expect(tuned.filter((n) => /_wg_m\d+n\d+k64_w[48]x1_s\d/.test(n))).toHaveLength(2);
+    // sm_90 (or no arch): the mma.sync space only, and without a tactic the heuristic kernels either way
+    const seen: Array<{ key: string; n: number }> = [];
+    kernelNames('sm_90', (key, c) => { seen.push({ key, n: c.length }); expect(c.some((x) => x.wgmma)).toBe(false); return undefined; });
+    for (const { key, n } of seen) {
+      const sig = parseSignature(key)!;
+      expect(n).toBe(sig.kind === 'conv' ? convConfigSpace(sig.problem as ConvProblem).length : gemmConfigSpace(sig.problem as GemmProblem).length);
+    }
+    expect(kernelNames('sm_90a')).toEqual(kernelNames(undefined));
+  });
+
+  it('times wgmma candidates next to the heuristic at level 3 and keeps the fastest', async () => {
+    const timed: string[] = [];
+    const tuner = new Autotuner({
+      arch: 'sm_90a', cache: TimingCache.load(null, { name: 'NVIDIA H200', arch: 'sm_90a', driver: 13000, nvrtc: '13.0' }), level: 3,
+      timeBudgetMs: 60_000, kernelCache: null,
+      // mocked GPU: wgmma kernels twice as fast as mma.sync ones
+      timeKernel: (k) => { timed.push(k.name); return /_wg_/.test(k.name) ? 0.5 : 1; },
+    });
+    await tuner.precompile(() => lowerGraph(graph, { fp16: true, allowHost: true, arch: 'sm_90a', tactic: tuner.collect }));
+    const names = lowerGraph(graph, { fp16: true, allowHost: true, arch: 'sm_90a', tactic: tuner.choose }).steps
+      .flatMap((s) => (s.kind === 'kernel' ? [s.kernel.name] : []));
+    tuner.finish();
+    expect(timed.some((n) => /_wg_/.test(n))).toBe(true);
+    expect(timed.some((n) => !/_wg_/.test(n))).toBe(true); // the heuristic's mma.sync kernel is always timed
+    expect(names.filter((n) => /_wg_/.test(n))).toHaveLength(2);
   });
 });
 

@@ -43,6 +43,8 @@ export interface LowerCtx {
   readonly fp16: boolean;
   /** [autotune] Picks a tile config for a tensor-core kernel (runtime/autotune.ts); undefined: the heuristic. */
   tactic?: Tactic;
+  /** NVRTC target of the engine's kernels (engine.ts); 'sm_90a' lets tensor-core lowerings offer wgmma configs. */
+  readonly arch?: string;
 }
 
 /** [autotune] `key`: tacticSignature() of the kernel; `emit` builds the candidate kernel for a config. */
@@ -72,7 +74,7 @@ export function staticType(name: string, t: TensorType | undefined, node?: strin
   return { dtype: t.dtype, dims: t.shape as number[] };
 }
 
-export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; tactic?: Tactic /* [autotune] */ }): Lowered {
+export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; tactic?: Tactic /* [autotune] */; arch?: string }): Lowered {
   const steps: Step[] = [];
   const consts = new Map(g.initializers);
   const types = new Map<string, { dtype: DType; dims: number[] }>();
@@ -85,6 +87,7 @@ export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; 
     const pending: Step[] = [];
     const ctx: LowerCtx = {
       node, graph: g, fp16: opts.fp16, tactic: opts.tactic, // [autotune]
+      arch: opts.arch,
       t: (name) => {
         const t = types.get(name);
         if (!t) throw new GraphError(`value '${name}' has no type`, node.name);

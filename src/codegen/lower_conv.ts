@@ -6,13 +6,14 @@ import { fromF64, makeTensor, size, toF64 } from '../ir/tensor.js';
 import type { DType, Tensor } from '../ir/types.js';
 import { NotLowerable, registerLowering, type Arg, type LowerCtx } from './lower.js';
 import { resolvePads } from './lowerings.js';
-import { emitConv, emitConvGeneric, convConfigSpace, convTcPreconditions, type ConvProblem } from './tc_conv.js';
-import { emitGemm, emitGemmGeneric, gemmConfigSpace, gemmTcPreconditions, type Activation, type Epilogue, type GemmProblem, type TcKernelSource } from './tc_gemm.js';
+import { emitConvGeneric, convConfigSpace, convTcPreconditions, type ConvProblem } from './tc_conv.js';
+import { emitGemmGeneric, gemmConfigSpace, gemmTcPreconditions, type Activation, type Epilogue, type GemmProblem, type TcKernelSource } from './tc_gemm.js';
 import { tacticSignature } from '../runtime/timing_cache.js'; // [autotune]
 import { emitElementwise } from './elementwise.js';
 import { transposeView } from './indexing.js';
 import { emitPad } from './movement.js';
 import { depthwiseWeightLayout, emitDepthwiseConv, isDepthwise } from './depthwise.js';
+import { emitConvTc, emitGemmTc, wgmmaConvSpace, wgmmaEnabled, wgmmaGemmSpace } from './wgmma.js';
 
 /** Maps a tsrt::Fused* `activation` attribute onto the kernel epilogue. */
 function activation(ctx: LowerCtx): Pick<Epilogue, 'act' | 'actArgs'> {
@@ -94,9 +95,12 @@ function lowerConv(ctx: LowerCtx): void {
     const wname = ctx.addConst('w_krsc', fromF64('float16', [k, r, s, cp], wt));
     const pp = { ...prob, c: cp };
     if (!convTcPreconditions(pp).length) {
-      // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's
-      const cfg = ctx.tactic?.(tacticSignature('conv', pp, epi, 'float16'), convConfigSpace(pp), (c) => emitConv(pp, epi, c)) ?? undefined;
-      const ks = emitConv(pp, epi, cfg);
+      // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's.
+      // On sm_90a the wgmma configs join the candidates; the heuristic (no timing) keeps mma.sync until the
+      // wgmma kernels have been checked on a GPU (scripts/gpu-wgmma-check.mjs).
+      const space = [...convConfigSpace(pp), ...(wgmmaEnabled(ctx.arch) ? wgmmaConvSpace(pp) : [])];
+      const cfg = ctx.tactic?.(tacticSignature('conv', pp, epi, 'float16'), space, (c) => emitConvTc(pp, epi, c)) ?? undefined;
+      const ks = emitConvTc(pp, epi, cfg);
       ctx.kernel(ks, bindByName(ctx, ks, { x: xin, w: wname, bias, residual: zn, y: node.outputs[0] }));
       return;
     }
@@ -188,8 +192,9 @@ function lowerGemm(ctx: LowerCtx): void {
   if (node.domain === 'tsrt') epi.residualAfterAct = attrInt(node, 'residual_before_act', 1) === 0;
   const tc = a.dtype === 'float16' && !gemmTcPreconditions(prob).length;
   // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's
-  const cfg = tc ? ctx.tactic?.(tacticSignature('gemm', prob, epi, a.dtype), gemmConfigSpace(prob), (c) => emitGemm(prob, epi, c)) ?? undefined : undefined;
-  const ks = tc ? emitGemm(prob, epi, cfg) : emitGemmGeneric(prob, epi, a.dtype);
+  const space = tc ? [...gemmConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? wgmmaGemmSpace(prob) : [])] : [];
+  const cfg = tc ? ctx.tactic?.(tacticSignature('gemm', prob, epi, a.dtype), space, (c) => emitGemmTc(prob, epi, c)) ?? undefined : undefined;
+  const ks = tc ? emitGemmTc(prob, epi, cfg) : emitGemmGeneric(prob, epi, a.dtype);
   ctx.kernel(ks, bindByName(ctx, ks, { a: aName, b: bName, bias, residual, c: node.outputs[0] }));
 }
 

@@ -44,7 +44,7 @@ import {
   actFunction, configName, configProblems, emitGemm, epilogueKey, epilogueStatements, gemmTcSpec, TC_HELPERS,
   type Epilogue, type GemmProblem, type TcKernelSource, type TcSpec, type TileConfig, type TileShape,
 } from './tc_gemm.js';
-import { convTcSpec, emitConv, type ConvProblem } from './tc_conv.js';
+import { convShape, convTcSpec, emitConv, type ConvProblem } from './tc_conv.js';
 import { wgmmaGroups, wgmmaMBlocks } from './wgmma_config.js';
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
@@ -86,6 +86,15 @@ export function wgmmaConfigSpace(s: TileShape, bKN = false): TileConfig[] {
     }
   }
   return out;
+}
+
+/** wgmmaConfigSpace of a conv problem (the implicit GEMM M = n*p*q, N = k, K = r*s*c). */
+export function wgmmaConvSpace(p: ConvProblem): TileConfig[] { return wgmmaConfigSpace(convShape(p)); }
+
+/** wgmmaConfigSpace of a GEMM problem (empty for B [K,N]). */
+export function wgmmaGemmSpace(p: GemmProblem): TileConfig[] {
+  const batch = (p.batch ?? []).reduce((a, b) => a * b, 1);
+  return wgmmaConfigSpace({ m: p.m, n: p.n, k: p.k, batch }, (p.bLayout ?? 'nk') === 'kn');
 }
 
 // ---------------------------------------------------------------------------------------------------

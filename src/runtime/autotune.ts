@@ -87,7 +87,7 @@ function effective(shape: TileShape, c: TileConfig): TileConfig {
   return eff === sk ? c : { ...c, splitK: eff };
 }
 
-const tileOf = (c: TileConfig) => `${c.bm}x${c.bn}_${c.warpsM}x${c.warpsN}_${c.splitK ?? 1}`;
+const tileOf = (c: TileConfig) => `${c.wgmma ? 'wg' : ''}${c.bm}x${c.bn}_${c.warpsM}x${c.warpsN}_${c.splitK ?? 1}`;
 const pipeRank = (c: TileConfig) => { const i = PIPELINES.indexOf(`${c.bk}/${c.stages}`); return i < 0 ? PIPELINES.length : i; };
 
 /** The configs a level times. estimateTime ranks tile shapes (bm, bn, warps, split-K) but gives every
