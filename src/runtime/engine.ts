@@ -8,7 +8,8 @@ import { newPassContext, verifyInstrument, type Instrument, type PassContext } f
 import { verifyGraph } from '../ir/verify.js';
 import type { PrecisionRule } from '../passes/precision_rules.js';
 import { optimize } from '../passes/pipeline.js';
-import { lowerGraph, type Lowered } from '../codegen/lower.js';
+import { lowerGraph, type Lowered, type Tactic } from '../codegen/lower.js';
+import { configName } from '../codegen/tc_gemm.js';
 import '../codegen/lowerings.js';
 import '../codegen/lower_conv.js';
 import '../codegen/attention.js';
@@ -20,6 +21,8 @@ import { KernelCache } from './kernel_cache.js';
 import { Autotuner, type TuningReport } from './autotune.js'; // [autotune]
 import { engineArch } from '../codegen/wgmma.js';
 import { nvrtcVersion } from './nvrtc.js';
+import { buildProfiles, type Profile, type ProfileSet } from './profiles.js';
+import { saveEngine } from './plan.js';
 
 export interface BuildOptions {
   fp16?: boolean;
@@ -55,6 +58,9 @@ export interface BuildOptions {
   markOutputs?: string[] | 'all';
   /** Verify the IR after every pass (default: when TSRT_DEBUG >= 2). */
   verify?: boolean;
+  /** Optimization profiles (trtexec --min-shapes/--opt-shapes/--max-shapes): built and tuned at each opt shape; other
+   * shapes inside a profile are specialized on first use (runtime/profiles.ts). */
+  profiles?: Profile[];
   log?: (msg: string) => void;
 }
 
@@ -85,8 +91,23 @@ export interface BuildReport {
   tuning: TuningReport;
 }
 
+/** What build() decided that is not in the graph or the steps: kept in engine files (runtime/plan.ts). */
+export interface BuiltWith {
+  /** NVRTC target the kernels were compiled for. */
+  arch: string;
+  /** The build options, callbacks left out. */
+  options: BuildOptions;
+  /** [autotune] Tile config chosen per tensor-core kernel signature (configName), at optLevel >= 3. */
+  tactics: Record<string, string>;
+  /** The model file it was built from, when known (rebuild hints). */
+  model?: string;
+}
+
 export class Engine {
   private runner?: DeviceRunner;
+  built: BuiltWith = { arch: 'sm_90', options: {}, tactics: {} };
+  /** Set when built with profiles: engines for the other shapes. */
+  profileSet?: ProfileSet;
 
   constructor(
     readonly graph: Graph,
@@ -111,6 +132,8 @@ export class Engine {
   /** Runs the engine; inputs by name (Tensor, or a typed array shaped like the input). */
   async run(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>): Promise<Map<string, Tensor>> {
     const m = this.normalizeFeeds(feeds);
+    const e = await this.route(m);
+    if (e !== this) return e.run(m);
     this.checkFixedInputs(m);
     checkFeeds(this.graph, m, 'engine');
     if (this.backend === 'cpu' || !this.runner) {
@@ -140,6 +163,8 @@ export class Engine {
   async time(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>, iters = 20, warmup = 3): Promise<number[] | undefined> {
     if (!this.runner) return undefined;
     const m = this.normalizeFeeds(feeds);
+    const e = await this.route(m);
+    if (e !== this) return e.time(m, iters, warmup);
     checkFeeds(this.graph, m, 'engine');
     return this.runner.time(m, iters, warmup);
   }
@@ -148,10 +173,20 @@ export class Engine {
   async profile(feeds: Record<string, Tensor | TypedArray> | Map<string, Tensor>, iters = 10): Promise<{ layer: string; op: string; ms: number }[] | undefined> {
     if (!this.runner) return undefined;
     const m = this.normalizeFeeds(feeds);
+    const e = await this.route(m);
+    if (e !== this) return e.profile(m, iters);
     return this.runner.profile(m, iters);
   }
 
-  dispose(): void { this.runner?.dispose(); this.runner = undefined; }
+  /** Writes the engine to a file (runtime/plan.ts); loadEngine() reads it back without rebuilding. */
+  save(path: string): void { saveEngine(this, path); }
+
+  dispose(): void { this.runner?.dispose(); this.runner = undefined; this.profileSet?.dispose(); }
+
+  /** The engine for these feeds' shapes: this one, or (with profiles) one specialized for them. */
+  private route(m: Map<string, Tensor>): Promise<Engine> {
+    return this.profileSet ? this.profileSet.engineFor(m, this) : Promise.resolve(this);
+  }
 
   /** Inputs fixed at build time may be passed again, but only with the same values. */
   private checkFixedInputs(m: Map<string, Tensor>): void {
@@ -189,6 +224,7 @@ export class Engine {
 export async function build(model: Model | string, opts: BuildOptions = {}): Promise<Engine> {
   const t0 = performance.now();
   const m = typeof model === 'string' ? loadModel(model) : model;
+  if (opts.profiles?.length) return buildProfiles(m, opts, build);
   const log = opts.log ?? (() => {});
   const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues, layerPrecisions: opts.layerPrecisions });
   ctx.log = log;
@@ -210,9 +246,15 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const lowerOpts = { fp16: !!opts.fp16, allowHost: opts.allowHost ?? true, arch };
   let lowered: Lowered;
   let tuning: TuningReport = { timed: 0, cached: 0, heuristic: 0, ms: 0, warnings: [] };
+  const tactics: Record<string, string> = {};
   try {
     if (tuner) await tuner.precompile(() => lowerGraph(graph, { ...lowerOpts, tactic: tuner.collect }));
-    lowered = lowerGraph(graph, { ...lowerOpts, tactic: tuner?.choose });
+    const choose: Tactic | undefined = tuner && ((key, candidates, emit) => {
+      const pick = tuner.choose(key, candidates, emit);
+      if (pick) tactics[key] = configName(pick);
+      return pick;
+    });
+    lowered = lowerGraph(graph, { ...lowerOpts, tactic: choose });
   } finally {
     if (tuner) tuning = tuner.finish();
   }
@@ -249,6 +291,8 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   report.buildMs = performance.now() - t0;
   const engine = new Engine(graph, lowered, memory, runner ? 'cuda' : 'cpu', report, ctx, kernels, runner);
   engine.fixedInputs = opts.inputValues;
+  const { log: _log, instruments: _instruments, ...options } = opts;
+  engine.built = { arch, options, tactics, model: m.source };
   return engine;
 }
 
