@@ -18,6 +18,10 @@ export interface PassOptions {
   inputValues?: Record<string, Tensor>;
   /** Per-layer / per-op precision constraints (trtexec --layerPrecisions), applied in order by the fp16 pass. */
   layerPrecisions?: PrecisionRule[];
+  /** Run Conv/Gemm/MatMul in int8 where their input activation has a scale in `int8Scales` (implies fp16). */
+  int8?: boolean;
+  /** Symmetric per-tensor activation scales (amax / 127) by tensor name, from calibration. */
+  int8Scales?: Record<string, number>;
 }
 
 export interface FusionRecord {
