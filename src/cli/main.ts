@@ -14,7 +14,9 @@ import { accuracy, concreteShape, describe, parseDims, parseShapes, randomTensor
 import { dumpInstrument, newPassContext } from '../passes/pass.js';
 import { PIPELINE, optimize } from '../passes/pipeline.js';
 import { printIr, toDot, writeEngineDumps } from './dumps.js';
+import { registerBench } from './bench.js';
 import { registerReport } from './report.js';
+import { cpuReference, openEngine, profilesFromFlags, saveForCli, withProfileOptions, type ProfileFlags } from './plan_cli.js';
 import { registerCalibrate } from './calibrate.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -88,7 +90,7 @@ function printBuild(engine: Engine, model: string): void {
 }
 
 /** Inputs from --input name=file, the model's test_data_set_0, or seeded random data. */
-export function gatherInputs(engine: Engine, model: string, specs: string[] = []): Map<string, Tensor> {
+export function gatherInputs(engine: Engine, model: string, specs: string[] = [], shapes?: Record<string, number[]>): Map<string, Tensor> {
   const feeds = new Map<string, Tensor>();
   for (const s of specs) {
     const i = s.indexOf('=');
@@ -101,9 +103,10 @@ export function gatherInputs(engine: Engine, model: string, specs: string[] = []
     const pb = join(testDir, `input_${k}.pb`);
     if (!specs.length && existsSync(pb)) {
       const t = readTensor(pb);
-      if (t.dims.join() === (vi.type.shape as number[]).join()) { feeds.set(vi.name, t); return; }
+      // a profile engine takes other shapes too (and refuses those outside its profiles)
+      if (t.dims.join() === (vi.type.shape as number[]).join() || engine.profileSet) { feeds.set(vi.name, t); return; }
     }
-    feeds.set(vi.name, randomTensor(vi.type.dtype, concreteShape(vi), k + 1));
+    feeds.set(vi.name, randomTensor(vi.type.dtype, concreteShape(vi, shapes), k + 1));
   });
   return feeds;
 }
@@ -116,21 +119,25 @@ export function makeProgram(): Command {
 Examples:
   tsrt run                                   build and run the bundled default model
   tsrt build model.onnx --fp16 --shapes input:32x3x224x224 --dump-dir dump/
+  tsrt build model.onnx -o model.plan --min-shapes x:1x3x48x192 --opt-shapes x:4x3x48x192 --max-shapes x:8x3x48x192
+  tsrt run model.plan --input x=batch3.npy     load the engine file (no rebuild); any batch 1-8
   tsrt run model.onnx --input input=x.npy --compare-cpu
   tsrt bench model.onnx --fp16 --iterations 200
   tsrt conformance ../shared/onnx-tests/node --backend cpu`);
 
-  withBuildOptions(program.command('build').argument('<model>', 'ONNX model file'))
-    .description('optimize a model, generate and compile its kernels, plan memory')
-    .action(async (model: string, o: CommonOpts) => {
-      const engine = await build(model, buildOptions(o));
+  withProfileOptions(withBuildOptions(program.command('build').argument('<model>', 'ONNX model file')))
+    .description('optimize a model, generate and compile its kernels, plan memory; -o writes an engine file')
+    .option('-o, --output <file>', 'write the engine file (.plan) here; tsrt run/bench load it without rebuilding')
+    .action(async (model: string, o: CommonOpts & ProfileFlags & { output?: string }) => {
+      const engine = await build(model, { ...buildOptions(o), profiles: profilesFromFlags(o) });
       printBuild(engine, model);
+      if (o.output) saveForCli(engine, o.output);
       const dd = dumpDir(o);
       if (dd) { writeDumps(engine, dd); console.log(`  dumps in ${dd}: ir/NN-<pass>.ir, kernels/*.cu, fusion.md, layers.json, report.json, repro.sh`); }
       engine.dispose();
     });
 
-  withBuildOptions(program.command('run').argument('[model]', 'ONNX model file (default: the bundled PaddleOCR classifier)'))
+  withBuildOptions(program.command('run').argument('[model]', 'ONNX model or engine file (.plan: build options are ignored, --shapes picks random input shapes); default: the bundled PaddleOCR classifier'))
     .description('build and run a model; compare with the CPU reference of the original model')
     .option('--input <name=file...>', 'input data (.pb TensorProto or .npy); default: the model\'s test_data_set_0 or seeded random')
     .option('--compare-cpu', 'also run the unoptimized model on the CPU reference and compare')
@@ -140,21 +147,19 @@ Examples:
       const model = modelArg ?? DEFAULT_MODEL;
       const isDefault = !modelArg;
       const bo = buildOptions(o);
-      if (!bo.shapes && !bo.dims) bo.shapes = testDataShapes(model);
-      const engine = await build(model, bo);
-      printBuild(engine, model);
+      const { engine, plan } = await openEngine(model, bo, { printBuild, testDataShapes });
       if (dumpDir(o)) writeDumps(engine, dumpDir(o)!);
-      const feeds = gatherInputs(engine, model, o.input);
+      const feeds = gatherInputs(engine, model, o.input, plan ? bo.shapes : undefined);
       const t0 = performance.now();
       const outs = await engine.run(feeds);
       console.log(`ran in ${(performance.now() - t0).toFixed(1)} ms (${engine.backend})`);
       for (const [k, v] of outs) console.log(`  ${k}: ${describe(v)}`);
       let failed = false;
       if (o.compareCpu || isDefault) {
-        const ref = runModelCpu(loadModel(model), feeds);
+        const ref = cpuReference(engine, model, plan, feeds);
         engine.outputs.forEach((vi, k) => {
-          const why = compareTensors(outs.get(vi.name)!, ref[k], Number(o.rtol), Number(o.atol) * (o.fp16 ? 100 : 1));
-          console.log(`  vs CPU reference of the original model, ${vi.name}: ${why ?? 'match'}`);
+          const why = compareTensors(outs.get(vi.name)!, ref.outs[k], Number(o.rtol), Number(o.atol) * (o.fp16 || engine.built.options.fp16 ? 100 : 1));
+          console.log(`  vs ${ref.label}, ${vi.name}: ${why ?? 'match'}`);
           if (why) failed = true;
         });
       }
@@ -171,41 +176,7 @@ Examples:
       if (failed) process.exitCode = 1;
     });
 
-  withBuildOptions(program.command('bench').argument('<model>', 'ONNX model file'))
-    .description('time the engine like trtexec: warm-up, iterations, latency percentiles, throughput')
-    .option('--iterations <n>', 'timed iterations', '100')
-    .option('--warmup <n>', 'warm-up iterations', '10')
-    .option('--export-times <file>', 'write per-iteration times as JSON')
-    .option('--dump-profile', 'per-layer GPU time')
-    .action(async (model: string, o: CommonOpts & { iterations: string; warmup: string; exportTimes?: string; dumpProfile?: boolean }) => {
-      const bo = buildOptions(o);
-      if (!bo.shapes && !bo.dims) bo.shapes = testDataShapes(model);
-      const engine = await build(model, bo);
-      printBuild(engine, model);
-      const feeds = gatherInputs(engine, model);
-      const batch = (engine.inputs[0]?.type.shape[0] as number) || 1;
-      let times = await engine.time(feeds, Number(o.iterations), Number(o.warmup));
-      let clock = 'GPU (CUDA events)';
-      if (!times) {
-        clock = 'host wall clock, CPU reference';
-        times = [];
-        for (let i = 0; i < Math.min(Number(o.iterations), 5); i++) { const t = performance.now(); await engine.run(feeds); times.push(performance.now() - t); }
-      }
-      const s = [...times].sort((a, b) => a - b);
-      const pct = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
-      const median = pct(0.5);
-      console.log(`latency (${clock}) over ${s.length} runs: min ${s[0].toFixed(3)} ms, median ${median.toFixed(3)} ms, p90 ${pct(0.9).toFixed(3)} ms, p99 ${pct(0.99).toFixed(3)} ms`);
-      console.log(`throughput: ${(batch / median * 1000).toFixed(1)} inferences/s (batch ${batch})`);
-      if (o.exportTimes) writeFileSync(o.exportTimes, JSON.stringify({ model, batch, clock, times }, null, 1));
-      if (o.dumpProfile) {
-        const prof = await engine.profile(feeds);
-        if (prof) {
-          const total = prof.reduce((a, p) => a + p.ms, 0);
-          for (const p of [...prof].sort((a, b) => b.ms - a.ms).slice(0, 40)) console.log(`  ${p.ms.toFixed(4).padStart(9)} ms ${(100 * p.ms / total).toFixed(1).padStart(5)}%  ${p.op.padEnd(20)} ${p.layer}`);
-        }
-      }
-      engine.dispose();
-    });
+  registerBench(program, printBuild);
 
   program.command('conformance').argument('<dir>', 'folder of ONNX backend tests (model.onnx + test_data_set_*)')
     .description('run ONNX backend conformance tests; prints PASS|FAIL|UNSUPPORTED per test and a count line')

@@ -17,7 +17,7 @@
 // Loading refuses (TsrtError ENGINE_FILE, naming the file and `tsrt build ... -o` to rebuild): a bad magic, another
 // format version, a truncated or over-long file, a checksum mismatch, a plan for another GPU arch, a plan without
 // cubins on a GPU, and a driver older than the NVRTC that compiled the cubins (major version; for PTX plans also
-// minor). It warns (log, else process.emitWarning) on: another tsrt version (the format version is what decides
+// minor). It warns (LoadOptions.warn, else process.emitWarning) on: another tsrt version (the format version is what decides
 // compatibility), a driver of the same major but older minor than NVRTC (CUDA minor-version compatibility runs such
 // cubins), and another GPU model of the same arch (the tactics were tuned on the other one). Without a GPU the plan
 // runs on the CPU reference from its optimized graph.
@@ -64,7 +64,9 @@ export interface LoadOptions {
   cudaGraphs?: boolean;
   /** Kernel cache for shapes a profile engine builds on demand. */
   cacheDir?: string;
-  /** Warnings and build messages; default: process.emitWarning for warnings. */
+  /** Version and device warnings (see the file comment); default: process.emitWarning. */
+  warn?: (msg: string) => void;
+  /** Build messages of shapes a profile engine builds on demand. */
   log?: (msg: string) => void;
 }
 
@@ -216,6 +218,7 @@ interface ParsedPlan { header: PlanHeader; section(name: string): Uint8Array | u
 /** Checks magic, format version, length and checksum, and reads the section table. */
 function parsePlan(path: string, bytes: Uint8Array): ParsedPlan {
   const text = (a: number, b: number) => Buffer.from(bytes.subarray(a, b)).toString('latin1');
+  if (bytes.length < 8 && PLAN_MAGIC.startsWith(text(0, bytes.length))) throw fail(path, `truncated: ${bytes.length} bytes, shorter than the ${FIXED}-byte header`);
   if (bytes.length < 8 || text(0, 8) !== PLAN_MAGIC) {
     const what = bytes.length >= 8 && bytes[0] === 0x08 ? ' (it looks like an ONNX model: run that with tsrt run directly)' : '';
     throw fail(path, `not a tsrt engine file: it does not start with '${PLAN_MAGIC}'${what}`, `build an engine file with: tsrt build MODEL.onnx -o ${path}`);
@@ -302,7 +305,7 @@ interface EngineState {
 export async function loadEngine(path: string, opts: LoadOptions = {}): Promise<Engine> {
   const { header: h, section } = parsePlan(path, readPlanBytes(path));
   const model = typeof h.build.model === 'string' ? h.build.model : 'MODEL.onnx';
-  const warn = opts.log ?? ((m: string) => process.emitWarning(m, { code: 'TSRT_ENGINE_FILE' }));
+  const warn = opts.warn ?? ((m: string) => process.emitWarning(m, { code: 'TSRT_ENGINE_FILE' }));
   const gpu = opts.device === 'cpu' ? false : cudaAvailable();
   if (opts.device === 'cuda' && !gpu) {
     throw new TsrtError('CUDA', 'no CUDA device found (libcuda.so.1 missing or no GPU)', 'run on a machine with an NVIDIA GPU and driver, or use --device cpu');
