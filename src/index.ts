@@ -35,3 +35,13 @@ export {
   register, getOp, allOps,
   type OpDef, type InferCtx, type CpuCtx, type UpgradeCtx, type PrecisionPolicy,
 } from './ops/registry.js';
+
+// INT8 calibration: per-tensor activation scales (amax / 127) for BuildOptions.int8Scales, TensorRT-format caches
+export { calibrate, type CalibrateOptions, type CalibrationResult } from './quant/calibrate.js';
+export {
+  readCalibrationCache, writeCalibrationCache, parseCalibrationCache, formatCalibrationCache,
+  CACHE_ALGORITHMS, DEFAULT_TRT_VERSION, type CalibrationCache,
+} from './quant/cache.js';
+export { AbsHistogram, entropyThreshold, klDivergences, percentileAmax, scaleOf, type CalibrationMethod } from './quant/histogram.js';
+export { perChannelWeightScales } from './quant/weights.js';
+export { openCalibrationData, type CalibrationBatch, type CalibrationData } from './quant/data.js';
