@@ -63,7 +63,7 @@ function checkEpilogue(e: Int8Epilogue): void {
 function elementCode(e: Int8Epilogue, j: number): string {
   const n = j ? `(n + ${j})` : 'n';
   const rt = e.residualType ?? e.out;
-  const res = rt === 'int8' ? `__fmul_rn((float)residual[off + ${j}], ${flit(e.residualScale!)})`
+  const res = !e.residual ? '' : rt === 'int8' ? `__fmul_rn((float)residual[off + ${j}], ${flit(e.residualScale!)})`
     : rt === 'float16' ? `h2f(residual[off + ${j}])` : `residual[off + ${j}]`;
   const s: string[] = [`float v${j} = __fmul_rn((float)t[${j}], scale[${n}]);`];
   if (e.bias) s.push(`v${j} = __fadd_rn(v${j}, bias[${n}]);`);

@@ -12,6 +12,7 @@ import './control.js';
 import './rnn.js';
 import './fused.js';
 import './attention_fused.js';
+import './qlinear.js';
 import './layout.js';
 
 export { getOp, allOps, register } from './registry.js';

@@ -10,7 +10,13 @@ import { eliminateDeadCode } from './basic.js';
 import { ELEMENTWISE_OPS } from './fuse.js';
 import type { Pass } from './pass.js';
 
-const CONV_OPS = new Set(['Conv', 'FusedConv']);
+const CONV_OPS = new Set(['Conv', 'FusedConv', 'QConv']);
+/** Activation inputs of each conv op (X, and the residual Z of the fused forms). */
+const CONV_ACT_INPUTS: Record<string, number[]> = { Conv: [0], FusedConv: [0, 3], QConv: [0, 4] };
+const isQConv = (n: Node) => n.op === 'QConv' && n.domain === 'tsrt';
+/** Per-tensor QuantizeLinear/DequantizeLinear commute with a Transpose like any elementwise op. */
+const isPerTensorQdq = (g: Graph, n: Node) => n.domain === '' && (n.op === 'QuantizeLinear' || n.op === 'DequantizeLinear')
+  && n.inputs.slice(1).every((x) => !x || g.initializers.get(x)?.data.length === 1);
 
 function rank4(g: Graph, v: string): boolean {
   // graph inputs have no valueTypes entry: a conv reading an fp16 model input directly is a conv too
@@ -20,7 +26,10 @@ function rank4(g: Graph, v: string): boolean {
 export const channelsLast: Pass = {
   name: 'layout-nhwc', level: 2,
   run(g, ctx) {
-    if (!ctx.options.fp16) return g; // fp32 convs run the SIMT kernels, which are as fast in NCHW
+    // fp32 convs run the SIMT kernels, which are as fast in NCHW; int8 convs (explicit QDQ models need no --fp16)
+    // run only channels-last
+    const int8Only = !ctx.options.fp16;
+    if (int8Only && !g.nodes.some(isQConv)) return g;
     const fresh = nameGenerator(g);
     const nodes: Node[] = [];
     const transpose = (x: string, perm: number[], hint: string): [Node, string] => {
@@ -31,10 +40,10 @@ export const channelsLast: Pass = {
     for (const n of g.nodes) {
       const isConv = CONV_OPS.has(n.op) && (n.domain === '' || n.domain === 'tsrt') && rank4(g, n.inputs[0])
         && !(n.attrs.layout?.kind === 'string' && n.attrs.layout.value === 'NHWC') && g.initializers.has(n.inputs[1]);
-      const isOther = n.domain === '' && CHANNELS_LAST_OPS.includes(n.op) && rank4(g, n.inputs[0]) && n.outputs.filter(Boolean).length === 1;
-      if (!isConv && !isOther) { nodes.push(n); continue; }
+      const isOther = !int8Only && n.domain === '' && CHANNELS_LAST_OPS.includes(n.op) && rank4(g, n.inputs[0]) && n.outputs.filter(Boolean).length === 1;
+      if ((!isConv || (int8Only && !isQConv(n))) && !isOther) { nodes.push(n); continue; }
       // activation inputs: X (and the residual Z of FusedConv)
-      const act = isConv ? [0, 3] : [0];
+      const act = isConv ? CONV_ACT_INPUTS[n.op] : [0];
       const inputs = [...n.inputs];
       for (const i of act) {
         if (!inputs[i]) continue;
@@ -45,7 +54,7 @@ export const channelsLast: Pass = {
       const y = fresh(`${n.outputs[0]}_nhwc`);
       // plain Conv becomes FusedConv (no epilogue), the conv op that knows about layouts
       nodes.push({
-        ...n, op: isConv ? 'FusedConv' : n.op, domain: 'tsrt', inputs, outputs: [y, ...n.outputs.slice(1)],
+        ...n, op: n.op === 'Conv' ? 'FusedConv' : n.op, domain: 'tsrt', inputs, outputs: [y, ...n.outputs.slice(1)],
         attrs: { ...n.attrs, layout: { kind: 'string', value: 'NHWC' } },
       });
       const [back] = transpose(y, toChannelsFirst(4), `${n.name}_out`);
@@ -93,7 +102,7 @@ export function sinkTransposes(g: Graph): Graph {
   const isScalarConst = (x: string) => { const c = g.initializers.get(x); return !!c && c.data.length === 1; };
   for (let idx = 0; idx < g.nodes.length; idx++) {
     const n = g.nodes[idx];
-    const ew = (n.domain === '' && ELEMENTWISE_OPS.has(n.op)) || (n.domain === 'tsrt' && n.op === 'Fused');
+    const ew = (n.domain === '' && ELEMENTWISE_OPS.has(n.op)) || (n.domain === 'tsrt' && n.op === 'Fused') || isPerTensorQdq(g, n);
     if (!ew || n.outputs.some((o) => outputs.has(o))) continue;
     let perm: number[] | undefined;
     let ok = true;

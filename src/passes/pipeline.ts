@@ -7,12 +7,15 @@ import { FUSION_PASSES } from './fuse.js';
 import { recognizePatterns } from './patterns.js';
 import { channelsLast } from './layout.js';
 import { fuseAttention } from './attention.js';
+import { quantizeInt8, recordQdqWeights } from './quantize.js';
 import { fuseQkv } from './horizontal.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
 
 export const PIPELINE: Pass[] = [
   specializeShapes,
   inferTypes,
+  // before folding turns DequantizeLinear(int8 weights) into floats: the explicit int8 path needs the integers
+  recordQdqWeights,
   foldConstants,
   removeNoOps,
   deadCode,
@@ -27,6 +30,9 @@ export const PIPELINE: Pass[] = [
   ...FUSION_PASSES,
   fuseAttention,
   fuseQkv,
+  inferTypes,
+  // after the epilogue fusions (int8 kernels fuse them too) and before layout (which makes QConv channels-last)
+  quantizeInt8,
   inferTypes,
   channelsLast,
   inferTypes,

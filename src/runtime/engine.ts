@@ -13,6 +13,7 @@ import { configName } from '../codegen/tc_gemm.js';
 import '../codegen/lowerings.js';
 import '../codegen/lower_conv.js';
 import '../codegen/attention.js';
+import '../codegen/lower_int8.js';
 import { packModules, type KernelSource } from '../codegen/kernel.js';
 import { planMemory, type MemoryPlan } from './memory.js';
 import { checkFeeds, runGraph } from './cpu_executor.js';
@@ -26,6 +27,11 @@ import { saveEngine } from './plan.js';
 
 export interface BuildOptions {
   fp16?: boolean;
+  /** Run Conv/Gemm/MatMul in int8 where `int8Scales` has their input's scale, fp16 elsewhere (implies fp16, as
+   * TensorRT's --int8). Models with Q/DQ nodes build their int8 layers without it. */
+  int8?: boolean;
+  /** Activation scales (amax/127) by tensor name: a calibrator's result or readCalibrationCache(). */
+  int8Scales?: Record<string, number>;
   /** Per-layer / per-op precision rules (trtexec --layerPrecisions), in order, later ones win; see passes/precision_rules.ts. */
   layerPrecisions?: PrecisionRule[];
   /** 0-5; default 2 */
@@ -226,7 +232,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const m = typeof model === 'string' ? loadModel(model) : model;
   if (opts.profiles?.length) return buildProfiles(m, opts, build);
   const log = opts.log ?? (() => {});
-  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues, layerPrecisions: opts.layerPrecisions });
+  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16 || !!opts.int8, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues, layerPrecisions: opts.layerPrecisions, int8: !!opts.int8, int8Scales: opts.int8Scales });
   ctx.log = log;
   const verify = opts.verify ?? Number(process.env.TSRT_DEBUG ?? 0) >= 2;
   const instruments = [...(opts.instruments ?? []), ...(verify ? [verifyInstrument((g) => verifyGraph(g).map((p) => `${p.graph}${p.node ? ` node '${p.node}'` : ''}: ${p.message}`))] : [])];
@@ -243,7 +249,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const tuner = runner && optLevel >= 3 && opts.compileKernels !== false
     ? Autotuner.open({ arch, level: optLevel, timingCache: opts.timingCache, budgetMs: opts.tuningBudgetMs, cacheDir: opts.cacheDir, log })
     : undefined;
-  const lowerOpts = { fp16: !!opts.fp16, allowHost: opts.allowHost ?? true, arch };
+  const lowerOpts = { fp16: !!opts.fp16 || !!opts.int8, allowHost: opts.allowHost ?? true, arch };
   let lowered: Lowered;
   let tuning: TuningReport = { timed: 0, cached: 0, heuristic: 0, ms: 0, warnings: [] };
   const tactics: Record<string, string> = {};
