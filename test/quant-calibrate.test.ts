@@ -15,6 +15,7 @@ import { makeTensor } from '../src/ir/tensor.js';
 import { loadModel } from '../src/onnx/import.js';
 import { DEFAULT_MODEL } from '../src/cli/main.js';
 import type { ValueInfo } from '../src/ir/types.js';
+import { cudaAvailable } from '../src/runtime/device_runner.js';
 
 /** KL(P||Q) at threshold i computed bin by bin, straight from the definition (the oracle for the per-level
  * prefix-sum version in histogram.ts). */
@@ -324,5 +325,31 @@ describe('calibrate() on the bundled PaddleOCR classifier (CPU reference)', () =
     await expect(calibrate(model, dir, { device: 'cpu' })).rejects.toThrow(/x_2\.npy: input 'x' has shape \[1,3,48,192\], the first batch had \[2,3,48,192\]/);
     await expect(calibrate(model, [{ x: randomTensor('float64', [1, 3, 48, 192], 1) }], { device: 'cpu' })).rejects.toThrow(/input 'x' is float64, the model expects float32/);
     await expect(calibrate(model, [], { device: 'cpu' })).rejects.toThrow(/no batches/);
+    // the model's own folder: test_data_set_0/input_0.pb (TensorProto) is one batch, output_0.pb is skipped
+    const own = await calibrate(model, join(DEFAULT_MODEL, '..'), { method: 'minmax', device: 'cpu' });
+    expect(own.batches).toBe(1);
+    expect(own.scales.x).toBeGreaterThan(0);
+  });
+});
+
+describe.skipIf(!cudaAvailable())('calibrate() on the GPU (fp32 engine, markOutputs: all)', () => {
+  it('sees the fused graph\'s tensors with the CPU reference\'s ranges', async () => {
+    const model = loadModel(DEFAULT_MODEL);
+    const batches = [1, 2].map((s) => ({ x: randomTensor('float32', [2, 3, 48, 192], s) }));
+    const gpu = await calibrate(model, batches, { method: 'minmax', device: 'cuda' });
+    const cpu = await calibrate(model, batches, { method: 'minmax', device: 'cpu' });
+    expect(gpu.device).toBe('cuda');
+    // every conv input survives fusion as some kernel's output (a fused conv's output keeps the last node's name)
+    const missing = model.graph.nodes.filter((n) => n.op === 'Conv').map((n) => n.inputs[0]).filter((x) => !(x in gpu.scales));
+    expect(missing).toEqual([]);
+    let common = 0;
+    for (const [k, s] of Object.entries(gpu.scales)) {
+      if (!(k in cpu.scales)) continue;
+      common++;
+      expect(Math.abs(s - cpu.scales[k]), k).toBeLessThanOrEqual(1e-4 * cpu.scales[k] + 1e-9);
+    }
+    expect(common).toBeGreaterThan(20);
+    const ent = await calibrate(model, batches, { method: 'entropy', device: 'cuda' });
+    for (const k of Object.keys(ent.scales)) expect(ent.scales[k], k).toBeLessThanOrEqual(gpu.scales[k]);
   });
 });
