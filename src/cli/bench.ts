@@ -7,6 +7,8 @@ import type { Model, Tensor } from '../ir/types.js';
 import { loadModel } from '../onnx/import.js';
 import { build, type BuildOptions, type Engine } from '../runtime/engine.js';
 import { buildOptions, gatherInputs, testDataShapes, withBuildOptions, type CommonOpts } from './main.js';
+import { openEngine } from './plan_cli.js';
+import { isPlanFile } from '../runtime/plan.js';
 
 export interface LatencyStats { runs: number; min: number; median: number; p90: number; p99: number; mean: number }
 
@@ -106,7 +108,7 @@ interface BenchOpts extends CommonOpts {
 }
 
 export function registerBench(program: Command, printBuild: (engine: Engine, model: string) => void): void {
-  withBuildOptions(program.command('bench').argument('<model>', 'ONNX model file'))
+  withBuildOptions(program.command('bench').argument('<model>', 'ONNX model or engine file (.plan: loaded, not rebuilt)'))
     .description('time the engine like trtexec: warm-up, iterations, latency percentiles, throughput, GPU vs host time')
     .option('--iterations <n>', 'timed iterations', '100')
     .option('--warmup <n>', 'warm-up iterations', '10')
@@ -123,6 +125,7 @@ Examples:
     .action(async (model: string, o: BenchOpts) => {
       const bo = buildOptions(o);
       if (o.sweepBatch) {
+        if (isPlanFile(model)) throw new TsrtError('USAGE', `--sweep-batch builds an engine per batch size, ${model} is an engine file`, 'give the ONNX model');
         const sizes = parseBatches(o.sweepBatch);
         const maxLatencyMs = o.maxLatency ? parseLatency(o.maxLatency) : undefined;
         console.log(`${'batch'.padStart(6)} ${'median ms'.padStart(10)} ${'p99 ms'.padStart(10)} ${'inferences/s'.padStart(12)} ${'host ms'.padStart(10)}`);
@@ -135,11 +138,9 @@ Examples:
         if (!r.best) process.exitCode = 1;
         return;
       }
-      if (!bo.shapes && !bo.dims) bo.shapes = testDataShapes(model);
-      const engine = await build(model, bo);
+      const { engine, plan } = await openEngine(model, bo, { printBuild, testDataShapes });
       try {
-        printBuild(engine, model);
-        const feeds = gatherInputs(engine, model);
+        const feeds = gatherInputs(engine, model, [], plan ? bo.shapes : undefined);
         const r = await benchEngine(engine, feeds, Number(o.iterations), Number(o.warmup));
         if (r.gpu) {
           console.log(`GPU time (CUDA events, ${engine.report.kernels} kernels${bo.cudaGraphs === false ? ', launched one by one' : ', one CUDA graph'}) over ${r.gpu.runs} runs: ${fmtStats(r.gpu)}`);
