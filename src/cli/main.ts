@@ -18,6 +18,7 @@ import { registerBench } from './bench.js';
 import { registerReport } from './report.js';
 import { cpuReference, openEngine, profilesFromFlags, saveForCli, withProfileOptions, type ProfileFlags } from './plan_cli.js';
 import { registerCalibrate } from './calibrate.js';
+import { readCalibrationCache } from '../quant/cache.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_MODEL = resolve(here, '../../models/ppocr_mobile_v2_cls/model.onnx');
@@ -26,11 +27,14 @@ export interface CommonOpts {
   fp16?: boolean; shapes?: string; dims?: string; optLevel?: string; cacheDir?: string; device?: string;
   dumpDir?: string; cudaGraph?: boolean; arch?: string;
   timingCache?: string | false; // [autotune]
+  int8?: boolean; calibCache?: string;
 }
 
 export function withBuildOptions(c: Command): Command {
   return c
     .option('--fp16', 'fp16 storage and tensor cores (fp32 accumulation)')
+    .option('--int8', 'int8 tensor cores where an activation scale is known (Q/DQ models, --calib-cache), fp16 elsewhere')
+    .option('--calib-cache <file>', 'activation scales in TensorRT\'s calibration cache format (implies --int8)')
     .option('--shapes <spec>', 'concrete input shapes, e.g. input:32x3x224x224 (symbolic dims default to 1)')
     .option('--dims <spec>', 'sizes for named dims, e.g. batch=32')
     .option('--opt-level <n>', 'optimization level 0-5', '2')
@@ -46,7 +50,8 @@ export function withBuildOptions(c: Command): Command {
 
 export function buildOptions(o: CommonOpts): BuildOptions {
   return {
-    fp16: !!o.fp16, shapes: parseShapes(o.shapes), dims: parseDims(o.dims), optLevel: Number(o.optLevel ?? 2),
+    fp16: !!o.fp16, int8: !!o.int8 || !!o.calibCache, int8Scales: o.calibCache ? readCalibrationCache(o.calibCache).scales : undefined,
+    shapes: parseShapes(o.shapes), dims: parseDims(o.dims), optLevel: Number(o.optLevel ?? 2),
     cacheDir: o.cacheDir, arch: o.arch, device: (o.device ?? 'auto') as BuildOptions['device'], cudaGraphs: o.cudaGraph !== false,
     timingCache: o.timingCache, // [autotune]
     instruments: dumpDir(o) ? [dumpInstrument(join(dumpDir(o)!, 'ir'), printIr)] : [],
