@@ -1,5 +1,5 @@
 // `tsrt calibrate`: INT8 post-training calibration from the command line, writing a TensorRT-format cache
-// that `tsrt build --int8 --calib-cache`, TensorRT and ONNX Runtime's TensorRT provider read.
+// that the int8 build (BuildOptions.int8Scales, fed from the cache), TensorRT and ONNX Runtime's TensorRT provider read.
 import { basename } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
