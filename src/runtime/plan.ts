@@ -311,7 +311,7 @@ export async function loadEngine(path: string, opts: LoadOptions = {}): Promise<
     throw new TsrtError('CUDA', 'no CUDA device found (libcuda.so.1 missing or no GPU)', 'run on a machine with an NVIDIA GPU and driver, or use --device cpu');
   }
   if (h.tsrtVersion !== tsrtVersion()) warn(`${path} was written by tsrt ${h.tsrtVersion}, this is tsrt ${tsrtVersion()} (same engine file format ${h.formatVersion}: loading it)`);
-  if (gpu) checkDevice(path, h, model, warn);
+  if (gpu) checkPlanDevice(path, h, sharedCuda().deviceInfo(), warn);
   const index = jsonSection(path, section, 'index');
   const data = section('data') ?? new Uint8Array(0);
   if (!Array.isArray(index)) throw fail(path, 'the blob index is not a list');
@@ -365,8 +365,9 @@ function restoreEngine(path: string, s: EngineState, gpu: boolean, opts: LoadOpt
 }
 
 /** Refuses a plan this GPU cannot run (see the file comment for what refuses and what warns). */
-function checkDevice(path: string, h: PlanHeader, model: string, warn: (m: string) => void): void {
-  const info = sharedCuda().deviceInfo();
+export function checkPlanDevice(path: string, h: PlanHeader, info: { name: string; ccMajor: number; ccMinor: number; driverVersion: number },
+  warn: (m: string) => void): void {
+  const model = typeof h.build.model === 'string' ? h.build.model : 'MODEL.onnx';
   const sm = info.ccMajor * 10 + info.ccMinor;
   const gpuArch = `sm_${sm}`;
   const m = /^(sm|compute)_(\d+)([af]?)$/.exec(h.arch);
