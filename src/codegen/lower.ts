@@ -12,8 +12,9 @@ export type Arg =
   | { kind: 'i32' | 'u32' | 'f32' | 'i64'; value: number };
 
 export interface KernelStep { kind: 'kernel'; layer: string; op: string; kernel: KernelSource; args: Arg[] }
-/** `out` shares `src`'s storage (Reshape, Flatten, Squeeze, Identity ...). */
-export interface AliasStep { kind: 'alias'; layer: string; op: string; out: string; src: string }
+/** `out` shares `src`'s storage (Reshape, Flatten, Squeeze, Identity ...); with `offset`, `out` is the slice of `src`
+ * that starts `offset` bytes in (a Concat input placed in its output: tsrt::ConcatInPlace). */
+export interface AliasStep { kind: 'alias'; layer: string; op: string; out: string; src: string; offset?: number }
 /** The node runs on the CPU reference; its inputs are copied to the host and outputs back. */
 export interface HostStep { kind: 'host'; layer: string; op: string; node: Node; reason: string }
 export type Step = KernelStep | AliasStep | HostStep;
@@ -38,7 +39,10 @@ export interface LowerCtx {
   /** A temporary device buffer of the given type, live until the end of this node's steps. */
   temp(dtype: DType, dims: number[]): string;
   kernel(k: KernelSource, args: Arg[]): void;
-  alias(out: string, src: string): void;
+  /** `out` lives in `src`'s storage, `byteOffset` bytes in (default 0). */
+  alias(out: string, src: string, byteOffset?: number): void;
+  /** The buffer a value's bytes live in, following the alias steps lowered so far, and the byte offset there. */
+  storage(name: string): { root: string; offset: number };
   v(name: string): Arg;
   readonly fp16: boolean;
   /** [autotune] Picks a tile config for a tensor-core kernel (runtime/autotune.ts); undefined: the heuristic. */
@@ -81,6 +85,12 @@ export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; 
   for (const [k, v] of g.initializers) types.set(k, { dtype: v.dtype, dims: v.dims });
   for (const i of g.inputs) types.set(i.name, staticType(i.name, i.type));
   let tmp = 0;
+  const aliasOf = new Map<string, { src: string; offset: number }>();
+  const storage = (name: string) => {
+    let root = name, offset = 0;
+    for (let a = aliasOf.get(root); a; a = aliasOf.get(root)) { root = a.src; offset += a.offset; }
+    return { root, offset };
+  };
   for (const node of topoSort(g)) {
     for (const o of node.outputs) if (o) types.set(o, staticType(o, g.valueTypes.get(o), node.name));
     const entry = lowerings.get(`${node.domain}::${node.op}`);
@@ -111,7 +121,8 @@ export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; 
         }
         pending.push({ kind: 'kernel', layer: node.name, op: node.op, kernel: k, args });
       },
-      alias: (out, src) => pending.push({ kind: 'alias', layer: node.name, op: node.op, out, src }),
+      alias: (out, src, byteOffset) => pending.push({ kind: 'alias', layer: node.name, op: node.op, out, src, ...(byteOffset ? { offset: byteOffset } : {}) }),
+      storage,
       v: (name) => (name ? { kind: 'value', name } : { kind: 'null' }),
     };
     let reason = entry ? entry.check?.(ctx) : `no CUDA lowering for ${node.domain ? node.domain + '::' : ''}${node.op}`;
@@ -127,7 +138,10 @@ export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; 
     if (reason) {
       if (!opts.allowHost) throw new TsrtError('UNSUPPORTED', `node '${node.name}' (${node.op}): ${reason}`, 'build with host fallback allowed, or rewrite the op');
       steps.push({ kind: 'host', layer: node.name, op: node.op, node, reason });
-    } else steps.push(...pending);
+    } else {
+      steps.push(...pending);
+      for (const s of pending) if (s.kind === 'alias') aliasOf.set(s.out, { src: s.src, offset: s.offset ?? 0 });
+    }
   }
   return { steps, consts, types };
 }

@@ -7,7 +7,8 @@ import { ewExpr, EW_OPS } from './ew_ops.js';
 import { broadcastView, contiguousView, transposeView, type View } from './indexing.js';
 import { computeType } from './kernel.js';
 import { NotLowerable, registerLowering, type LowerCtx } from './lower.js';
-import { emitConcatSlot, emitGather, emitPad } from './movement.js';
+import { emitGather, emitPad } from './movement.js';
+import './concat.js'; // Concat and tsrt::ConcatInPlace
 import { emitPool } from './pool.js';
 import { emitLayerNorm, emitReduce, emitSoftmax, reduceShape, type ReduceOp } from './reduce.js';
 
@@ -95,17 +96,6 @@ registerLowering('Slice', (ctx) => {
     view.strides[a] = st[a] * step;
   });
   lowerView(ctx, view);
-});
-
-registerLowering('Concat', (ctx) => {
-  const out = ctx.t(ctx.node.outputs[0]);
-  const axis = normAxis(attrInt(ctx.node, 'axis', 0), out.dims.length);
-  let off = 0;
-  for (const x of ctx.node.inputs) {
-    const t = ctx.t(x);
-    if (size(t.dims)) ctx.kernel(emitConcatSlot({ dtype: out.dtype, outDims: out.dims, axis, inDims: t.dims, offset: off }), [ctx.v(x), ctx.v(ctx.node.outputs[0])]);
-    off += t.dims[axis];
-  }
 });
 
 registerLowering('Split', (ctx) => {

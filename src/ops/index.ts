@@ -14,6 +14,7 @@ import './fused.js';
 import './attention_fused.js';
 import './qlinear.js';
 import './layout.js';
+import './concat_in_place.js';
 
 export { getOp, allOps, register } from './registry.js';
 export type { OpDef, InferCtx, CpuCtx, UpgradeCtx, PrecisionPolicy } from './registry.js';

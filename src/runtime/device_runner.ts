@@ -7,7 +7,7 @@ import type { KernelSource } from '../codegen/kernel.js';
 import { getOp } from '../ops/registry.js';
 import { Cuda, cudaAvailable as probe, packParams, type CuFunction, type CuGraphExec, type CuStream, type KernelParams } from './cuda.js';
 import { runGraph } from './cpu_executor.js';
-import type { MemoryPlan } from './memory.js';
+import { locate, type MemoryPlan } from './memory.js';
 import { TsrtError, atNode } from '../errors.js';
 
 let available: boolean | undefined;
@@ -64,17 +64,24 @@ export class DeviceRunner {
       if (size(t.dims)) cu.memcpyHtoD(p, t.data as TypedArray);
       this.ptrs.set(name, p);
     }
-    for (const vi of [...graph.inputs, ...graph.outputs]) {
+    const io = [...graph.inputs, ...graph.outputs];
+    const ioNames = new Set(io.map((vi) => vi.name));
+    for (const vi of io) {
       if (this.ptrs.has(vi.name)) continue;
       const root = this.root(memory, vi.name);
-      if (root !== vi.name && (this.ptrs.has(root) || memory.offsets.has(root))) continue; // output aliasing another buffer
+      // an output aliasing another buffer (a constant, the arena, or another input/output, whatever its order here)
+      if (root !== vi.name && (this.ptrs.has(root) || memory.offsets.has(root) || ioNames.has(root))) continue;
       this.ptrs.set(vi.name, alloc(bytesOf(lowered.types.get(vi.name)!)));
     }
     for (const [v, off] of memory.offsets) this.ptrs.set(v, arena + BigInt(off));
     const ptr = (name: string): bigint => {
-      const p = this.ptrs.get(name) ?? this.ptrs.get(this.root(memory, name));
+      const own = this.ptrs.get(name);
+      if (own !== undefined) return own;
+      // views share their root's buffer; a Concat input placed in its output (tsrt::ConcatInPlace) sits `offset` in
+      const { root, offset } = locate(memory, name);
+      const p = this.ptrs.get(root);
       if (p === undefined) throw new TsrtError('INVALID_GRAPH', `internal: value '${name}' has no device buffer`);
-      return p;
+      return p + BigInt(offset);
     };
     const fns = new Map<string, CuFunction>();
     const loaded = new Map<Uint8Array, bigint>();

@@ -1,15 +1,19 @@
 // Device memory planning: every intermediate gets an offset in one arena; buffers whose lifetimes don't
 // overlap share bytes (greedy by size, as in TFLite's arena planner). Aliases (Reshape & co.) extend the
-// lifetime of the storage they view.
+// lifetime of the storage they view; an alias with a byte offset places a value inside another one (the inputs of a
+// tsrt::ConcatInPlace live in their slices of its output), so only storage roots get arena offsets.
 import { DTYPE_SIZE, size } from '../ir/tensor.js';
 import type { Lowered } from '../codegen/lower.js';
 import { implicitInputs } from '../ir/graph.js';
+import { TsrtError } from '../errors.js';
 
 export interface MemoryPlan {
   /** value name -> byte offset into the arena (for planned values) */
   offsets: Map<string, number>;
-  /** value name -> the value whose storage it shares */
+  /** value name -> the value whose storage it shares (one step of the chain; see locate()) */
   storageOf: Map<string, string>;
+  /** value name -> its byte offset inside storageOf's value, where not 0 */
+  byteOffsetOf: Map<string, number>;
   arenaBytes: number;
   /** Sum of all planned buffers without reuse, for the report. */
   naiveBytes: number;
@@ -21,7 +25,22 @@ const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 /** Plans arena offsets for every value that is not a constant, a graph input or a graph output. */
 export function planMemory(l: Lowered, external: Set<string>, outputs: string[]): MemoryPlan {
   const storageOf = new Map<string, string>();
-  const root = (x: string): string => { while (storageOf.has(x)) x = storageOf.get(x)!; return x; };
+  const byteOffsetOf = new Map<string, number>();
+  // Aliases first: a Concat input placed in its output is written (by its producer) before the alias step that
+  // places it, so its lifetime must count for the output's storage from that first write on.
+  for (const s of l.steps) {
+    if (s.kind !== 'alias') continue;
+    if (storageOf.has(s.out)) throw new TsrtError('INVALID_GRAPH', `internal: value '${s.out}' is aliased twice (layer '${s.layer}')`);
+    storageOf.set(s.out, s.src);
+    if (s.offset) byteOffsetOf.set(s.out, s.offset);
+  }
+  const root = (x: string): string => {
+    for (let k = 0; storageOf.has(x); k++) {
+      if (k > storageOf.size) throw new TsrtError('INVALID_GRAPH', `internal: alias cycle through '${x}'`);
+      x = storageOf.get(x)!;
+    }
+    return x;
+  };
   const first = new Map<string, number>(), last = new Map<string, number>();
   const touch = (x: string, i: number) => {
     const r = root(x);
@@ -29,7 +48,7 @@ export function planMemory(l: Lowered, external: Set<string>, outputs: string[])
     last.set(r, Math.max(last.get(r) ?? i, i));
   };
   l.steps.forEach((s, i) => {
-    if (s.kind === 'alias') { storageOf.set(s.out, root(s.src)); touch(s.src, i); return; }
+    if (s.kind === 'alias') { touch(s.src, i); return; }
     if (s.kind === 'kernel') for (const a of s.args) if (a.kind === 'value') touch(a.name, i);
     if (s.kind === 'host') {
       for (const x of s.node.inputs) if (x) touch(x, i);
@@ -58,5 +77,12 @@ export function planMemory(l: Lowered, external: Set<string>, outputs: string[])
     offsets.set(it.v, off);
     arena = Math.max(arena, off + it.bytes);
   }
-  return { offsets, storageOf, arenaBytes: arena, naiveBytes: naive };
+  return { offsets, storageOf, byteOffsetOf, arenaBytes: arena, naiveBytes: naive };
+}
+
+/** The storage root of a value (an arena value, a constant, a graph input or output) and its byte offset there. */
+export function locate(plan: Pick<MemoryPlan, 'storageOf' | 'byteOffsetOf'>, name: string): { root: string; offset: number } {
+  let root = name, offset = 0;
+  while (plan.storageOf.has(root)) { offset += plan.byteOffsetOf.get(root) ?? 0; root = plan.storageOf.get(root)!; }
+  return { root, offset };
 }
