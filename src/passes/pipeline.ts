@@ -7,6 +7,7 @@ import { FUSION_PASSES } from './fuse.js';
 import { recognizePatterns } from './patterns.js';
 import { channelsLast } from './layout.js';
 import { fuseAttention } from './attention.js';
+import { concatInPlace } from './concat.js';
 import { quantizeInt8, recordQdqWeights } from './quantize.js';
 import { fuseQkv } from './horizontal.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
@@ -36,6 +37,8 @@ export const PIPELINE: Pass[] = [
   inferTypes,
   channelsLast,
   inferTypes,
+  // last: it needs the final layout (which axis is concatenated) and every producer in place
+  concatInPlace,
   deadCode,
 ];
 
