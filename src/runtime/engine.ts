@@ -4,7 +4,7 @@ import { InputError, TsrtError } from '../errors.js';
 import { DTYPE_SIZE, makeTensor, shapeStr, size } from '../ir/tensor.js';
 import type { Graph, Model, Tensor, TypedArray, ValueInfo } from '../ir/types.js';
 import { loadModel } from '../onnx/import.js';
-import { newPassContext, verifyInstrument, type Instrument, type PassContext } from '../passes/pass.js';
+import { newPassContext, verifyInstrument, type Instrument, type Pass, type PassContext } from '../passes/pass.js';
 import { verifyGraph } from '../ir/verify.js';
 import type { PrecisionRule } from '../passes/precision_rules.js';
 import { optimize } from '../passes/pipeline.js';
@@ -53,6 +53,8 @@ export interface BuildOptions {
   /** Let nodes without a CUDA lowering run on the CPU (default true). */
   allowHost?: boolean;
   instruments?: Instrument[];
+  /** The passes to run instead of the build pipeline (PIPELINE), e.g. `[...PIPELINE, myPass]` to hook a custom pass. */
+  passes?: Pass[];
   /** [autotune] At optLevel >= 3 on a GPU, tile configs are timed and kept in this JSON file (default
    * <kernel cache>/../timing-cache.json); false: tune without reading or writing one. */
   timingCache?: string | false;
@@ -236,7 +238,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   ctx.log = log;
   const verify = opts.verify ?? Number(process.env.TSRT_DEBUG ?? 0) >= 2;
   const instruments = [...(opts.instruments ?? []), ...(verify ? [verifyInstrument((g) => verifyGraph(g).map((p) => `${p.graph}${p.node ? ` node '${p.node}'` : ''}: ${p.message}`))] : [])];
-  const marked = markOutputs(optimize(m.graph, ctx, instruments), opts.markOutputs);
+  const marked = markOutputs(optimize(m.graph, ctx, instruments, opts.passes), opts.markOutputs);
   const graph = marked.graph;
   const gpu = opts.device === 'cpu' ? false : cudaAvailable();
   if (opts.device === 'cuda' && !gpu) {
