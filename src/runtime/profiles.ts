@@ -52,11 +52,10 @@ export function validateProfiles(g: Graph, profiles: Profile[], fixed: Record<st
   const names = inputs.map((vi) => vi.name).join(', ');
   profiles.forEach((p, i) => {
     const bad = (msg: string, hint: string) => new TsrtError('USAGE', `${source}: optimization profile ${i}: ${msg}`, hint);
-    for (const part of ['min', 'opt', 'max'] as const) {
-      for (const k of Object.keys(p[part])) {
-        if (!inputs.some((vi) => vi.name === k)) throw bad(`'${k}' is not an input of the model`, `inputs are: ${names}`);
-        if (!(k in p.opt) || !(k in p.min) || !(k in p.max)) throw bad(`input '${k}' needs min, opt and max shapes`, 'name the same inputs in --min-shapes, --opt-shapes and --max-shapes');
-      }
+    const named = [...new Set([...Object.keys(p.min), ...Object.keys(p.opt), ...Object.keys(p.max)])];
+    for (const k of named) if (!inputs.some((vi) => vi.name === k)) throw bad(`'${k}' is not an input of the model`, `inputs are: ${names}`);
+    for (const k of named) {
+      if (!(k in p.opt) || !(k in p.min) || !(k in p.max)) throw bad(`input '${k}' needs min, opt and max shapes`, 'name the same inputs in --min-shapes, --opt-shapes and --max-shapes');
     }
     if (!Object.keys(p.opt).length) throw bad('names no input', `give shapes for the dynamic inputs (${names})`);
     for (const k of Object.keys(p.opt)) {
