@@ -5,6 +5,9 @@
 export { loadModel, parseModel, loadTensorFile, checkSupport, MIN_OPSET, MAX_OPSET, type ImportOptions } from './onnx/import.js';
 export { build, buildForFeeds, markOutputs, Engine, type BuildOptions, type BuildReport, type LayerInfo } from './runtime/engine.js';
 export { cudaAvailable } from './runtime/device_runner.js';
+export { saveEngine, loadEngine, readPlanHeader, isPlanFile, type PlanHeader, type LoadOptions } from './runtime/plan.js';
+export { compareModel, type CompareOptions, type CompareResult } from './runtime/compare.js';
+
 export { runGraph, runModelCpu, checkFeeds, type CpuRunOptions } from './runtime/cpu_executor.js';
 
 // Errors: every failure a user can cause is a TsrtError with a code and a fix
