@@ -4,7 +4,7 @@
 import { readFileSync, existsSync, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { dirname, resolve, isAbsolute, normalize } from 'node:path';
 import { onnx } from './onnx_pb.js';
-import { ModelLoadError, UnsupportedError, type UnsupportedItem } from '../errors.js';
+import { GraphError, ModelLoadError, UnsupportedError, type UnsupportedItem } from '../errors.js';
 import type { Attr, DType, Dim, Graph, Model, Node, Tensor, TensorType, TypedArray, ValueInfo } from '../ir/types.js';
 import { DTYPE_SIZE, ONNX_DTYPE, allocData, size } from '../ir/tensor.js';
 import { getOp } from '../ops/registry.js';
@@ -93,10 +93,20 @@ function convertGraph(g: onnx.IGraphProto, ctx: Ctx): Graph {
   }
   const nodes: Node[] = [];
   const used = new Set<string>();
+  // ONNX graphs are in SSA form; a second producer of one value would make passes disagree about its value
+  const defined = new Set([...initializers.keys(), ...inputs.map((vi) => vi.name)]);
   for (const [i, n] of (g.node ?? []).entries()) {
     let name = n.name || `${n.opType}_${i}`;
     while (used.has(name)) name = `${name}_${i}`;
     used.add(name);
+    for (const o of n.output ?? []) {
+      if (!o) continue;
+      if (defined.has(o)) {
+        throw new GraphError(`value '${o}' is produced twice (by this node and by an earlier node, a graph input or an initializer)`, name,
+          'each value must have one producer (ONNX SSA rule); the model file is corrupt or was edited by hand: run onnx.checker on it');
+      }
+      defined.add(o);
+    }
     const attrs: Record<string, Attr> = {};
     for (const a of n.attribute ?? []) attrs[a.name ?? ''] = convertAttr(a, ctx, name);
     nodes.push({
@@ -130,6 +140,10 @@ function convertValueInfo(vi: onnx.IValueInfoProto, ctx: Ctx): ValueInfo {
 function convertAttr(a: onnx.IAttributeProto, ctx: Ctx, nodeName: string): Attr {
   const T = onnx.AttributeProto.AttributeType;
   const dec = new TextDecoder();
+  const missing = (field: string): never => {
+    throw new ModelLoadError(ctx.file, `node '${nodeName}': attribute '${a.name}' has type ${T[a.type ?? 0] ?? a.type} but no '${field}' value`,
+      'the model file is corrupt; re-export it');
+  };
   switch (a.type) {
     case T.INT: return { kind: 'int', value: num(a.i as Longish) };
     case T.FLOAT: return { kind: 'float', value: a.f ?? 0 };
@@ -137,8 +151,8 @@ function convertAttr(a: onnx.IAttributeProto, ctx: Ctx, nodeName: string): Attr 
     case T.INTS: return { kind: 'ints', value: (a.ints ?? []).map((x) => num(x as Longish)) };
     case T.FLOATS: return { kind: 'floats', value: [...(a.floats ?? [])] };
     case T.STRINGS: return { kind: 'strings', value: (a.strings ?? []).map((s) => dec.decode(s)) };
-    case T.TENSOR: return { kind: 'tensor', value: convertTensor(a.t!, ctx) };
-    case T.GRAPH: return { kind: 'graph', value: convertGraph(a.g!, ctx) };
+    case T.TENSOR: return { kind: 'tensor', value: convertTensor(a.t ?? missing('t'), ctx) };
+    case T.GRAPH: return { kind: 'graph', value: convertGraph(a.g ?? missing('g'), ctx) };
     case T.GRAPHS: return { kind: 'graphs', value: (a.graphs ?? []).map((g) => convertGraph(g, ctx)) };
     default: {
       // Older writers leave `type` unset; infer it from which field is filled.
@@ -167,6 +181,9 @@ export function convertTensor(t: onnx.ITensorProto, ctx: { file: string; baseDir
   const dims = (t.dims ?? []).map((d) => num(d as Longish));
   if (dims.some((d) => d < 0 || !Number.isSafeInteger(d))) throw new ModelLoadError(ctx.file, `tensor '${name}' has invalid dims [${dims}]`);
   const n = size(dims);
+  if (!Number.isSafeInteger(n * Math.max(1, DTYPE_SIZE[dtype]))) {
+    throw new ModelLoadError(ctx.file, `tensor '${name}' has dims [${dims}]: ${n} elements is more than any file can hold`, 'the model file is corrupt');
+  }
   let raw: Uint8Array | undefined = t.rawData && t.rawData.length ? t.rawData : undefined;
   if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) raw = readExternal(t, ctx, dtype, n);
   if (dtype === 'string') {
@@ -175,21 +192,24 @@ export function convertTensor(t: onnx.ITensorProto, ctx: { file: string; baseDir
     if (s.length !== n) throw new ModelLoadError(ctx.file, `tensor '${name}' has ${s.length} strings, shape [${dims}] needs ${n}`);
     return { dtype, dims, data: s };
   }
-  const data = allocData(dtype, n) as TypedArray;
+  // Sizes are checked against the data present before allocating, so memory is bounded by the file's size.
   if (raw) {
     const need = n * DTYPE_SIZE[dtype];
     if (raw.length !== need) {
       throw new ModelLoadError(ctx.file, `tensor '${name}' has ${raw.length} bytes of data, shape [${dims}] of ${dtype} needs ${need}`,
         'the model file is truncated or corrupt');
     }
+    const data = allocData(dtype, n) as TypedArray;
     // Copy so the typed array is aligned and independent of the file buffer.
     new Uint8Array(data.buffer, data.byteOffset, need).set(raw);
     return { dtype, dims, data };
   }
+  let data: TypedArray;
   const fill = (src: ArrayLike<unknown>, conv: (x: unknown) => number | bigint) => {
     if (src.length !== n) {
       throw new ModelLoadError(ctx.file, `tensor '${name}' has ${src.length} values, shape [${dims}] needs ${n}`, 'the model file is corrupt');
     }
+    data = allocData(dtype, n) as TypedArray;
     for (let i = 0; i < n; i++) (data as unknown as (number | bigint)[])[i] = conv(src[i]) as never;
   };
   switch (dtype) {
@@ -201,7 +221,7 @@ export function convertTensor(t: onnx.ITensorProto, ctx: { file: string; baseDir
     // int32_data holds int8/16, uint8/16, bool and the raw bits of float16/bfloat16
     default: fill(t.int32Data ?? [], (x) => x as number);
   }
-  return { dtype, dims, data };
+  return { dtype, dims, data: data! };
 }
 
 function readExternal(t: onnx.ITensorProto, ctx: { file: string; baseDir: string }, dtype: DType, n: number): Uint8Array {
