@@ -1,6 +1,6 @@
 // Engine files: round trip of the bundled model (kernels compiled by NVRTC, so cubins are in the file), refusal of
 // corrupted, truncated and foreign files, the device compatibility rules, and the value codec's edge cases.
-import { describe, expect, it, beforeAll } from 'vitest';
+import { describe, expect, it, beforeAll, vi } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { printGraph } from '../src/ir/text.js';
 import { TsrtError } from '../src/errors.js';
 import { makeTensor } from '../src/ir/tensor.js';
 import type { Tensor } from '../src/ir/types.js';
+import { makeProgram } from '../src/cli/main.js';
 import { bool, modelBytes, rand, type AttrSpec, type GraphSpec } from './rnn-control.build.js';
 
 const MODEL = new URL('../models/ppocr_mobile_v2_cls/model.onnx', import.meta.url).pathname;
@@ -205,3 +206,22 @@ it('a model with a host step (If with subgraphs) and fixed input values survives
   }
   await expect(loaded.run({ c: bool([], [true]), x: rand('float32', [2, 3], 1), y: rand('float32', [2, 3], 3) })).rejects.toThrow(/fixed at build time/);
 });
+
+it('CLI: tsrt build -o writes the plan, tsrt run and bench load it (no rebuild) and check it', async () => {
+  const p = join(dir, 'cli.plan');
+  const lines: string[] = [];
+  const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { lines.push(a.join(' ')); });
+  const code = process.exitCode;
+  try {
+    await makeProgram().parseAsync(['node', 'tsrt', 'build', MODEL, '-o', p, '--device', 'cpu', '--shapes', 'x:1x3x48x192']);
+    await makeProgram().parseAsync(['node', 'tsrt', 'run', p, '--compare-cpu']);
+    await makeProgram().parseAsync(['node', 'tsrt', 'bench', p, '--iterations', '1', '--warmup', '0']);
+  } finally { spy.mockRestore(); }
+  const out = lines.join('\n');
+  expect(out).toMatch(/wrote .*cli.plan \([\d.]+ MiB\)/);
+  expect(out).toMatch(/loaded .*cli.plan in \d+ ms \(no passes, no NVRTC\)/);
+  expect(out).toMatch(/vs CPU reference of the original model, softmax_0.tmp_0: match/);
+  expect(out).toMatch(/throughput: /);
+  expect(lines.filter((l) => l.startsWith('built ')).length).toBe(1); // only `build` built; run and bench loaded
+  expect(process.exitCode).toBe(code);
+}, 120_000);
