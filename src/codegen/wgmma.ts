@@ -110,19 +110,24 @@ export function emitGemmTc(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig)
   return cfg?.wgmma ? wgmmaKernel(gemmTcSpec(p, epi, cfg)) : emitGemm(p, epi, cfg);
 }
 
-const WGMMA_HELPERS = `typedef unsigned long long u64;
+const WGMMA_DESC = `typedef unsigned long long u64;
 // matrix descriptor of a 128-B-swizzled K-major tile (see wgmma.ts): start>>4 | LBO 1 | SBO 1024>>4 | 128B swizzle
 __device__ __forceinline__ u64 wg_desc(u32 addr) {
   return (u64)((addr & 0x3FFFFu) >> 4) | ((u64)1 << 16) | ((u64)(1024 >> 4) << 32) | ((u64)1 << 62);
 }
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\\n" ::: "memory"); }
+`;
+
+/** The PTX-only helpers (the CPU emulator in test/codegen-wgmma-emu.test.ts replaces exactly this text). */
+export const WGMMA_ASM_HELPERS = `__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\\n" :: "n"(N) : "memory"); }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory"); }
+// compiler-only: ties the accumulator to this point, so no read moves above the last wgmma.wait_group
+__device__ __forceinline__ void wg_keep(float& x) { asm volatile("" : "+f"(x) :: "memory"); }
 `;
 
 /** `wg_mma(d, descA, descB)`: D[64 x n] += A[64 x 16] * B[n x 16]^T, both K-major in shared memory. */
-function wgmmaInstr(n: number): string {
+export function wgmmaInstr(n: number): string {
   const regs = n / 2;
   const list = Array.from({ length: regs }, (_, i) => `%${i}`).join(', ');
   const outs = Array.from({ length: regs }, (_, i) => `"+f"(d[${i}])`).join(', ');
@@ -172,7 +177,8 @@ export function wgmmaKernel(s: TcSpec): TcKernelSource {
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
   const body = (name: string) => `// ${s.prefix} wgmma ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}
 ${TC_HELPERS}
-${WGMMA_HELPERS}
+${WGMMA_DESC}
+${WGMMA_ASM_HELPERS}
 ${wgmmaInstr(c.bn)}
 typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
 ${actFunction(s.epi)}
@@ -236,7 +242,7 @@ ${s.loadB}
   #pragma unroll
   for (int i = 0; i < ${MI}; ++i)
     #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) asm volatile("" : "+f"(acc[i][j]) :: "memory");
+    for (int j = 0; j < ${NR}; ++j) wg_keep(acc[i][j]);
   cp_async_wait<0>();
 
   #pragma unroll
