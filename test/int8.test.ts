@@ -2,7 +2,7 @@
 //  - the int8 tensor-core kernels (codegen/tc_int8.ts) compile with NVRTC for sm_90 without spills, and small
 //    cases run under the CPU emulator of the generated CUDA (test/tc_emu.ts, s8 mma from the PTX fragment
 //    tables) and equal the exact CPU reference of tsrt::QConv / tsrt::QGemm bit for bit;
-//  - explicit quantization: a QDQ conv graph and QLinearConv build into int8 layers and match onnxruntime;
+//  - explicit quantization: QDQ conv graphs build into int8 layers and match onnxruntime (uint8 stays float);
 //  - implicit int8 with minmax scales on the bundled ppocr classifier: cosine >= 0.99 against fp32.
 import { describe, expect, it } from 'vitest';
 import { build } from '../src/runtime/engine.js';
@@ -23,6 +23,8 @@ import { emitConvInt8, emitGemmInt8, int8ConvConfigSpace, int8ConvPreconditions,
 import type { ConvProblem } from '../src/codegen/tc_conv.js';
 import { compileCuda } from '../src/runtime/nvrtc.js';
 import { EMU_PRELUDE } from './tc_emu.js';
+import { modelBytes, rand, runOrt, type GraphSpec } from './rnn-control.build.js';
+import { parseModel } from '../src/onnx/import.js';
 
 const MODELS = new URL('../models/', import.meta.url).pathname;
 
@@ -194,7 +196,8 @@ describe.skipIf(!existsSync('/usr/lib/x86_64-linux-gnu/libnvrtc.so.11.2') && !pr
     { id: 'big_tile', kind: 'conv', conv: conv(256, 56, 64, 256, 1, 1, 0), cfg: { bm: 128, bn: 256, bk: 64, warpsM: 2, warpsN: 4, stages: 4 }, epi: { out: 'float16', bias: true } },
     { id: 'bk128', kind: 'gemm', gemm: { m: 4096, n: 768, k: 768 }, cfg: { bm: 128, bn: 128, bk: 128, warpsM: 2, warpsN: 2, stages: 3 }, epi: { out: 'float16', bias: true, act: 'gelu_erf' } },
   ];
-  it.each([...KCASES, ...heuristic].map((c) => [c.id, c] as const))('%s', (_id, c) => {
+  // the emulator cases with a split-K workspace and both residual types, plus ResNet-50 shapes and the largest tiles
+  it.each([KCASES[0], KCASES[3], ...heuristic].map((c) => [c.id, c] as const))('%s', (_id, c) => {
     const k = emitK(c);
     const r = compileCuda(k.source, { name: k.name, arch: 'sm_90', options: ['--ptxas-options=-v'] });
     expect(r.log.split('\n').filter((l) => /warning|error/i.test(l))).toEqual([]);
@@ -214,4 +217,73 @@ describe.skipIf(!hasGxx)('int8 kernels: generated CUDA under the CPU emulator eq
     for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) diff++;
     expect(diff, `${diff} of ${want.length} elements differ`).toBe(0);
   }, 300_000);
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Explicit quantization against onnxruntime
+
+describe('explicit quantization (QDQ) against onnxruntime', () => {
+  const i8 = (dims: number[], s: number) => { seed = s; return makeTensor('int8', dims, randI8(dims.reduce((a, b) => a * b))); };
+  const x = rand('float32', [2, 16, 8, 8], 3, -3, 3);
+  /** Builds with tsrt (CPU backend, no --int8: Q/DQ alone decide), runs both, returns tsrt's report and the outputs. */
+  async function both(g: GraphSpec) {
+    const bytes = modelBytes(g, 13);
+    const [want] = await runOrt(bytes, { x });
+    const engine = await build(parseModel(bytes, { file: 'qdq.onnx' }), { device: 'cpu', compileKernels: false, verify: true });
+    const got = (await engine.run({ x })).get(engine.outputs[0].name)!;
+    const a = toF64(got), b = toF64(want);
+    let maxDiff = 0, same = 0;
+    for (let i = 0; i < b.length; i++) { const d = Math.abs(a[i] - b[i]); maxDiff = Math.max(maxDiff, d); if (d === 0) same++; }
+    return { engine, maxDiff, same: same / b.length };
+  }
+  it('DQ(x), DQ(w) -> Conv -> Relu -> Q -> DQ builds one int8 conv with int8 output and equals onnxruntime to one step', async () => {
+    const w = i8([32, 16, 3, 3], 11);
+    const ws = fromF64('float32', [32], Array.from({ length: 32 }, (_, i) => 0.002 + 0.0001 * i));
+    const g: GraphSpec = {
+      inputs: [['x', 'float32', [2, 16, 8, 8]]], outputs: [['y', 'float32', [2, 32, 8, 8]]],
+      inits: {
+        xs: fromF64('float32', [], [0.05]), zp: makeTensor('int8', [], Int8Array.of(0)), wq: w, ws, wzp: makeTensor('int8', [32], new Int8Array(32)),
+        b: fromF64('float32', [32], Array.from({ length: 32 }, (_, i) => 0.05 * (i % 7) - 0.15)), ys: fromF64('float32', [], [0.04]),
+      },
+      nodes: [
+        { op: 'QuantizeLinear', inputs: ['x', 'xs', 'zp'], outputs: ['xq'] },
+        { op: 'DequantizeLinear', inputs: ['xq', 'xs', 'zp'], outputs: ['xd'] },
+        { op: 'DequantizeLinear', inputs: ['wq', 'ws', 'wzp'], outputs: ['wd'], attrs: { axis: { i: 0 } } },
+        { op: 'Conv', inputs: ['xd', 'wd', 'b'], outputs: ['c'], attrs: { pads: { ints: [1, 1, 1, 1] } } },
+        { op: 'Relu', inputs: ['c'], outputs: ['r'] },
+        { op: 'QuantizeLinear', inputs: ['r', 'ys', 'zp'], outputs: ['rq'] },
+        { op: 'DequantizeLinear', inputs: ['rq', 'ys', 'zp'], outputs: ['y'] },
+      ],
+    };
+    const r = await both(g);
+    const q = r.engine.passContext.fusions.filter((f) => f.pass === 'quantize-int8');
+    expect(q.map((f) => f.kind)).toEqual(['int8 conv (int8 out) [explicit]']);
+    expect(r.engine.layers().some((l) => l.op === 'QConv')).toBe(true);
+    expect(r.maxDiff).toBeLessThanOrEqual(0.04 * 1.0001); // at most one quantization step (rounding order)
+    expect(r.same).toBeGreaterThan(0.99);
+  });
+  it('per-tensor weight scale, no bias: int8 conv; a uint8 (asymmetric) zero point keeps the float path with a reason', async () => {
+    const mk = (zpType: 'int8' | 'uint8'): GraphSpec => ({
+      inputs: [['x', 'float32', [2, 16, 8, 8]]], outputs: [['y', 'float32', [2, 32, 8, 8]]],
+      inits: {
+        xs: fromF64('float32', [], [0.05]), zp: makeTensor(zpType, [], zpType === 'int8' ? Int8Array.of(0) : Uint8Array.of(128)),
+        w: i8([32, 16, 3, 3], 5), ws: fromF64('float32', [], [0.003]), wzp: makeTensor('int8', [], Int8Array.of(0)), ys: fromF64('float32', [], [0.04]),
+      },
+      nodes: [
+        { op: 'QuantizeLinear', inputs: ['x', 'xs', 'zp'], outputs: ['xq'] },
+        { op: 'DequantizeLinear', inputs: ['xq', 'xs', 'zp'], outputs: ['xd'] },
+        { op: 'DequantizeLinear', inputs: ['w', 'ws', 'wzp'], outputs: ['wd'] },
+        { op: 'Conv', inputs: ['xd', 'wd'], outputs: ['c'], attrs: { pads: { ints: [1, 1, 1, 1] } } },
+        { op: 'QuantizeLinear', inputs: ['c', 'ys', 'zp'], outputs: ['cq'] },
+        { op: 'DequantizeLinear', inputs: ['cq', 'ys', 'zp'], outputs: ['y'] },
+      ],
+    });
+    const s8 = await both(mk('int8'));
+    expect(s8.engine.layers().some((l) => l.op === 'QConv')).toBe(true);
+    expect(s8.maxDiff).toBeLessThanOrEqual(0.04 * 1.0001);
+    const u8 = await both(mk('uint8'));
+    expect(u8.engine.layers().some((l) => l.op === 'QConv')).toBe(false);
+    expect(u8.engine.passContext.rejected.find((r) => r.pass === 'quantize-int8')?.reason).toMatch(/uint8 quantization.*float path/);
+    expect(u8.maxDiff).toBeLessThanOrEqual(0.04 * 1.0001);
+  });
 });
