@@ -5,7 +5,9 @@
 //     (test/conformance/cpu-expected.tsv lists the CPU exceptions);
 //  2. the shared real/light models on CUDA (fp32);
 //  3. with --models DIR (bench/export.py output): ResNet-50, MobileNetV2, BERT-base against PyTorch's fp32
-//     outputs: fp32 max abs error <= 1e-3 of the output range; fp16 cosine >= 0.999 and the same argmax.
+//     outputs: fp32 max abs error <= 1e-3 of the output range; fp16 cosine >= 0.999 and the same argmax;
+//  4. engine files: every model above built, saved as .plan and loaded on the GPU gives the same outputs bit for
+//     bit (build vs load time printed), and a ppocr batch profile [1, 8] on CUDA (--filter 'plan|profiles' for just these).
 // Ends with the plain line `N passed, N failed, N skipped`.
 //   node scripts/test-gpu.mjs [--tests DIR] [--models DIR] [--filter RE]
 import { existsSync, readFileSync } from 'node:fs';
@@ -85,6 +87,91 @@ if (models) {
       report(ok, `${m} ${fp16 ? 'fp16' : 'fp32'} vs PyTorch`, `max abs ${a.maxAbs.toExponential(2)} (${(a.maxAbs / a.range).toExponential(2)} of range), cosine ${a.cosine.toFixed(6)}, argmax ${a.argmaxMatch ? 'same' : 'different'}`);
     }
   }
+}
+
+// Engine files (.plan): build on the GPU, save, load (cubins from the file: no passes, no NVRTC); the loaded engine
+// must give the built engine's outputs bit for bit, with the same layers. Prints build vs load time and both
+// engines' GPU medians. Then optimization profiles on the GPU: ppocr with a [1, 8] batch profile against the CPU
+// reference at batches 1, 3, 8, batch 9 refused, and the profile engine through a .plan.
+{
+  const { loadEngine } = await import('../dist/runtime/plan.js');
+  const { runModelCpu } = await import('../dist/runtime/cpu_executor.js');
+  const { compareTensors } = await import('../dist/cli/conformance.js');
+  const { randomTensor } = await import('../dist/cli/io.js');
+  const { mkdtempSync, rmSync, statSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const tmp = mkdtempSync(join(tmpdir(), 'tsrt-gpu-plan-'));
+  const bytes = (t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const ppocr = join(root, 'models/ppocr_mobile_v2_cls/model.onnx');
+  const cases = [['ppocr', ppocr, false], ['ppocr', ppocr, true]];
+  for (const d of ['light_resnet50', 'light_inception_v1', 'light_squeezenet', 'light_densenet121']) {
+    const f = join(tests, 'models/light', d, 'model.onnx');
+    if (existsSync(f)) cases.push([d, f, false], [d, f, true]);
+  }
+  for (const m of models ? ['resnet50', 'mobilenet_v2', 'bert-base'] : []) {
+    const f = join(models, m, 'model.onnx');
+    if (existsSync(f)) cases.push([m, f, false], [m, f, true]);
+  }
+  for (const [name, file, fp16] of cases) {
+    if (filter && !filter.test(`plan ${name}`)) continue;
+    const label = `plan ${name} ${fp16 ? 'fp16' : 'fp32'}`;
+    try {
+      const model = loadModel(file);
+      const feeds = new Map(model.graph.inputs.map((vi, k) => {
+        const pb = join(file, '..', 'test_data_set_0', `input_${k}.pb`);
+        return [vi.name, existsSync(pb) ? loadTensorFile(pb) : randomTensor(vi.type.dtype, vi.type.shape.map((d) => (typeof d === 'number' ? d : 1)), k + 1)];
+      }));
+      const shapes = Object.fromEntries([...feeds].map(([k, t]) => [k, t.dims]));
+      let t0 = performance.now();
+      const engine = await build(model, { device: 'cuda', fp16, shapes });
+      const buildMs = performance.now() - t0;
+      const plan = join(tmp, `${name}-${fp16 ? 'fp16' : 'fp32'}.plan`);
+      t0 = performance.now();
+      engine.save(plan);
+      const saveMs = performance.now() - t0;
+      t0 = performance.now();
+      const loaded = await loadEngine(plan, { device: 'cuda' });
+      const loadMs = performance.now() - t0;
+      const [a, b] = [await engine.run(feeds), await loaded.run(feeds)];
+      const diff = [...a].filter(([k, t]) => !bytes(t).equals(bytes(b.get(k)))).map(([k]) => k);
+      const layersSame = JSON.stringify(engine.layers()) === JSON.stringify(loaded.layers());
+      const [ta, tb] = [median((await engine.time(feeds, 50, 5)) ?? [NaN]), median((await loaded.time(feeds, 50, 5)) ?? [NaN])];
+      engine.dispose(); loaded.dispose();
+      report(!diff.length && layersSame && loaded.backend === 'cuda', label,
+        `${diff.length ? `outputs differ: ${diff.join(', ')}; ` : ''}${layersSame ? '' : 'layers differ; '}build ${buildMs.toFixed(0)} ms, save ${saveMs.toFixed(0)} ms, load ${loadMs.toFixed(0)} ms, ${(statSync(plan).size / 1048576).toFixed(1)} MiB; GPU median built ${ta.toFixed(3)} ms, loaded ${tb.toFixed(3)} ms`);
+    } catch (e) { report(false, label, String(e?.message ?? e).split('\n')[0]); }
+  }
+
+  if (!filter || filter.test('profiles')) {
+    try {
+      const model = loadModel(ppocr);
+      const shape = (n) => [n, 3, 48, 192];
+      const profiles = [{ min: { x: shape(1) }, opt: { x: shape(4) }, max: { x: shape(8) } }];
+      const engine = await build(model, { device: 'cuda', profiles });
+      const problems = [];
+      for (const n of [1, 3, 8, 4]) {
+        const x = randomTensor('float32', shape(n), 100 + n);
+        const got = (await engine.run({ x })).get(engine.outputs[0].name);
+        const [ref] = runModelCpu(model, new Map([['x', x]]));
+        const why = compareTensors(got, ref, 1e-3, 1e-4);
+        if (why) problems.push(`batch ${n}: ${why}`);
+      }
+      const refused = await engine.run({ x: randomTensor('float32', shape(9), 1) }).then(() => false, (e) => e.code === 'INPUT');
+      if (!refused) problems.push('batch 9 was not refused');
+      const plan = join(tmp, 'ppocr-profile.plan');
+      engine.save(plan);
+      const loaded = await loadEngine(plan, { device: 'cuda' });
+      for (const n of [4, 3]) {
+        const x = randomTensor('float32', shape(n), 7);
+        const [a, b] = [await engine.run({ x }), await loaded.run({ x })];
+        if (!bytes(a.get(engine.outputs[0].name)).equals(bytes(b.get(engine.outputs[0].name)))) problems.push(`loaded plan batch ${n} differs`);
+      }
+      engine.dispose(); loaded.dispose();
+      report(!problems.length, 'profiles: ppocr batch [1, 8] on CUDA (1, 3, 8 vs CPU reference; 9 refused; through a .plan)', problems.join('; '));
+    } catch (e) { report(false, 'profiles: ppocr batch [1, 8] on CUDA', String(e?.message ?? e).split('\n')[0]); }
+  }
+  rmSync(tmp, { recursive: true, force: true });
 }
 
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
