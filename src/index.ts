@@ -6,6 +6,7 @@ export { loadModel, parseModel, loadTensorFile, checkSupport, MIN_OPSET, MAX_OPS
 export { build, buildForFeeds, markOutputs, Engine, type BuildOptions, type BuildReport, type LayerInfo } from './runtime/engine.js';
 export { cudaAvailable } from './runtime/device_runner.js';
 export { saveEngine, loadEngine, readPlanHeader, isPlanFile, type PlanHeader, type LoadOptions } from './runtime/plan.js';
+export { ProfileSet, PROFILE_CACHE_SIZE, type Profile } from './runtime/profiles.js';
 export { compareModel, type CompareOptions, type CompareResult } from './runtime/compare.js';
 
 export { runGraph, runModelCpu, checkFeeds, type CpuRunOptions } from './runtime/cpu_executor.js';
