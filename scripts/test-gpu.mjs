@@ -174,5 +174,8 @@ if (models) {
   rmSync(tmp, { recursive: true, force: true });
 }
 
+// INT8 kernels against their CPU reference, and ResNet-50 int8 vs fp32 with --models (scripts/test-gpu-int8.mjs)
+await (await import('./test-gpu-int8.mjs')).int8Checks({ models, report, skip: () => skipped++, filter });
+
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed ? 1 : 0);
