@@ -70,11 +70,13 @@ function lowerConv(ctx: LowerCtx): void {
   const prob: ConvProblem = { n, h, w, c, k, r, s, strideH: st[0], strideW: st[1], padH: pads[0], padW: pads[1], dilH: dil[0], dilW: dil[1], p, q };
   const epi: Epilogue = { ...(fused ? activation(ctx) : {}), bias: !!bn, residual: !!zn, residualAfterAct: fused && attrInt(node, 'residual_before_act', 1) === 0 };
   const bias = bn ? ctx.addConst('bias_f32', f32Const(ctx.constOf(bn) ?? (() => { throw new NotLowerable('bias is not constant'); })())) : undefined;
-  const wv = toF64(wc);
+  // float64 weights, converted only where a lowering needs them
+  let wf: Float64Array | undefined;
+  const wv = () => (wf ??= toF64(wc));
   if (isDepthwise(group, c, k)) {
     // direct kernel: weights [r][s][c] for NHWC (a warp reads consecutive channels), ONNX's [c][1][r][s] for NCHW
     const layout = nhwc ? 'nhwc' : 'nchw';
-    const wname = ctx.addConst(nhwc ? 'w_rsc' : 'w', fromF64(x.dtype, nhwc ? [r, s, k] : [k, 1, r, s], depthwiseWeightLayout(wv, k, r, s, layout)));
+    const wname = ctx.addConst(nhwc ? 'w_rsc' : 'w', fromF64(x.dtype, nhwc ? [r, s, k] : [k, 1, r, s], depthwiseWeightLayout(wv(), k, r, s, layout)));
     const ks = emitDepthwiseConv(prob, epi, { dtype: x.dtype, layout });
     ctx.kernel(ks, bindByName(ctx, ks, { x: xn, w: wname, bias, residual: zn, y: node.outputs[0] }));
     return;
@@ -88,11 +90,14 @@ function lowerConv(ctx: LowerCtx): void {
       xin = ctx.temp('float16', [n, h, w, cp]);
       ctx.kernel(emitPad({ dtype: 'float16', inDims: [n, h, w, c], pads: [0, 0, 0, 0, 0, 0, 0, cp - c], mode: 'constant', value: 0 }), [ctx.v(xn), ctx.v(xin)]);
     }
-    const wt = new Float64Array(k * r * s * cp);
+    // KCRS -> KRSC', moving fp16 bits as they are (no round trip through float64: ResNet-50 has 25M weights)
+    const wt = makeTensor('float16', [k, r, s, cp]);
+    const src = wc.dtype === 'float16' ? wc.data as Uint16Array : (fromF64('float16', wc.dims, wv()).data as Uint16Array);
+    const dst = wt.data as Uint16Array;
     for (let ko = 0; ko < k; ko++) for (let ci = 0; ci < c; ci++) for (let ri = 0; ri < r; ri++) for (let si = 0; si < s; si++) {
-      wt[((ko * r + ri) * s + si) * cp + ci] = wv[((ko * c + ci) * r + ri) * s + si];
+      dst[((ko * r + ri) * s + si) * cp + ci] = src[((ko * c + ci) * r + ri) * s + si];
     }
-    const wname = ctx.addConst('w_krsc', fromF64('float16', [k, r, s, cp], wt));
+    const wname = ctx.addConst('w_krsc', wt);
     const pp = { ...prob, c: cp };
     if (!convTcPreconditions(pp).length) {
       // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's.
@@ -109,12 +114,13 @@ function lowerConv(ctx: LowerCtx): void {
   let wname = wn;
   if (nhwc) {
     const wt = new Float64Array(k * r * s * cg);
+    const w64 = wv();
     for (let ko = 0; ko < k; ko++) for (let ci = 0; ci < cg; ci++) for (let ri = 0; ri < r; ri++) for (let si = 0; si < s; si++) {
-      wt[((ko * r + ri) * s + si) * cg + ci] = wv[((ko * cg + ci) * r + ri) * s + si];
+      wt[((ko * r + ri) * s + si) * cg + ci] = w64[((ko * cg + ci) * r + ri) * s + si];
     }
     wname = ctx.addConst('w_krsc', fromF64(x.dtype, [k, r, s, cg], wt));
   } else if (wc.dtype !== x.dtype) {
-    wname = ctx.addConst('w', fromF64(x.dtype, wc.dims, wv));
+    wname = ctx.addConst('w', fromF64(x.dtype, wc.dims, wv()));
   }
   const ks = emitConvGeneric(prob, epi, { dtype: x.dtype, layout: nhwc ? 'nhwc' : 'nchw', groups: group });
   ctx.kernel(ks, bindByName(ctx, ks, { x: xn, w: wname, bias, residual: zn, y: node.outputs[0] }));

@@ -3,12 +3,12 @@
 import type { Graph } from '../ir/types.js';
 import { deadCode, foldConstants, inferTypes, removeNoOps, specializeShapes } from './basic.js';
 import { fp16Precision } from './precision.js';
-import { FUSION_PASSES } from './fuse.js';
+import { FUSION_PASSES, foldBatchNorm } from './fuse.js';
 import { recognizePatterns } from './patterns.js';
 import { channelsLast } from './layout.js';
 import { fuseAttention } from './attention.js';
-import { concatInPlace } from './concat.js';
 import { quantizeInt8, recordQdqWeights } from './quantize.js';
+import { concatInPlace } from './concat.js';
 import { fuseQkv } from './horizontal.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
 
@@ -25,6 +25,8 @@ export const PIPELINE: Pass[] = [
   // evaluate to the reference function within the recognizer's tolerance (1/sqrt(2) -> 1.4140625), and the single
   // ops then get their own precision policy (LayerNorm accumulates in fp32)
   recognizePatterns,
+  // BatchNorm folds into fp32 weights, which are then rounded to fp16 once (folding after the cast rounded twice)
+  foldBatchNorm,
   // precision before fusion, so fusion sees the final dtypes and Casts fuse like any elementwise op
   fp16Precision,
   inferTypes,

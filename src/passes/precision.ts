@@ -9,11 +9,11 @@
 // `--layer-precisions name:fp32` and the accuracy budget fix.
 import { TsrtError } from '../errors.js';
 import { nameGenerator } from '../ir/graph.js';
-import { fromF64, toF64 } from '../ir/tensor.js';
+import { f32ArrayToF16, fromF64, makeTensor, toF64 } from '../ir/tensor.js';
 import type { DType, Graph, Node } from '../ir/types.js';
 import { getOp } from '../ops/registry.js';
 import type { Pass } from './pass.js';
-import { PrecisionRules, ruleText, type PrecisionReport } from './precision_rules.js';
+import { PrecisionRules, fusedFrom, ruleText, type PrecisionReport } from './precision_rules.js';
 
 /** Inputs that are parameters of a fixed dtype by the ONNX spec and must not change type. */
 const FIXED_INPUTS: Record<string, number[]> = {
@@ -30,7 +30,7 @@ const KEEP_OUTPUT_TYPE = new Set(['Cast', 'Shape', 'Size', 'ArgMax', 'ArgMin', '
   'Not', 'And', 'Or', 'Xor', 'IsNaN', 'IsInf', 'NonZero', 'QuantizeLinear', 'DynamicQuantizeLinear', 'ConstantOfShape', 'Constant']);
 
 export function convertToFp16(g: Graph, lowDtype: DType = 'float16', rules = new PrecisionRules(),
-  report: PrecisionReport = { low: [], kept: [], matched: [] }): Graph {
+  report: PrecisionReport = { low: [], kept: [], matched: [] }, aliases: (node: string) => string[] = () => []): Graph {
   const fresh = nameGenerator(g);
   const types = g.valueTypes;
   const dtypeOf = (x: string): DType | undefined => g.initializers.get(x)?.dtype ?? types.get(x)?.dtype ?? g.inputs.find((i) => i.name === x)?.type.dtype;
@@ -48,7 +48,8 @@ export function convertToFp16(g: Graph, lowDtype: DType = 'float16', rules = new
     let name: string;
     if (c) {
       name = fresh(`${x}_${to}`);
-      inits.set(name, fromF64(to, c.dims, toF64(c)));
+      inits.set(name, c.dtype === 'float32' && to === 'float16' && c.data instanceof Float32Array
+        ? makeTensor(to, c.dims, f32ArrayToF16(c.data)) : fromF64(to, c.dims, toF64(c)));
     } else {
       name = fresh(`${x}_${to}`);
       nodes.push({ name: fresh(`cast_${to}`), op: 'Cast', domain: '', inputs: [x], outputs: [name], attrs: { to: { kind: 'int', value: to === 'float16' ? 10 : to === 'bfloat16' ? 16 : 1 } } });
@@ -62,7 +63,7 @@ export function convertToFp16(g: Graph, lowDtype: DType = 'float16', rules = new
     const policy = def?.precision ?? 'never';
     const fixed = FIXED_INPUTS[n.op] ?? [];
     const control = Object.values(n.attrs).some((a) => a.kind === 'graph' || a.kind === 'graphs');
-    const rule = rules.match(n);
+    const rule = rules.match(n, aliases(n.name));
     if (rule) report.matched.push({ node: n.name, precision: rule.precision, rule: ruleText(rule) });
     // a reduced-precision rule only lifts an earlier fp32 rule: it never overrides a `never` policy
     const runLow = policy !== 'never' && !control && rule?.precision !== 'fp32';
@@ -114,8 +115,10 @@ export const fp16Precision: Pass = {
     if (bf16) throw new TsrtError('USAGE', `precision rule ${ruleText(bf16)}: bf16 builds are not supported yet`, 'use fp16 or fp32');
     const report: PrecisionReport = { low: [], kept: [], matched: [] };
     let out = g;
-    if (ctx.options.fp16) out = convertToFp16(g, 'float16', rules, report);
-    else for (const n of g.nodes) rules.match(n); // fp32 build: fp32 rules are no-ops, but names are still checked
+    // passes before this one (BatchNorm folding, pattern recognition) merged nodes: rules may name the originals
+    const aliases = (name: string) => fusedFrom(ctx.fusions, name);
+    if (ctx.options.fp16) out = convertToFp16(g, 'float16', rules, report, aliases);
+    else for (const n of g.nodes) rules.match(n, aliases(n.name)); // fp32 build: fp32 rules are no-ops, but names are still checked
     const missing = rules.unmatchedExact();
     if (missing.length) {
       throw new TsrtError('USAGE', `precision rule(s) ${missing.map(ruleText).join(', ')} match no node of the graph`,
