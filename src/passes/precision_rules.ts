@@ -74,14 +74,15 @@ export class PrecisionRules {
   }
   get empty(): boolean { return this.compiled.length === 0; }
 
-  /** The rule that decides this node's precision, if any. */
-  match(n: Pick<Node, 'name' | 'op' | 'domain'>): PrecisionRule | undefined {
-    let found: { rule: PrecisionRule; hits: number } | undefined;
+  /** The rule that decides this node's precision, if any. `aliases`: the ONNX names a node merged by an earlier
+   * pass (BatchNorm folding, pattern recognition) was made from, so rules can name the model's nodes. */
+  match(n: Pick<Node, 'name' | 'op' | 'domain'>, aliases: string[] = []): PrecisionRule | undefined {
+    let found: { rule: PrecisionRule } | undefined;
     for (const c of this.compiled) {
-      const subject = c.rule.by === 'op' ? [n.op, `${n.domain || 'ai.onnx'}::${n.op}`] : [n.name];
-      if (subject.some((s) => c.re.test(s))) found = c;
+      const subject = c.rule.by === 'op' ? [n.op, `${n.domain || 'ai.onnx'}::${n.op}`] : [n.name, ...aliases];
+      // every matching rule counts as used (for the unmatched check), the last one decides
+      if (subject.some((s) => c.re.test(s))) { found = c; c.hits++; }
     }
-    if (found) found.hits++;
     return found?.rule;
   }
 
@@ -94,8 +95,9 @@ export class PrecisionRules {
   }
 }
 
-/** The ONNX nodes (names at the fp16 pass) that a node of the optimized graph was fused from. */
-export function fusedFrom(fusions: readonly FusionRecord[], name: string): string[] {
+/** The ONNX nodes that a node of the optimized graph was fused from; with `all`, also the names of the
+ * intermediate fused nodes (a Conv+BN folded before the fp16 pass has its own name there). */
+export function fusedFrom(fusions: readonly FusionRecord[], name: string, all = false): string[] {
   const byInto = new Map<string, FusionRecord[]>();
   for (const f of fusions) byInto.set(f.into, [...(byInto.get(f.into) ?? []), f]);
   const out = new Set<string>();
@@ -105,6 +107,7 @@ export function fusedFrom(fusions: readonly FusionRecord[], name: string): strin
     seen.add(x);
     const recs = byInto.get(x);
     if (!recs) { out.add(x); return; }
+    if (all) out.add(x);
     for (const r of recs) for (const m of r.nodes) { if (m === x) out.add(x); else walk(m); }
   };
   walk(name);
@@ -119,7 +122,7 @@ export function forcedPrecision(report: PrecisionReport | undefined, fusions: re
   if (!report?.matched.length) return undefined;
   const byNode = new Map(report.matched.map((m) => [m.node, m.precision]));
   let best: LayerPrecision | undefined;
-  for (const x of fusedFrom(fusions, name)) {
+  for (const x of fusedFrom(fusions, name, true)) {
     const p = byNode.get(x);
     if (p && (!best || STRICTNESS[p] > STRICTNESS[best])) best = p;
   }

@@ -92,7 +92,6 @@ export async function buildWithBudget(model: Model | string, opts: BuildOptions,
       initial ??= cur;
       if (moves.length) moves[moves.length - 1].after = outputsOf(cur);
       const failing = cur.outputs.map((o) => ({ o, bad: failedBounds(o.metrics, bounds) })).filter((x) => x.bad.length);
-      const low = new Set(marked.passContext.precision?.low ?? []);
       log(`budget: ${moves.length} layers moved, ${failing.length ? `fails ${failing.map((f) => `${f.o.name} ${f.bad.map((b) => b.text).join(' ')}`).join('; ')}` : 'holds'}`);
       if (!failing.length) break;
       if (!moves.length) {
@@ -111,7 +110,7 @@ export async function buildWithBudget(model: Model | string, opts: BuildOptions,
       }
       if (moves.length >= maxMoves) { reason = `still failing after moving ${moves.length} layers (maxMoves ${maxMoves})`; break; }
       const candidates = (cur.layers ?? [])
-        .map((r) => ({ r, nodes: r.nodes.filter((n) => low.has(n) && !moved.has(n)) }))
+        .map((r) => ({ r, nodes: r.lowNodes.filter((n) => !moved.has(n)) }))
         .filter((c) => c.nodes.length)
         .sort((a, b) => rank(b.r) - rank(a.r));
       if (!candidates.length) { reason = `still failing with every reduced-precision layer moved back (${moves.length} moves): the budget is out of reach of this engine`; break; }

@@ -8,7 +8,7 @@ import { topoSort } from '../ir/graph.js';
 import type { Graph, Model, Node, Tensor } from '../ir/types.js';
 import { loadModel } from '../onnx/import.js';
 import { getOp } from '../ops/registry.js';
-import { fusedFrom } from '../passes/precision_rules.js';
+import { fusedFrom, type PrecisionReport } from '../passes/precision_rules.js';
 import { runGraph } from './cpu_executor.js';
 import { build, type BuildOptions, type Engine } from './engine.js';
 import { MetricAccumulator, type Metrics } from './metrics.js';
@@ -23,6 +23,8 @@ export interface LayerRow {
   layer: string;
   op: string;
   nodes: string[];
+  /** Those of `nodes` that run in reduced precision (what a `name:fp32` rule would move back). */
+  lowNodes: string[];
   dims: number[];
   dtype: string;
   /** Set when the tensor is in another layout (NHWC) and was transposed by this perm before comparing. */
@@ -30,7 +32,8 @@ export interface LayerRow {
   metrics: Metrics;
   /** Lowest SQNR among the compared tensors this layer reads (inf for graph inputs and weights). */
   inputSqnrDb: number;
-  /** inputSqnrDb - metrics.sqnrDb (both capped at SQNR_CAP): how much accuracy this layer itself loses. */
+  /** inputSqnrDb - metrics.sqnrDb, both capped at what rounding to the tensor's dtype alone gives (sqnrCap): how
+   * much accuracy this layer itself loses beyond storing its result. */
   dropDb: number;
 }
 
@@ -45,11 +48,17 @@ export interface CompareResult {
   /** Tensors of the engine that were not compared, with why (no reference tensor, other dims). */
   skipped?: { tensor: string; reason: string }[];
   notes: string[];
+  /** The engine's precision decisions (which ONNX nodes run in reduced precision, which stay fp32 and why). */
+  precision?: PrecisionReport;
 }
 
-/** Finite SQNRs above this count as exact for the drop: an fp32 tensor compared with itself gives ~150+ dB of
- * noise-free agreement, and the difference between 180 and 300 dB says nothing about a layer. */
-export const SQNR_CAP = 150;
+/** SQNR that rounding to `dtype` alone gives (6.02 dB per mantissa bit + 1.76): fp16 ~68 dB, bf16 ~50, fp32 ~146.
+ * Drops are measured below it, so storing fp16 (the input Cast, the first conv) is not "losing accuracy", and the
+ * difference between 180 and 300 dB in fp32 says nothing about a layer. */
+export function sqnrCap(dtype: string): number {
+  const bits = dtype === 'float16' ? 11 : dtype === 'bfloat16' ? 8 : dtype === 'float64' ? 53 : 24;
+  return 6.02 * bits + 1.76;
+}
 
 /** Reference values for each sample, computed once and reused (compare, and every rebuild of the budget). */
 export interface Reference {
@@ -131,11 +140,10 @@ function transpose(t: Tensor, perm: number[]): Tensor {
   return getOp('Transpose')!.cpu(node, [t], { opset: 17, runGraph: () => [] })[0];
 }
 
-const cap = (v: number) => (v > SQNR_CAP ? SQNR_CAP : v);
-
-/** dB lost between a layer's inputs and its output; overflow (-inf) after finite inputs is an infinite drop. */
-export function sqnrDrop(inputDb: number, ownDb: number): number {
-  const a = cap(inputDb), b = cap(ownDb);
+/** dB lost between a layer's inputs and its output (both capped at `capDb`); overflow (-inf) after finite inputs
+ * is an infinite drop. */
+export function sqnrDrop(inputDb: number, ownDb: number, capDb = sqnrCap('float32')): number {
+  const a = Math.min(inputDb, capDb), b = Math.min(ownDb, capDb);
   if (Number.isNaN(a) || Number.isNaN(b)) return 0;
   if (a === -Infinity) return 0; // already lost upstream
   return a - b;
@@ -172,18 +180,18 @@ export async function measure(engine: Engine, reference: Reference, feeds: Map<s
     }
   }
   const outputs = outputNames.map((name) => ({ name, dims: outInfo.get(name)?.dims ?? [], dtype: outInfo.get(name)?.dtype ?? '', metrics: outAcc.get(name)!.result() }));
-  const result: CompareResult = { backend: engine.backend, reference: reference.description, samples: feeds.length, outputs, notes: [] };
+  const result: CompareResult = { backend: engine.backend, reference: reference.description, samples: feeds.length, outputs, notes: [], precision: engine.passContext.precision };
   if (!perLayer) return result;
   // outputs are layers too (their producer may be where the error jumps)
   for (const o of outputNames) if (!layerAcc.has(o)) layerAcc.set(o, { acc: outAcc.get(o)!, ref: o });
-  result.layers = layerRows(engine.graph, engine.passContext.fusions, layerAcc);
+  result.layers = layerRows(engine.graph, engine.passContext.fusions, layerAcc, new Set(engine.passContext.precision?.low ?? []));
   result.skipped = [...skipped].map(([tensor, reason]) => ({ tensor, reason }));
   result.worst = result.layers.reduce<LayerRow | undefined>((w, r) => (r.dropDb > (w?.dropDb ?? 0) ? r : w), undefined);
   if (result.skipped.length) result.notes.push(`${result.skipped.length} tensors not compared (made by passes, or dims without a reference); see skipped in --json`);
   return result;
 }
 
-function layerRows(g: Graph, fusions: Engine['passContext']['fusions'], acc: Map<string, { acc: MetricAccumulator; ref: string; perm?: number[] }>): LayerRow[] {
+function layerRows(g: Graph, fusions: Engine['passContext']['fusions'], acc: Map<string, { acc: MetricAccumulator; ref: string; perm?: number[] }>, low: Set<string>): LayerRow[] {
   const order = topoSort(g);
   const producer = new Map<string, Node>();
   for (const n of order) for (const o of n.outputs) if (o) producer.set(o, n);
@@ -206,10 +214,14 @@ function layerRows(g: Graph, fusions: Engine['passContext']['fusions'], acc: Map
       if (!o || !slot) continue;
       const m = results.get(o)!;
       const inputSqnrDb = n.inputs.reduce((v, i) => (i ? Math.min(v, effSqnr(i)) : v), Infinity);
+      const dtype = g.valueTypes.get(o)?.dtype ?? '';
       rows.push({
         tensor: o, ref: slot.ref, layer: n.name, op: n.domain && n.domain !== 'ai.onnx' ? `${n.domain}::${n.op}` : n.op,
-        nodes: fusedFrom(fusions, n.name), dims: g.valueTypes.get(o)?.shape.filter((d): d is number => typeof d === 'number') ?? [],
-        dtype: g.valueTypes.get(o)?.dtype ?? '', perm: slot.perm, metrics: m, inputSqnrDb, dropDb: sqnrDrop(inputSqnrDb, m.sqnrDb),
+        nodes: fusedFrom(fusions, n.name),
+        // the report names nodes as the fp16 pass saw them (a Conv+BN folded before it is one node); rules take ONNX names
+        lowNodes: [...new Set(fusedFrom(fusions, n.name, true).filter((x) => low.has(x)).flatMap((x) => fusedFrom(fusions, x)))],
+        dims: g.valueTypes.get(o)?.shape.filter((d): d is number => typeof d === 'number') ?? [],
+        dtype, perm: slot.perm, metrics: m, inputSqnrDb, dropDb: sqnrDrop(inputSqnrDb, m.sqnrDb, sqnrCap(dtype)),
       });
     }
   }
