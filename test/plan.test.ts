@@ -207,7 +207,7 @@ it('a model with a host step (If with subgraphs) and fixed input values survives
   await expect(loaded.run({ c: bool([], [true]), x: rand('float32', [2, 3], 1), y: rand('float32', [2, 3], 3) })).rejects.toThrow(/fixed at build time/);
 });
 
-it('CLI: tsrt build -o writes the plan, tsrt run and bench load it (no rebuild) and check it', async () => {
+it('CLI: tsrt build -o writes the plan, tsrt run, bench and inspect load it (no rebuild)', async () => {
   const p = join(dir, 'cli.plan');
   const lines: string[] = [];
   const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { lines.push(a.join(' ')); });
@@ -216,7 +216,12 @@ it('CLI: tsrt build -o writes the plan, tsrt run and bench load it (no rebuild) 
     await makeProgram().parseAsync(['node', 'tsrt', 'build', MODEL, '-o', p, '--device', 'cpu', '--shapes', 'x:1x3x48x192']);
     await makeProgram().parseAsync(['node', 'tsrt', 'run', p, '--compare-cpu']);
     await makeProgram().parseAsync(['node', 'tsrt', 'bench', p, '--iterations', '1', '--warmup', '0']);
+    lines.push('INSPECT');
+    await makeProgram().parseAsync(['node', 'tsrt', 'inspect', p]);
   } finally { spy.mockRestore(); }
+  const inspected = JSON.parse(lines.slice(lines.indexOf('INSPECT') + 1).join('\n'));
+  expect(inspected.header).toMatchObject({ arch: 'sm_90', hasCubins: true });
+  expect(inspected.layers.length).toBeGreaterThan(10);
   const out = lines.join('\n');
   expect(out).toMatch(/wrote .*cli.plan \([\d.]+ MiB\)/);
   expect(out).toMatch(/loaded .*cli.plan in \d+ ms \(no passes, no NVRTC\)/);

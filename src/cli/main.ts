@@ -16,17 +16,14 @@ import { PIPELINE, optimize } from '../passes/pipeline.js';
 import { printIr, toDot, writeEngineDumps } from './dumps.js';
 import { registerBench } from './bench.js';
 import { registerReport } from './report.js';
-import { cpuReference, openEngine, profilesFromFlags, saveForCli, withProfileOptions, type ProfileFlags } from './plan_cli.js';
+import { cpuReference, inspectPlan, openEngine, profilesFromFlags, saveForCli, withProfileOptions, type ProfileFlags } from './plan_cli.js';
 import { registerCalibrate } from './calibrate.js';
-import { precisionOptions, withPrecisionOptions, type PrecisionFlags } from './precision_flags.js';
-import { registerCompare } from './compare.js';
-import { buildWithBudgetCli, withBudgetOptions, type BudgetFlags } from './budget.js';
 import { readCalibrationCache } from '../quant/cache.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_MODEL = resolve(here, '../../models/ppocr_mobile_v2_cls/model.onnx');
 
-export interface CommonOpts extends PrecisionFlags {
+export interface CommonOpts {
   fp16?: boolean; shapes?: string; dims?: string; optLevel?: string; cacheDir?: string; device?: string;
   dumpDir?: string; cudaGraph?: boolean; arch?: string;
   timingCache?: string | false; // [autotune]
@@ -34,7 +31,7 @@ export interface CommonOpts extends PrecisionFlags {
 }
 
 export function withBuildOptions(c: Command): Command {
-  return withPrecisionOptions(c
+  return c
     .option('--fp16', 'fp16 storage and tensor cores (fp32 accumulation)')
     .option('--int8', 'int8 tensor cores where an activation scale is known (Q/DQ models, --calib-cache), fp16 elsewhere')
     .option('--calib-cache <file>', 'activation scales in TensorRT\'s calibration cache format (implies --int8)')
@@ -48,7 +45,7 @@ export function withBuildOptions(c: Command): Command {
     .option('--no-cuda-graph', 'launch kernels one by one instead of replaying a CUDA graph')
     // [autotune]
     .option('--timing-cache <file>', 'autotuning results at --opt-level 3+ (default: <cache>/../timing-cache.json)')
-    .option('--no-timing-cache', 'autotune without reading or writing a timing cache'));
+    .option('--no-timing-cache', 'autotune without reading or writing a timing cache');
 }
 
 export function buildOptions(o: CommonOpts): BuildOptions {
@@ -59,7 +56,6 @@ export function buildOptions(o: CommonOpts): BuildOptions {
     timingCache: o.timingCache, // [autotune]
     instruments: dumpDir(o) ? [dumpInstrument(join(dumpDir(o)!, 'ir'), printIr)] : [],
     log: (m) => { if (process.env.TSRT_DEBUG) process.stderr.write(m + '\n'); },
-    ...precisionOptions(o), // --layer-precisions, --op-precisions, --best
   };
 }
 
@@ -134,12 +130,11 @@ Examples:
   tsrt bench model.onnx --fp16 --iterations 200
   tsrt conformance ../shared/onnx-tests/node --backend cpu`);
 
-  withBudgetOptions(withProfileOptions(withBuildOptions(program.command('build').argument('<model>', 'ONNX model file'))))
+  withProfileOptions(withBuildOptions(program.command('build').argument('<model>', 'ONNX model file')))
     .description('optimize a model, generate and compile its kernels, plan memory; -o writes an engine file')
     .option('-o, --output <file>', 'write the engine file (.plan) here; tsrt run/bench load it without rebuilding')
-    .action(async (model: string, o: CommonOpts & ProfileFlags & BudgetFlags & { output?: string }) => {
-      const bo = { ...buildOptions(o), profiles: profilesFromFlags(o) };
-      const engine = o.accuracyBudget ? await buildWithBudgetCli(model, bo, o) : await build(model, bo);
+    .action(async (model: string, o: CommonOpts & ProfileFlags & { output?: string }) => {
+      const engine = await build(model, { ...buildOptions(o), profiles: profilesFromFlags(o) });
       printBuild(engine, model);
       if (o.output) saveForCli(engine, o.output);
       const dd = dumpDir(o);
@@ -238,16 +233,16 @@ Examples:
       console.log(`wrote ${o.output}`);
     });
 
-  withBuildOptions(program.command('inspect').argument('<model>', 'ONNX model file'))
+  withBuildOptions(program.command('inspect').argument('<model>', 'ONNX model or engine file (.plan: also its header)'))
     .description('print the engine\'s layers (kernels, grids, host fallbacks) as JSON')
     .action(async (model: string, o: CommonOpts) => {
+      if (await inspectPlan(model)) return;
       const engine = await build(model, { ...buildOptions(o), compileKernels: false, device: 'cpu' });
       console.log(JSON.stringify({ report: engine.report, layers: engine.layers() }, null, 1));
     });
 
   registerReport(program);
   registerCalibrate(program);
-  registerCompare(program);
   return program;
 }
 

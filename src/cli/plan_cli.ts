@@ -7,7 +7,7 @@ import { loadModel } from '../onnx/import.js';
 import type { Tensor } from '../ir/types.js';
 import { build, type BuildOptions, type Engine } from '../runtime/engine.js';
 import { runGraph, runModelCpu } from '../runtime/cpu_executor.js';
-import { isPlanFile, loadEngine } from '../runtime/plan.js';
+import { isPlanFile, loadEngine, readPlanHeader } from '../runtime/plan.js';
 import { describeProfile, parseProfileFlags, type Profile } from '../runtime/profiles.js';
 import { parseShapes } from './io.js';
 
@@ -66,4 +66,17 @@ export function cpuReference(engine: Engine, path: string, plan: boolean, feeds:
   if (model) return { label: 'CPU reference of the original model', outs: runModelCpu(model, feeds) };
   const values = runGraph(engine.graph, feeds);
   return { label: 'CPU reference of the plan\'s optimized graph (original model not found)', outs: engine.outputs.map((o) => values.get(o.name)!) };
+}
+
+/** `tsrt inspect model.plan`: the header (versions, arch, sections), build report, tactics and layers as JSON.
+ * Returns false when `path` is not an engine file. */
+export async function inspectPlan(path: string): Promise<boolean> {
+  if (!isPlanFile(path)) return false;
+  const header = readPlanHeader(path);
+  const engine = await loadEngine(path, { device: 'cpu' });
+  console.log(JSON.stringify({
+    header, profiles: engine.profileSet?.profiles, tactics: engine.built.tactics, report: engine.report, layers: engine.layers(),
+  }, null, 1));
+  engine.dispose();
+  return true;
 }

@@ -376,7 +376,7 @@ export function checkPlanDevice(path: string, h: PlanHeader, info: { name: strin
   // cubins (SASS) run on exactly their SM version; PTX (compute_XX) is compiled by the driver for any newer GPU
   if (m[1] === 'sm' ? planSm !== sm : planSm > sm) {
     throw fail(path, `built for ${h.arch}${h.build.device ? ` (${h.build.device})` : ''}, but this GPU (${info.name}) is ${gpuArch}`,
-      `rebuild it on this machine: tsrt build ${model} -o ${path} (or with --arch ${gpuArch} elsewhere)`);
+      `rebuild it on this machine: tsrt build ${model} -o ${path} (or with --arch ${gpuArch} elsewhere), or run it on the CPU reference with --device cpu`);
   }
   if (!h.hasCubins) throw fail(path, 'holds no compiled kernels (it was built with compileKernels: false), so it cannot run on a GPU', rebuildHint(path, model));
   const [dMajor, dMinor] = [Math.floor(info.driverVersion / 1000), Math.floor((info.driverVersion % 1000) / 10)];
