@@ -18,12 +18,15 @@ import { registerBench } from './bench.js';
 import { registerReport } from './report.js';
 import { cpuReference, inspectPlan, openEngine, profilesFromFlags, saveForCli, withProfileOptions, type ProfileFlags } from './plan_cli.js';
 import { registerCalibrate } from './calibrate.js';
+import { precisionOptions, withPrecisionOptions, type PrecisionFlags } from './precision_flags.js';
+import { registerCompare } from './compare.js';
+import { buildWithBudgetCli, withBudgetOptions, type BudgetFlags } from './budget.js';
 import { readCalibrationCache } from '../quant/cache.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_MODEL = resolve(here, '../../models/ppocr_mobile_v2_cls/model.onnx');
 
-export interface CommonOpts {
+export interface CommonOpts extends PrecisionFlags {
   fp16?: boolean; shapes?: string; dims?: string; optLevel?: string; cacheDir?: string; device?: string;
   dumpDir?: string; cudaGraph?: boolean; arch?: string;
   timingCache?: string | false; // [autotune]
@@ -31,7 +34,7 @@ export interface CommonOpts {
 }
 
 export function withBuildOptions(c: Command): Command {
-  return c
+  return withPrecisionOptions(c
     .option('--fp16', 'fp16 storage and tensor cores (fp32 accumulation)')
     .option('--int8', 'int8 tensor cores where an activation scale is known (Q/DQ models, --calib-cache), fp16 elsewhere')
     .option('--calib-cache <file>', 'activation scales in TensorRT\'s calibration cache format (implies --int8)')
@@ -45,7 +48,7 @@ export function withBuildOptions(c: Command): Command {
     .option('--no-cuda-graph', 'launch kernels one by one instead of replaying a CUDA graph')
     // [autotune]
     .option('--timing-cache <file>', 'autotuning results at --opt-level 3+ (default: <cache>/../timing-cache.json)')
-    .option('--no-timing-cache', 'autotune without reading or writing a timing cache');
+    .option('--no-timing-cache', 'autotune without reading or writing a timing cache'));
 }
 
 export function buildOptions(o: CommonOpts): BuildOptions {
@@ -56,6 +59,7 @@ export function buildOptions(o: CommonOpts): BuildOptions {
     timingCache: o.timingCache, // [autotune]
     instruments: dumpDir(o) ? [dumpInstrument(join(dumpDir(o)!, 'ir'), printIr)] : [],
     log: (m) => { if (process.env.TSRT_DEBUG) process.stderr.write(m + '\n'); },
+    ...precisionOptions(o), // --layer-precisions, --op-precisions, --best
   };
 }
 
@@ -130,11 +134,12 @@ Examples:
   tsrt bench model.onnx --fp16 --iterations 200
   tsrt conformance ../shared/onnx-tests/node --backend cpu`);
 
-  withProfileOptions(withBuildOptions(program.command('build').argument('<model>', 'ONNX model file')))
+  withBudgetOptions(withProfileOptions(withBuildOptions(program.command('build').argument('<model>', 'ONNX model file'))))
     .description('optimize a model, generate and compile its kernels, plan memory; -o writes an engine file')
     .option('-o, --output <file>', 'write the engine file (.plan) here; tsrt run/bench load it without rebuilding')
-    .action(async (model: string, o: CommonOpts & ProfileFlags & { output?: string }) => {
-      const engine = await build(model, { ...buildOptions(o), profiles: profilesFromFlags(o) });
+    .action(async (model: string, o: CommonOpts & ProfileFlags & BudgetFlags & { output?: string }) => {
+      const bo = { ...buildOptions(o), profiles: profilesFromFlags(o) };
+      const engine = o.accuracyBudget ? await buildWithBudgetCli(model, bo, o) : await build(model, bo);
       printBuild(engine, model);
       if (o.output) saveForCli(engine, o.output);
       const dd = dumpDir(o);
@@ -243,6 +248,7 @@ Examples:
 
   registerReport(program);
   registerCalibrate(program);
+  registerCompare(program);
   return program;
 }
 
