@@ -177,5 +177,11 @@ if (models) {
 // INT8 kernels against their CPU reference, and ResNet-50 int8 vs fp32 with --models (scripts/test-gpu-int8.mjs)
 await (await import('./test-gpu-int8.mjs')).int8Checks({ models, report, skip: () => skipped++, filter });
 
+// Robustness: 10,000-run soak (device memory flat), two engines on two streams interleaved, NVRTC error messages
+// (scripts/gpu-robustness.mjs; --filter robust for just these, --soak-runs N)
+if (!filter || filter.test('robust')) {
+  await (await import('./gpu-robustness.mjs')).robustness({ report, tests, soakRuns: Number(opt('--soak-runs', 10_000)) });
+}
+
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed ? 1 : 0);
