@@ -15,6 +15,7 @@ import { DEFAULT_MODEL, makeProgram } from '../src/cli/main.js';
 import { build } from '../src/runtime/engine.js';
 import { compareModel, sqnrCap, sqnrDrop } from '../src/runtime/compare.js';
 import { buildWithBudget } from '../src/runtime/budget.js';
+import { calibrate } from '../src/quant/calibrate.js';
 import { failedBounds, metrics, parseBounds } from '../src/runtime/metrics.js';
 import { PrecisionRules, fusedFrom, parsePrecisionSpec } from '../src/passes/precision_rules.js';
 
@@ -139,6 +140,26 @@ function overflowModel(): Model {
   }`;
   return { graph: inferShapes(upgradeGraph(parseGraph(text))).graph, irVersion: 8, producer: 'tsrt-test', opsets: { '': 13 } };
 }
+
+describe('int8 (engineer B\'s pass) under precision rules', () => {
+  it('a layer held at fp16 is not quantized, and compare measures the int8 engine', async () => {
+    const model = loadModel(DEFAULT_MODEL);
+    const shapes = { x: [1, 3, 48, 192] };
+    const feeds = [new Map([['x', randomTensor('float32', shapes.x, 11)]])];
+    const { scales } = await calibrate(model, feeds.map((f) => Object.fromEntries(f)), { method: 'minmax', device: 'cpu' });
+    const opts = { ...cpu, shapes, int8: true, int8Scales: scales };
+    const plain = await build(model, opts);
+    const conv5 = (n: string) => /^p2o\.Conv\.5(_|$)/.test(n);
+    const q = (e: typeof plain) => e.graph.nodes.filter((n) => n.op === 'QConv').flatMap((n) => fusedFrom(e.passContext.fusions, n.name, true));
+    expect(q(plain).some(conv5)).toBe(true);
+    const held = await build(model, { ...opts, layerPrecisions: parsePrecisionSpec('p2o.Conv.5:fp16') });
+    expect(q(held).some(conv5)).toBe(false);
+    expect(held.passContext.rejected.some((r) => r.reason === 'precision rule keeps it fp16' && conv5(r.nodes[0]))).toBe(true);
+    const res = await compareModel(model, { build: opts, feeds });
+    expect(res.outputs[0].metrics.cosine).toBeGreaterThan(0.99);
+    await expect(build(model, { ...cpu, shapes, fp16: true, layerPrecisions: parsePrecisionSpec('p2o.Conv.5:int8') })).rejects.toThrow(/asks for int8, but the build has no int8/);
+  }, 60_000);
+});
 
 describe('tsrt compare (CLI)', () => {
   it('prints the tables, writes --json, and exits 1 when --check fails', async () => {

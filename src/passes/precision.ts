@@ -111,6 +111,10 @@ export const fp16Precision: Pass = {
       throw new TsrtError('USAGE', `precision rule ${ruleText(reduced[0])} asks for fp16, but the build is fp32`,
         'add --fp16 (BuildOptions.fp16): rules constrain the precisions a build enables, like trtexec\'s --layerPrecisions');
     }
+    const int8 = (ctx.options.layerPrecisions ?? []).find((r) => r.precision === 'int8');
+    if (int8 && !ctx.options.int8) {
+      throw new TsrtError('USAGE', `precision rule ${ruleText(int8)} asks for int8, but the build has no int8`, 'add --int8 with --calib-cache FILE (BuildOptions.int8 + int8Scales), or use a Q/DQ model');
+    }
     const bf16 = reduced.find((r) => r.precision === 'bf16');
     if (bf16) throw new TsrtError('USAGE', `precision rule ${ruleText(bf16)}: bf16 builds are not supported yet`, 'use fp16 or fp32');
     const report: PrecisionReport = { low: [], kept: [], matched: [] };

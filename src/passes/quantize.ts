@@ -14,6 +14,7 @@ import type { Attr, Graph, Node, Tensor } from '../ir/types.js';
 import { attrFloat, attrInt, withoutAttrs } from '../ops/attrs.js';
 import { rint } from '../ops/quant.js';
 import type { Pass, PassContext } from './pass.js';
+import { forcedPrecision } from './precision_rules.js';
 
 const PASS = 'quantize-int8';
 
@@ -108,6 +109,9 @@ export const quantizeInt8: Pass = {
       const conv = (n.op === 'Conv' && n.domain === '') || (n.op === 'FusedConv' && n.domain === 'tsrt');
       const gemm = (['Gemm', 'MatMul'].includes(n.op) && n.domain === '') || (n.op === 'FusedGemm' && n.domain === 'tsrt');
       if (!conv && !gemm) continue;
+      // --layer-precisions / the accuracy budget: a layer held at fp32 or fp16 is not quantized
+      const held = forcedPrecision(ctx.precision, ctx.fusions, n.name);
+      if (held && held !== 'int8') { reject(n, `precision rule keeps it ${held}`); continue; }
       const c = candidate(g, n, conv ? 'conv' : 'gemm', { prod, readers, weights, scaleOf, behindCasts });
       if (typeof c === 'string') reject(n, c); else cands.push(c);
     }

@@ -75,7 +75,8 @@ export async function buildWithBudget(model: Model | string, opts: BuildOptions,
   }
   const outputs = m.graph.outputs.map((o) => o.name);
   const rules: PrecisionRule[] = [...(opts.layerPrecisions ?? [])];
-  const moved = new Set<string>();
+  /** Precision each moved ONNX node was moved to. */
+  const moved = new Map<string, LayerPrecision>();
   const moves: BudgetMove[] = [];
   const notes: string[] = [];
   let reference: Awaited<ReturnType<typeof makeReference>> | undefined;
@@ -110,13 +111,14 @@ export async function buildWithBudget(model: Model | string, opts: BuildOptions,
       }
       if (moves.length >= maxMoves) { reason = `still failing after moving ${moves.length} layers (maxMoves ${maxMoves})`; break; }
       const candidates = (cur.layers ?? [])
-        .map((r) => ({ r, nodes: r.lowNodes.filter((n) => !moved.has(n)) }))
+        // int8 layers (B's tsrt::QConv/QGemm) go to fp16 first, then like any fp16 layer to fp32
+        .map((r) => ({ r, to: (INT8_OPS.has(r.op) ? 'fp16' : 'fp32') as LayerPrecision }))
+        .map(({ r, to }) => ({ r, to, nodes: r.lowNodes.filter((n) => moved.get(n) !== 'fp32' && moved.get(n) !== to) }))
         .filter((c) => c.nodes.length)
         .sort((a, b) => rank(b.r) - rank(a.r));
       if (!candidates.length) { reason = `still failing with every reduced-precision layer moved back (${moves.length} moves): the budget is out of reach of this engine`; break; }
-      const { r, nodes } = candidates[0];
-      const to: LayerPrecision = 'fp32';
-      for (const n of nodes) { rules.push({ pattern: n, precision: to }); moved.add(n); }
+      const { r, nodes, to } = candidates[0];
+      for (const n of nodes) { rules.push({ pattern: n, precision: to }); moved.set(n, to); }
       moves.push({ layer: r.layer, op: r.op, nodes, to, sqnrDb: r.metrics.sqnrDb, inputSqnrDb: r.inputSqnrDb, dropDb: r.dropDb, nonFinite: r.metrics.nonFinite });
       log(`budget: moving ${r.layer} (${r.op}) to ${to}: SQNR ${r.metrics.sqnrDb.toFixed(1)} dB after inputs at ${r.inputSqnrDb.toFixed(1)} dB`);
     }
@@ -137,6 +139,8 @@ export async function buildWithBudget(model: Model | string, opts: BuildOptions,
   } else if (engine.backend === 'cpu' && moves.length) notes.push('speed cost not measured: the CPU backend runs the reference implementation, which says nothing about GPU time');
   return { engine, met: !reason, bounds, initial: outputsOf(initial!), final: outputsOf(cur!), moves, layerPrecisions: rules, timing, reason, notes };
 }
+
+const INT8_OPS = new Set(['tsrt::QConv', 'tsrt::QGemm']);
 
 const outputsOf = (res: CompareResult) => res.outputs.map((o) => ({ name: o.name, metrics: o.metrics }));
 
