@@ -7,7 +7,10 @@ export { build, buildForFeeds, markOutputs, Engine, type BuildOptions, type Buil
 export { cudaAvailable } from './runtime/device_runner.js';
 export { saveEngine, loadEngine, readPlanHeader, isPlanFile, type PlanHeader, type LoadOptions } from './runtime/plan.js';
 export { ProfileSet, PROFILE_CACHE_SIZE, type Profile } from './runtime/profiles.js';
-export { compareModel, type CompareOptions, type CompareResult } from './runtime/compare.js';
+export { compareModel, type CompareOptions, type CompareResult, type LayerRow, type OutputRow } from './runtime/compare.js';
+export { buildWithBudget, type BudgetOptions, type BudgetResult, type BudgetMove } from './runtime/budget.js';
+export { metrics, MetricAccumulator, parseBounds, failedBounds, type Metrics, type Bound } from './runtime/metrics.js';
+export { parsePrecisionSpec, forcedPrecision, type PrecisionRule, type PrecisionReport, type LayerPrecision } from './passes/precision_rules.js';
 
 export { runGraph, runModelCpu, checkFeeds, type CpuRunOptions } from './runtime/cpu_executor.js';
 
