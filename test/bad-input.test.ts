@@ -103,3 +103,28 @@ describe('run-time inputs', () => {
     expect(Array.from(out.get('y')!.data as Float32Array)).toEqual([0, 2, 0, 4, 0, 6]);
   });
 });
+
+// Feeds whose array type, length or shape disagree with the engine: on the GPU these would be copied past the end
+// of (or short of) the input's device buffer, so every one is refused before a byte moves (runtime/feed_check.ts).
+describe('run-time inputs that would overrun device buffers', () => {
+  const scalarBytes = modelBytes({ inputs: [['s', 'float32', []], ['x', 'float32', [4]]], outputs: [['y', 'float32', [4]]], nodes: [{ op: 'Mul', inputs: ['x', 's'], outputs: ['y'] }] }, 17);
+  const engineP = build(parseModel(scalarBytes, { file: 'mul.onnx' }), { device: 'cpu', compileKernels: false });
+  const x = f32([4], [1, 2, 3, 4]);
+  it('a tensor for a scalar input must be a scalar', async () => {
+    const engine = await engineP;
+    await expect(engine.run({ s: f32([4], [1, 1, 1, 1]), x })).rejects.toThrow(/input 's' has shape \[4\], the engine was built for \[\]/);
+    const y = (await engine.run({ s: f32([], [2]), x })).get('y')!;
+    expect(Array.from(y.data as Float32Array)).toEqual([2, 4, 6, 8]);
+  });
+  it('a Tensor whose data length or array type does not match its dims and dtype', async () => {
+    const engine = await engineP;
+    await expect(engine.run({ s: f32([], [2]), x: { dtype: 'float32', dims: [4], data: new Float32Array(64) } })).rejects.toThrow(/has 64 values but dims \[4\] need 4/);
+    await expect(engine.run({ s: f32([], [2]), x: { dtype: 'float32', dims: [4], data: new Float64Array(4) } })).rejects.toThrow(/float32 but its data is a Float64Array/);
+    await expect(engine.run({ s: f32([], [2]), x: { dtype: 'float32', dims: [-4], data: new Float32Array(4) } })).rejects.toThrow(InputError);
+  });
+  it('a plain typed array of the wrong element type', async () => {
+    const engine = await engineP;
+    await expect(engine.run({ s: new Float32Array([2]), x: new Float64Array(4) })).rejects.toThrow(/'x' is float32, but a Float64Array was passed/);
+    await expect(engine.run({ s: new Float32Array([2]), x: new Float32Array([1, 2, 3, 4]) })).resolves.toBeInstanceOf(Map);
+  });
+});

@@ -17,6 +17,7 @@ import '../codegen/lower_int8.js';
 import { packModules, type KernelSource } from '../codegen/kernel.js';
 import { planMemory, type MemoryPlan } from './memory.js';
 import { checkFeeds, runGraph } from './cpu_executor.js';
+import { checkArrayFor, checkStaticShapes, checkTensorData } from './feed_check.js';
 import { DeviceRunner, cudaAvailable } from './device_runner.js';
 import { KernelCache } from './kernel_cache.js';
 import { Autotuner, type TuningReport } from './autotune.js'; // [autotune]
@@ -144,6 +145,7 @@ export class Engine {
     if (e !== this) return e.run(m);
     this.checkFixedInputs(m);
     checkFeeds(this.graph, m, 'engine');
+    checkStaticShapes(this.graph.inputs, m);
     if (this.backend === 'cpu' || !this.runner) {
       const values = runGraph(this.graph, m);
       return new Map(this.graph.outputs.map((o) => [o.name, values.get(o.name)!]));
@@ -174,6 +176,7 @@ export class Engine {
     const e = await this.route(m);
     if (e !== this) return e.time(m, iters, warmup);
     checkFeeds(this.graph, m, 'engine');
+    checkStaticShapes(this.graph.inputs, m);
     return this.runner.time(m, iters, warmup);
   }
 
@@ -183,6 +186,8 @@ export class Engine {
     const m = this.normalizeFeeds(feeds);
     const e = await this.route(m);
     if (e !== this) return e.profile(m, iters);
+    checkFeeds(this.graph, m, 'engine');
+    checkStaticShapes(this.graph.inputs, m);
     return this.runner.profile(m, iters);
   }
 
@@ -214,11 +219,12 @@ export class Engine {
     const m = new Map<string, Tensor>();
     const entries = feeds instanceof Map ? [...feeds] : Object.entries(feeds);
     for (const [k, v] of entries) {
-      if ('dims' in v && 'dtype' in v) { m.set(k, v as Tensor); continue; }
+      if ('dims' in v && 'dtype' in v) { checkTensorData(k, v as Tensor); m.set(k, v as Tensor); continue; }
       const vi = this.graph.inputs.find((i) => i.name === k);
       if (!vi) throw new InputError(`'${k}' is not an input of the engine`, `inputs are: ${this.graph.inputs.map((i) => i.name).join(', ')}`);
       const dims = vi.type.shape as number[];
       const arr = v as TypedArray;
+      checkArrayFor(vi, arr);
       if (arr.length !== size(dims)) {
         throw new InputError(`input '${k}' has ${arr.length} elements, the engine expects ${shapeStr(dims)} = ${size(dims)}`,
           'pass a Tensor with dims, or build the engine for this shape');
