@@ -125,8 +125,8 @@ export function renderReport(d: ReportData, opts: ReportOptions = {}): string {
 <section id="graphs"><h2>Graph before and after fusion</h2>
 <p class="legend"><span class="sw mm"></span>conv / matmul <span class="sw fused"></span>tsrt fused <span class="sw ew"></span>elementwise <span class="sw red"></span>reduce / norm / pool <span class="sw mov"></span>data movement <span class="sw hostsw"></span>host (CPU) step; dashed boxes before fusion were merged. Hover a box for details.</p>
 <div class="pair">
-<div class="panel" id="graph-before"><h3>before fusion: ${d.beforeFusion.nodes.length} nodes</h3><div class="scroll">${beforeSvg}</div></div>
-<div class="panel" id="graph-after"><h3>after fusion: ${e.graph.nodes.length} nodes</h3><div class="scroll">${afterSvg}</div></div>
+<div class="panel" id="graph-before" style="flex-basis: ${svgWidth(beforeSvg)}px"><h3>before fusion: ${d.beforeFusion.nodes.length} nodes</h3><div class="scroll">${beforeSvg}</div></div>
+<div class="panel" id="graph-after" style="flex-basis: ${svgWidth(afterSvg)}px"><h3>after fusion: ${e.graph.nodes.length} nodes</h3><div class="scroll">${afterSvg}</div></div>
 </div></section>
 <section id="fusions"><h2>Fusions (${ctx.fusions.length})</h2>
 <table><tr><th>pass</th><th>kind</th><th>result</th><th>merged nodes</th></tr>${fusionRows.join('') || '<tr><td colspan="4">none</td></tr>'}</table>
@@ -141,6 +141,9 @@ export function renderReport(d: ReportData, opts: ReportOptions = {}): string {
 </body></html>
 `;
 }
+
+/** A panel starts as wide as its drawing, so two narrow graphs sit side by side and wide ones wrap to full width. */
+const svgWidth = (svg: string) => Number(/width="(\d+)"/.exec(svg)?.[1] ?? 400) + 14;
 
 /** Horizontal bars in execution order, plus the share of total time; one row per kernel launch. */
 function profileChart(p: { layer: string; op: string; ms: number }[]): string {
@@ -174,8 +177,8 @@ td.name, code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; fon
 tr.host td { background: #fdecea; }
 tr.alias td { color: #777; }
 .note { color: #8a4b00; background: #fff6e5; padding: 6px 10px; border-left: 3px solid #f0a020; }
-.pair { display: flex; gap: 16px; align-items: flex-start; }
-.panel { flex: 1 1 0; min-width: 0; border: 1px solid #d6dae3; border-radius: 4px; padding: 6px; }
+.pair { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
+.panel { flex: 1 1 400px; min-width: 0; max-width: 100%; box-sizing: border-box; border: 1px solid #d6dae3; border-radius: 4px; padding: 6px; }
 .scroll { overflow: auto; max-height: 1800px; }
 svg.graph text { font: 11px "DejaVu Sans Mono", Menlo, Consolas, monospace; text-anchor: middle; fill: #1d2330; }
 svg.graph text.op { font-weight: bold; }
