@@ -103,6 +103,21 @@ describe('tsrt report', () => {
     expect(section(html, 'profile')).toMatch(data.engine.backend === 'cuda' ? /kernel launches, [\d.]+ ms in total/ : /no GPU: timings not measured/);
   });
 
+  it('draws one bar per profiled kernel launch, scaled to the slowest, and a per-op summary', async () => {
+    const data = await collectReport(MODEL, { device: 'cpu', compileKernels: false, shapes: { x: [1, 3, 48, 192] } });
+    data.engine.dispose();
+    const kernels = data.engine.layers().filter((l) => l.kind === 'kernel');
+    // the GPU's numbers, made up: the chart is pure rendering
+    data.profile = kernels.map((l, i) => ({ layer: l.name, op: l.op, ms: (i % 5) * 0.01 + 0.001 }));
+    const prof = section(renderReport(data, { profile: true }), 'profile');
+    const bars = [...prof.matchAll(/<rect x="\d+" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
+    expect(bars.length).toBe(kernels.length);
+    expect(Math.max(...bars)).toBe(560);
+    const total = data.profile.reduce((a, x) => a + x.ms, 0);
+    expect(prof).toContain(`${kernels.length} kernel launches, ${total.toFixed(4)} ms in total`);
+    expect(prof).toMatch(/<td>FusedConv<\/td><td class="num">\d+<\/td>/);
+  });
+
   it('renders in headless chromium to a non-blank PNG', async (ctx) => {
     if (!existsSync(CHROMIUM)) {
       console.log(`skipped: ${CHROMIUM} is not installed (apt-get install chromium)`);

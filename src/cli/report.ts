@@ -159,7 +159,12 @@ function profileChart(p: { layer: string; op: string; ms: number }[]): string {
       + `<rect x="${labelW}" y="${y + 2}" width="${bw.toFixed(1)}" height="${rowH - 4}"/>`
       + `<text x="${(labelW + bw + 6).toFixed(1)}" y="${y + 12}">${x.ms.toFixed(4)} ms ${(100 * x.ms / (total || 1)).toFixed(1)}%</text></g>`;
   });
+  const byOp = new Map<string, { ms: number; n: number }>();
+  for (const x of p) { const o = byOp.get(x.op) ?? { ms: 0, n: 0 }; o.ms += x.ms; o.n++; byOp.set(x.op, o); }
+  const opRows = [...byOp].sort((a, b) => b[1].ms - a[1].ms)
+    .map(([op, o]) => `<tr><td>${esc(op)}</td><td class="num">${o.n}</td><td class="num">${o.ms.toFixed(4)}</td><td class="num">${(100 * o.ms / (total || 1)).toFixed(1)}%</td></tr>`);
   return `<p>${p.length} kernel launches, ${total.toFixed(4)} ms in total (CUDA events around each launch, mean of 10 runs).</p>
+<table class="byop"><tr><th>op</th><th>launches</th><th>ms</th><th>share</th></tr>${opRows.join('')}</table>
 <div class="scroll"><svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${w}" height="${p.length * rowH + 4}" viewBox="0 0 ${w} ${p.length * rowH + 4}">${rows.join('\n')}</svg></div>`;
 }
 
