@@ -1,7 +1,8 @@
 // Concat lowerings. ONNX Concat copies each input into its slot of the output (one launch per input).
 // tsrt::ConcatInPlace (picked by the concat-in-place pass) copies nothing: each input's storage is placed inside the
-// output with an offset alias, so its producer already wrote the slot. Where the lowered graph does not allow that
-// after all, it falls back to the copies, so the result never depends on the pass having been right.
+// output with an offset alias, so its producer already wrote the slot. An input the lowered graph does not allow
+// there after all (checked again here, input by input) is copied into its slot, so the result never depends on the
+// pass having been right.
 import { DTYPE_SIZE, size } from '../ir/tensor.js';
 import { attrInt } from '../ops/attrs.js';
 import { registerLowering, type LowerCtx } from './lower.js';
@@ -12,49 +13,53 @@ export const IN_PLACE_ALIGN = 16;
 
 const normAxis = (a: number, r: number) => (a < 0 ? a + r : a);
 
-function lowerConcatCopy(ctx: LowerCtx): void {
-  const out = ctx.t(ctx.node.outputs[0]);
-  const axis = normAxis(attrInt(ctx.node, 'axis', 0), out.dims.length);
-  let off = 0;
-  for (const x of ctx.node.inputs) {
-    const t = ctx.t(x);
-    if (size(t.dims)) ctx.kernel(emitConcatSlot({ dtype: out.dtype, outDims: out.dims, axis, inDims: t.dims, offset: off }), [ctx.v(x), ctx.v(ctx.node.outputs[0])]);
-    off += t.dims[axis];
-  }
-}
+/** One input of a Concat: its slot in the output (element offset along the axis, byte offset of a contiguous slot)
+ * and, when it can live there, the storage root to place; else why it is copied. */
+export interface Slot { x: string; axisOffset: number; byteOffset: number; root?: string; copy?: string }
 
-/** Storage roots to place at their byte offsets in the output, or why the lowered graph does not allow it. */
-export function inPlaceSlots(ctx: LowerCtx): { root: string; offset: number }[] | string {
+/** How each input of the Concat `ctx.node` reaches its slot; `inPlace` false: every input is copied (plain Concat). */
+export function concatSlots(ctx: LowerCtx, inPlace: boolean): Slot[] {
   const y = ctx.node.outputs[0];
   const out = ctx.t(y);
   const axis = normAxis(attrInt(ctx.node, 'axis', 0), out.dims.length);
-  if (size(out.dims.slice(0, axis)) !== 1) return `the inputs are strided in the output (dims before axis ${axis} of [${out.dims}] are not all 1)`;
+  const strided = size(out.dims.slice(0, axis)) !== 1;
   const io = new Set([...ctx.graph.inputs, ...ctx.graph.outputs].map((v) => v.name));
   const esize = DTYPE_SIZE[out.dtype];
-  const slots: { root: string; offset: number }[] = [];
-  let off = 0;
+  const slots: Slot[] = [];
+  let along = 0, at = 0;
   for (const x of ctx.node.inputs) {
     const t = ctx.t(x);
     const bytes = size(t.dims) * esize;
-    const at = off;
-    off += bytes;
-    if (!bytes) continue;
+    const slot: Slot = { x, axisOffset: along, byteOffset: at };
+    along += t.dims[axis];
+    at += bytes;
+    if (!bytes) continue; // nothing to write
+    slots.push(slot);
     const { root, offset } = ctx.storage(x);
     const rt = ctx.t(root);
-    if (offset !== 0 || size(rt.dims) * DTYPE_SIZE[rt.dtype] !== bytes) return `input '${x}' is a view of a larger buffer '${root}'`;
-    if (ctx.constOf(root)) return `input '${x}' is the constant '${root}'`;
-    if (io.has(root)) return `input '${x}' lives in the graph input/output '${root}'`;
-    if (root === y || slots.some((s) => s.root === root)) return `input '${x}' shares its buffer with another input`;
-    if (at % IN_PLACE_ALIGN) return `input '${x}' would start at byte ${at}, not ${IN_PLACE_ALIGN}-byte aligned`;
-    slots.push({ root, offset: at });
+    slot.copy = !inPlace ? 'plain Concat'
+      : strided ? `the inputs are strided in the output (dims before axis ${axis} of [${out.dims}] are not all 1)`
+      : offset !== 0 || size(rt.dims) * DTYPE_SIZE[rt.dtype] !== bytes ? `input '${x}' is a view of a larger buffer '${root}'`
+      : ctx.constOf(root) ? `input '${x}' is the constant '${root}'`
+      : io.has(root) ? `input '${x}' lives in the graph input/output '${root}'`
+      : root === y || slots.some((s) => s !== slot && s.root === root) ? `input '${x}' shares its buffer with another input`
+      : slot.byteOffset % IN_PLACE_ALIGN ? `input '${x}' would start at byte ${slot.byteOffset}, not ${IN_PLACE_ALIGN}-byte aligned`
+      : undefined;
+    if (!slot.copy) slot.root = root;
   }
   return slots;
 }
 
-registerLowering('Concat', lowerConcatCopy);
+/** Placed inputs become offset aliases of the output (their producers already wrote the slot); the rest are copied. */
+function lowerConcat(ctx: LowerCtx, inPlace: boolean): void {
+  const y = ctx.node.outputs[0];
+  const out = ctx.t(y);
+  const axis = normAxis(attrInt(ctx.node, 'axis', 0), out.dims.length);
+  for (const s of concatSlots(ctx, inPlace)) {
+    if (s.root) ctx.alias(s.root, y, s.byteOffset);
+    else ctx.kernel(emitConcatSlot({ dtype: out.dtype, outDims: out.dims, axis, inDims: ctx.t(s.x).dims, offset: s.axisOffset }), [ctx.v(s.x), ctx.v(y)]);
+  }
+}
 
-registerLowering('ConcatInPlace', (ctx) => {
-  const slots = inPlaceSlots(ctx);
-  if (typeof slots === 'string') { lowerConcatCopy(ctx); return; }
-  for (const s of slots) ctx.alias(s.root, ctx.node.outputs[0], s.offset);
-}, 'tsrt');
+registerLowering('Concat', (ctx) => lowerConcat(ctx, false));
+registerLowering('ConcatInPlace', (ctx) => lowerConcat(ctx, true), 'tsrt');

@@ -4,10 +4,11 @@
 // tsrt::ConcatInPlace; its lowering (codegen/concat.ts) places each input inside the output with an offset alias,
 // which the memory planner and the device runner resolve to `output base + byte offset`.
 //
-// An input stays a separate buffer (and the Concat a copy, with the reason in ctx.rejected) when it cannot live in
-// a slice: a constant, a graph input or output, a value already placed in another Concat, the same value twice, a
-// slice not 16-byte aligned, or a strided concat (inputs interleave in the output) — producers write contiguous
-// tensors, so that needs strided stores this pass does not arrange.
+// An input keeps a buffer of its own and is copied into its slot (with the reason in ctx.rejected) when it cannot
+// live in a slice: a constant, a graph input or output, a value already placed in another Concat, the same value
+// twice, a slice not 16-byte aligned; the other inputs are still placed. A strided concat (inputs interleave in the
+// output) stays a plain Concat: producers write contiguous tensors, so it needs strided stores this pass does not
+// arrange.
 import { size, DTYPE_SIZE } from '../ir/tensor.js';
 import type { Node } from '../ir/types.js';
 import { attrInt, attrInts } from '../ops/attrs.js';
@@ -49,7 +50,9 @@ export const concatInPlace: Pass = {
       if (n.op !== 'Concat' || n.domain !== '' || n.outputs.length !== 1) continue;
       const producers = n.inputs.map((x) => v.prod(x)).filter((p): p is Node => !!p);
       const roots: string[] = [];
-      const why = ((): string | undefined => {
+      /** inputs that keep their own buffer and are copied into their slot, with the reason */
+      const copied: { x: string; why: string }[] = [];
+      const whole = ((): string | undefined => {
         const yt = v.type(n.outputs[0]);
         if (!yt || yt.shape.some((d) => typeof d !== 'number')) return 'output shape is not static';
         const dims = yt.shape as number[];
@@ -69,21 +72,25 @@ export const concatInPlace: Pass = {
           at += bytes;
           if (!bytes) continue;
           const s = storageValue(v, x);
-          if (io.has(x) || io.has(s)) return `input '${x}' is ${s === x ? '' : `a view of '${s}', `}a graph input or output (it keeps its own buffer)`;
-          if (v.const(s)) return `input '${x}' is ${s === x ? '' : `a view of '${s}', `}a constant`;
-          if (placed.has(s)) return `input '${x}' already lives in the output of ${placed.get(s)}`;
-          if (roots.includes(s)) return `input '${x}' shares its buffer with another input of this Concat`;
-          if (start % ALIGN) return `input '${x}' would start at byte ${start} of the output, not ${ALIGN}-byte aligned`;
-          roots.push(s);
+          const view = s === x ? '' : `a view of '${s}', `;
+          const why = io.has(x) || io.has(s) ? `input '${x}' is ${view}a graph input or output (it keeps its own buffer)`
+            : v.const(s) ? `input '${x}' is ${view}a constant`
+            : placed.has(s) ? `input '${x}' already lives in the output of ${placed.get(s)}`
+            : roots.includes(s) ? `input '${x}' shares its buffer with another input of this Concat`
+            : start % ALIGN ? `input '${x}' would start at byte ${start} of the output, not ${ALIGN}-byte aligned`
+            : undefined;
+          if (why) copied.push({ x, why }); else roots.push(s);
         }
-        return undefined;
+        return roots.length ? undefined : copied.map((c) => c.why).join('; ');
       })();
-      if (why) { recordRejection(ctx, NAME, 'Concat', [n, ...producers], why); continue; }
+      if (whole) { recordRejection(ctx, NAME, 'Concat', [n, ...producers], whole); continue; }
       // the axis written out: ONNX Concat before opset 4 defaulted to 1, tsrt ops read a missing axis as 0
       const by: Node = { ...n, op: 'ConcatInPlace', domain: 'tsrt', attrs: { ...n.attrs, axis: { kind: 'int', value: attrInt(n, 'axis', g.opset < 4 ? 1 : 0) } } };
       for (const s of roots) placed.set(s, by.name);
       replaced.set(n, by);
       recordFusion(ctx, NAME, `Concat(${producers.map((p) => p.op).join(',')})`, by.name, [n]);
+      // the rest of this Concat still runs: one copy kernel per input left out
+      for (const c of copied) recordRejection(ctx, NAME, 'Concat input', [n, ...(v.prod(c.x) ? [v.prod(c.x)!] : [])], `${c.why}: copied into its slot`);
     }
     if (!replaced.size) return g;
     return { ...g, nodes: g.nodes.map((n) => replaced.get(n) ?? n) };
