@@ -2,13 +2,17 @@
 // bundled model) must each end in success or a TsrtError, never another exception, a hang or runaway memory.
 // TSRT_FUZZ_CASES=N (default 4000) and TSRT_FUZZ_SEED=S run more or other cases locally.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorker, runFuzz } from './fuzz/run.js';
 import { onnx } from '../src/onnx/onnx_pb.js';
 import { parseModel } from '../src/onnx/import.js';
 import { TsrtError } from '../src/errors.js';
+import { readNpy, writeNpy } from '../src/cli/io.js';
+import { makeTensor } from '../src/ir/tensor.js';
+import { mutate, prng } from './fuzz/mutate.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const nodeTests = resolve(root, '../shared/onnx-tests/node');
@@ -71,5 +75,35 @@ describe('importer regressions', () => {
   it('a value produced twice (fuzzed duplicate node) is refused at import instead of hanging a pass', () => {
     fails(model({ node: [relu, { ...relu, name: 'r2' }] }), /value 'y' is produced twice/);
     fails(model({ node: [{ ...relu, output: ['x'] }] }), /value 'x' is produced twice/);
+  });
+});
+
+// .npy inputs (tsrt run --input x.npy): every truncation and 2000 byte-flipped/header-edited copies of a valid file
+// load or end in a TsrtError; a header claiming a huge shape is refused before anything is allocated.
+describe('npy reader fuzz', () => {
+  it('mutated .npy files load or fail with a TsrtError', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsrt-npy-'));
+    const good = join(dir, 'x.npy');
+    writeNpy(good, makeTensor('float32', [2, 3], Float32Array.from([1, 2, 3, 4, 5, 6])));
+    const src = readFileSync(good);
+    const rnd = prng(SEED);
+    const cases: Buffer[] = [];
+    for (let n = 0; n < src.length; n++) cases.push(src.subarray(0, n));
+    for (let i = 0; i < 2000; i++) cases.push(Buffer.from(mutate(src, 'flip', rnd)));
+    const header = src.toString('latin1');
+    for (const shape of ['(1099511627776, 3)', '(-2, 3)', '(2.5, 3)', '(1e400,)', '(2, 3, 4)', '()']) {
+      cases.push(Buffer.from(header.replace('(2, 3)', shape), 'latin1'));
+    }
+    cases.push(Buffer.from(header.replace("'<f4'", "'<f8'"), 'latin1'));
+    const f = join(dir, 'case.npy');
+    let loaded = 0;
+    const crashes: string[] = [];
+    for (const [i, c] of cases.entries()) {
+      writeFileSync(f, c);
+      try { readNpy(f); loaded++; } catch (e) { if (!(e instanceof TsrtError)) crashes.push(`case ${i}: ${(e as Error).stack?.split('\n').slice(0, 2).join(' ')}`); }
+    }
+    rmSync(dir, { recursive: true, force: true });
+    expect(crashes).toEqual([]);
+    expect(loaded).toBeGreaterThan(100);
   });
 });

@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { ModelLoadError } from '../errors.js';
 import { loadTensorFile } from '../onnx/import.js';
-import { fromF64, size, toF64 } from '../ir/tensor.js';
+import { DTYPE_SIZE, fromF64, size, toF64 } from '../ir/tensor.js';
 import type { DType, Tensor, ValueInfo } from '../ir/types.js';
 
 const NPY_DTYPES: Record<string, DType> = {
@@ -14,8 +14,9 @@ export function readNpy(path: string): Tensor {
   const b = readFileSync(path);
   if (b.length < 10 || b.toString('latin1', 1, 6) !== 'NUMPY') throw new ModelLoadError(path, 'not a .npy file (bad magic)', 'save arrays with numpy.save');
   const major = b[6];
-  const hlen = major >= 2 ? b.readUInt32LE(8) : b.readUInt16LE(8);
   const hstart = major >= 2 ? 12 : 10;
+  if (b.length < hstart) throw new ModelLoadError(path, '.npy header is truncated', 'the file is truncated');
+  const hlen = major >= 2 ? b.readUInt32LE(8) : b.readUInt16LE(8);
   const header = b.toString('latin1', hstart, hstart + hlen);
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*True/.test(header);
@@ -23,11 +24,14 @@ export function readNpy(path: string): Tensor {
   const dtype = descr ? NPY_DTYPES[descr] : undefined;
   if (!dtype) throw new ModelLoadError(path, `unsupported .npy dtype ${descr}`, 'use little-endian float32/16/64 or (u)int8-64/bool');
   if (fortran) throw new ModelLoadError(path, 'Fortran-order arrays are not supported', 'save with np.ascontiguousarray');
+  if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new ModelLoadError(path, `.npy header has an invalid shape (${shape})`, 'the file is corrupt');
   const start = hstart + hlen;
   const bytes = b.subarray(start);
+  // check against the bytes present before allocating: a corrupt header can claim any size
+  const need = size(shape) * DTYPE_SIZE[dtype];
+  if (bytes.length < need) throw new ModelLoadError(path, `.npy data has ${bytes.length} bytes, shape [${shape}] needs ${need}`, 'the file is truncated');
   const t = fromF64(dtype, shape, new Float64Array(size(shape)));
   const dst = new Uint8Array((t.data as Uint8Array).buffer);
-  if (bytes.length < dst.length) throw new ModelLoadError(path, `.npy data has ${bytes.length} bytes, shape [${shape}] needs ${dst.length}`, 'the file is truncated');
   dst.set(bytes.subarray(0, dst.length));
   return t;
 }
