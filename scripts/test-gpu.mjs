@@ -6,7 +6,8 @@
 //  2. the shared real/light models on CUDA (fp32);
 //  3. with --models DIR (bench/export.py output): ResNet-50, MobileNetV2, BERT-base against PyTorch's fp32
 //     outputs: fp32 max abs error <= 1e-3 of the output range; fp16 cosine >= 0.999 and the same argmax;
-//  4. engine files: every model above built, saved as .plan and loaded on the GPU gives the same outputs bit for
+//  4. concat in place (no copy kernel) on an Inception-like block and the light models with random weights;
+//  5. engine files: every model above built, saved as .plan and loaded on the GPU gives the same outputs bit for
 //     bit (build vs load time printed), and a ppocr batch profile [1, 8] on CUDA (--filter 'plan|profiles' for just these).
 // Ends with the plain line `N passed, N failed, N skipped`.
 //   node scripts/test-gpu.mjs [--tests DIR] [--models DIR] [--filter RE]
@@ -85,6 +86,68 @@ if (models) {
       const a = accuracy(out, ref);
       const ok = fp16 ? a.cosine >= 0.999 && a.argmaxMatch : a.maxAbs <= 1e-3 * a.range;
       report(ok, `${m} ${fp16 ? 'fp16' : 'fp32'} vs PyTorch`, `max abs ${a.maxAbs.toExponential(2)} (${(a.maxAbs / a.range).toExponential(2)} of range), cosine ${a.cosine.toFixed(6)}, argmax ${a.argmaxMatch ? 'same' : 'different'}`);
+    }
+  }
+}
+
+// Concat in place (tsrt::ConcatInPlace: producers write their slots of the concat output through offset aliases, no
+// copy kernel) against the CPU reference of the same graph: an Inception-like block at batch 1 (in place) and 2
+// (strided: copies), and the light models with concats, their conv/gemm weights randomized (light weights are one
+// constant, which would hide a slot at the wrong offset); fp32 and fp16.
+{
+  const { parseGraph } = await import('../dist/ir/text.js');
+  const { newPassContext, runPasses } = await import('../dist/passes/pass.js');
+  const B = await import('../dist/passes/basic.js');
+  const { runGraph } = await import('../dist/runtime/cpu_executor.js');
+  const { randomTensor } = await import('../dist/cli/io.js');
+  const { fromF64, toF64, size } = await import('../dist/ir/tensor.js');
+  const block = (n) => `graph block(%x: float32[${n},8,8,8]) -> (%y: float32[${n},24,8,8]) opset 17 {
+    const %w1: float32[8,8,1,1] = [${Array.from({ length: 64 }, (_, i) => ((i * 37) % 17) / 17 - 0.5).join(', ')}]
+    const %w2: float32[8,8,1,1] = [${Array.from({ length: 64 }, (_, i) => ((i * 11) % 13) / 13 - 0.5).join(', ')}]
+    %c1 = Conv(%x, %w1)
+    %a = Relu(%c1)
+    %b = Conv(%x, %w2)
+    %p = MaxPool(%x) {kernel_shape=[3, 3], pads=[1, 1, 1, 1]}
+    %z = Concat(%a, %b, %p) {axis=1}
+    %y = Sigmoid(%z) }`;
+  const randomWeights = (g) => {
+    const inits = new Map(g.initializers);
+    let k = 1;
+    for (const n of g.nodes) {
+      const W = inits.get(n.inputs[1] ?? '');
+      if (!['Conv', 'Gemm', 'MatMul'].includes(n.op) || !W || W.dtype !== 'float32') continue;
+      const fanIn = n.op === 'Conv' ? size(W.dims.slice(1)) : W.dims[0];
+      for (const x of n.inputs.slice(1, 3)) {
+        const t = x && inits.get(x);
+        if (t && t.dtype === 'float32') inits.set(x, fromF64('float32', t.dims, Array.from(toF64(randomTensor('float32', t.dims, k++)), (v) => v / Math.sqrt(fanIn))));
+      }
+    }
+    return { ...g, initializers: inits };
+  };
+  const cases = [1, 2].map((n) => [`block batch ${n}`, parseGraph(block(n))]);
+  for (const d of ['light_squeezenet', 'light_inception_v1', 'light_densenet121', 'light_shufflenet']) {
+    const f = join(tests, 'models/light', d, 'model.onnx');
+    if (!existsSync(f)) continue;
+    const g = loadModel(f).graph;
+    cases.push([d, randomWeights(runPasses(g, [B.specializeShapes, B.inferTypes, B.foldConstants, B.deadCode], newPassContext()))]);
+  }
+  for (const [name, g] of cases) {
+    if (filter && !filter.test(`concat ${name}`)) continue;
+    const x = g.inputs[0];
+    const feeds = new Map([[x.name, randomTensor('float32', x.type.shape, 5)]]);
+    const out = g.outputs[0].name;
+    const ref = runGraph(g, feeds).get(out);
+    for (const fp16 of [false, true]) {
+      const engine = await build({ graph: g, irVersion: 8, producer: 'tsrt-test', opsets: { '': g.opset } }, { device: 'cuda', fp16, shapes: { [x.name]: x.type.shape } });
+      const got = (await engine.run(feeds)).get(out);
+      const placed = engine.passContext.fusions.filter((r) => r.pass === 'concat-in-place').length;
+      const copies = engine.layers().filter((l) => l.kind === 'kernel' && /Concat/.test(l.op)).length;
+      engine.dispose();
+      const a = accuracy(got, ref);
+      // (no argmax rule: the block's output is no classifier, and light models' outputs are near-uniform)
+      const ok = fp16 ? a.cosine >= 0.999 : a.maxAbs <= 1e-3 * a.range;
+      report(ok, `concat in place ${name} ${fp16 ? 'fp16' : 'fp32'} (${placed} concats in place, ${copies} copy kernels)`,
+        `max abs ${a.maxAbs.toExponential(2)} (${(a.maxAbs / a.range).toExponential(2)} of range), cosine ${a.cosine.toFixed(6)}`);
     }
   }
 }

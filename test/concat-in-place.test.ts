@@ -5,7 +5,9 @@
 // buffers), so a wrong offset, a slice that overlaps a live buffer, or a producer whose output is not in its slot
 // changes the result. Ends with the light models (SqueezeNet, Inception, DenseNet, ShuffleNet concats).
 import { describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseGraph } from '../src/ir/text.js';
 import { DTYPE_SIZE, fromF64, makeTensor, size, toF64 } from '../src/ir/tensor.js';
 import type { Graph, Model, Tensor, TypedArray } from '../src/ir/types.js';
@@ -17,6 +19,7 @@ import '../src/codegen/lower_conv.js';
 import { locate, planMemory, type MemoryPlan } from '../src/runtime/memory.js';
 import { runGraph } from '../src/runtime/cpu_executor.js';
 import { build } from '../src/runtime/engine.js';
+import { loadEngine } from '../src/runtime/plan.js';
 import { loadModel, loadTensorFile } from '../src/onnx/import.js';
 import { compareTensors } from '../src/cli/conformance.js';
 import { checkPass, prep, randomFeeds, rejections } from './ir-cases.js';
@@ -203,6 +206,27 @@ describe('concat-in-place lowering and memory plan', () => {
     expect(concatKernels(m.l)).toBe(1);
     expect(['a', 'p'].map((x) => locate(m.plan, x))).toEqual([128, 256].map((offset) => ({ root: 'z', offset })));
     expectRunsOnPlan(h, m.l, m.plan);
+  });
+});
+
+describe('concat-in-place in engines', () => {
+  it('an engine file keeps the offset aliases (memory plan and steps), and the loaded engine computes the block', async () => {
+    const text = block(1, '%z = Concat(%a, %b, %p) {axis=1}\n  %y = Sigmoid(%z)');
+    const model: Model = { graph: parseGraph(text), irVersion: 8, producer: 'tsrt-test', opsets: { '': 17 } };
+    const dir = mkdtempSync(join(tmpdir(), 'tsrt-concat-'));
+    try {
+      const engine = await build(model, { device: 'cpu', cacheDir: join(dir, 'kernels') });
+      expect(engine.passContext.fusions.filter((f) => f.pass === PASS)).toHaveLength(1);
+      expect(concatKernels(engine.lowered)).toBe(0);
+      engine.save(join(dir, 'block.plan'));
+      const loaded = await loadEngine(join(dir, 'block.plan'), { device: 'cpu' });
+      expect([...loaded.memory.byteOffsetOf]).toEqual([...engine.memory.byteOffsetOf]);
+      expect(['a', 'b', 'p'].map((x) => locate(loaded.memory, x))).toEqual([0, 128, 256].map((offset) => ({ root: 'z', offset })));
+      expect(offsetAliases(loaded.lowered)).toEqual(offsetAliases(engine.lowered));
+      expectRunsOnPlan(loaded.graph, loaded.lowered, loaded.memory, prep(text));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

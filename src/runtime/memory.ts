@@ -80,9 +80,10 @@ export function planMemory(l: Lowered, external: Set<string>, outputs: string[])
   return { offsets, storageOf, byteOffsetOf, arenaBytes: arena, naiveBytes: naive };
 }
 
-/** The storage root of a value (an arena value, a constant, a graph input or output) and its byte offset there. */
-export function locate(plan: Pick<MemoryPlan, 'storageOf' | 'byteOffsetOf'>, name: string): { root: string; offset: number } {
+/** The storage root of a value (an arena value, a constant, a graph input or output) and its byte offset there.
+ * (Engine files written before offset aliases existed have no byteOffsetOf: every offset is 0 there.) */
+export function locate(plan: Pick<MemoryPlan, 'storageOf'> & { byteOffsetOf?: Map<string, number> }, name: string): { root: string; offset: number } {
   let root = name, offset = 0;
-  while (plan.storageOf.has(root)) { offset += plan.byteOffsetOf.get(root) ?? 0; root = plan.storageOf.get(root)!; }
+  while (plan.storageOf.has(root)) { offset += plan.byteOffsetOf?.get(root) ?? 0; root = plan.storageOf.get(root)!; }
   return { root, offset };
 }
