@@ -1,5 +1,6 @@
 // Importer robustness: thousands of mutated and truncated ONNX models (from the shared backend tests and the
 // bundled model) must each end in success or a TsrtError, never another exception, a hang or runaway memory.
+// Models that load are built (every third) and run on the CPU reference when their inputs are small.
 // TSRT_FUZZ_CASES=N (default 4000) and TSRT_FUZZ_SEED=S run more or other cases locally.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { bundleWorker, runFuzz } from './fuzz/run.js';
 import { onnx } from '../src/onnx/onnx_pb.js';
 import { parseModel } from '../src/onnx/import.js';
+import { build } from '../src/runtime/engine.js';
 import { TsrtError } from '../src/errors.js';
 import { readNpy, writeNpy } from '../src/cli/io.js';
 import { makeTensor } from '../src/ir/tensor.js';
@@ -70,6 +72,14 @@ describe('importer regressions', () => {
     const T = onnx.AttributeProto.AttributeType;
     fails(model({ node: [{ name: 'c', opType: 'Constant', output: ['y'], attribute: [{ name: 'value', type: T.TENSOR }] }] }), /attribute 'value' has type TENSOR but no 't'/);
     fails(model({ node: [{ name: 'i', opType: 'If', input: ['x'], output: ['y'], attribute: [{ name: 'then_branch', type: T.GRAPH }] }] }), /no 'g'/);
+  });
+
+  it('a negative dim (some exporters\' "dynamic") is symbolic, so no negative size reaches the build', async () => {
+    const m = parseModel(model({ input: [io('x', [-1])], output: [io('y', [-1])], node: [relu] }));
+    expect(m.graph.inputs[0].type.shape).toEqual(['?']);
+    const engine = await build(m, { device: 'cpu', compileKernels: false, shapes: { x: [3] } });
+    expect(engine.inputs[0].type.shape).toEqual([3]);
+    fails(model({ input: [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 ** 62 }] } } } }], node: [relu] }), /invalid dim/);
   });
 
   it('a value produced twice (fuzzed duplicate node) is refused at import instead of hanging a pass', () => {

@@ -132,8 +132,15 @@ function convertValueInfo(vi: onnx.IValueInfoProto, ctx: Ctx): ValueInfo {
     throw new UnsupportedError([{ node: name, op: '<value>', domain: '', opset: ctx.opset,
       reason: `element type ${tt.elemType} (${onnx.TensorProto.DataType[tt.elemType ?? 0] ?? '?'}) is not supported` }], ctx.file);
   }
-  const shape: Dim[] = (tt.shape?.dim ?? []).map((d) =>
-    d.value === 'dimValue' ? num(d.dimValue as Longish) : d.value === 'dimParam' && d.dimParam ? d.dimParam : '?');
+  const shape: Dim[] = (tt.shape?.dim ?? []).map((d) => {
+    if (d.value !== 'dimValue') return d.value === 'dimParam' && d.dimParam ? d.dimParam : '?';
+    const v = num(d.dimValue as Longish);
+    if (!Number.isSafeInteger(v)) {
+      throw new ModelLoadError(ctx.file, `value '${name}' has an invalid dim ${v}`, 'the model file is corrupt; re-export it');
+    }
+    // some exporters write -1 for a dynamic dim; a negative size would otherwise reach memory planning
+    return v < 0 ? '?' : v;
+  });
   return { name, type: { dtype, shape } };
 }
 

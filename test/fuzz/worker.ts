@@ -1,6 +1,7 @@
-// Worker side of the importer fuzz test: generates case i deterministically from (seed, i), loads it, builds a
-// sample of the models that load, and reports each outcome. Runs in a worker thread so the parent can kill a
-// case that hangs or runs away with memory. Bundled to plain JS by test/fuzz.test.ts (workers can't load TS).
+// Worker side of the importer fuzz test: generates case i deterministically from (seed, i), loads it, builds (and
+// runs, when the inputs are small) a sample of the models that load, and reports each outcome. Runs in a worker
+// thread so the parent can kill a case that hangs or runs away with memory. Bundled to plain JS by
+// test/fuzz/run.ts (workers can't load TS).
 import { parentPort, workerData } from 'node:worker_threads';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -8,11 +9,13 @@ import { parseModel } from '../../src/onnx/import.js';
 import { build } from '../../src/runtime/engine.js';
 import { TsrtError } from '../../src/errors.js';
 import { MUTATIONS, mutate, prng } from './mutate.js';
+import { size } from '../../src/ir/tensor.js';
+import { randomTensor } from '../../src/cli/io.js';
 
 export interface FuzzJob { corpus: string[]; seed: number; start: number; end: number; buildEvery: number }
 export type FuzzMsg =
   | { type: 'start'; i: number; desc: string }
-  | { type: 'done'; i: number; stage: 'load' | 'build'; outcome: 'ok' | 'tsrt' | 'crash'; error?: string; loaded: boolean; built: boolean };
+  | { type: 'done'; i: number; stage: 'load' | 'build' | 'run'; outcome: 'ok' | 'tsrt' | 'crash'; error?: string; loaded: boolean; built: boolean };
 
 export function describeCase(corpus: string[], seed: number, i: number): { file: string; kind: typeof MUTATIONS[number]; bytes: Uint8Array; rounds: number } {
   const rnd = prng(Math.imul(seed, 0x9e3779b1) ^ Math.imul(i + 1, 0x85ebca6b));
@@ -37,7 +40,7 @@ async function runJob(job: FuzzJob): Promise<void> {
     post({ type: 'start', i, desc: '(generating)' });
     const c = describeCase(job.corpus, job.seed, i);
     post({ type: 'start', i, desc: `${c.file} ${c.kind} x${c.rounds}` });
-    let stage: 'load' | 'build' = 'load';
+    let stage: 'load' | 'build' | 'run' = 'load';
     let loaded = false, built = false;
     try {
       const model = parseModel(c.bytes, { file: `case${i}.onnx`, baseDir: dirname(c.file) });
@@ -45,8 +48,14 @@ async function runJob(job: FuzzJob): Promise<void> {
       if (i % job.buildEvery === 0) {
         stage = 'build';
         const engine = await build(model, { device: 'cpu', compileKernels: false });
-        engine.dispose();
         built = true;
+        {
+          // and run it on the CPU reference when its inputs are small (mutated attributes reach the op kernels)
+          stage = 'run';
+          const small = engine.inputs.every((vi) => vi.type.shape.every((d) => typeof d === 'number') && size(vi.type.shape as number[]) <= 1 << 16);
+          if (small) await engine.run(Object.fromEntries(engine.inputs.map((vi, k) => [vi.name, randomTensor(vi.type.dtype, vi.type.shape as number[], k + 1)])));
+        }
+        engine.dispose();
       }
       post({ type: 'done', i, stage, outcome: 'ok', loaded, built });
     } catch (e) {
