@@ -118,6 +118,22 @@ describe('tsrt report', () => {
     expect(prof).toMatch(/<td>FusedConv<\/td><td class="num">\d+<\/td>/);
   });
 
+  it('tsrt report writes the page from the command line', async () => {
+    const { makeProgram } = await import('../src/cli/main.js');
+    const out = join(mkdtempSync(join(tmpdir(), 'tsrt-report-cli-')), 'r.html');
+    const log = console.log;
+    const lines: string[] = [];
+    console.log = (m: string) => lines.push(m);
+    try {
+      await makeProgram().parseAsync(['node', 'tsrt', 'report', MODEL, '-o', out, '--device', 'cpu', '--profile']);
+    } finally { console.log = log; }
+    expect(lines.join('\n')).toMatch(/wrote .*r\.html/);
+    const html = readFileSync(out, 'utf8');
+    for (const id of ['summary', 'graphs', 'fusions', 'layers', 'profile']) expect(html).toContain(`<section id="${id}">`);
+    // shapes come from the model's test_data_set_0 when --shapes is not given
+    expect(html).toContain('float32[1,3,48,192]');
+  });
+
   it('renders in headless chromium to a non-blank PNG', async (ctx) => {
     if (!existsSync(CHROMIUM)) {
       console.log(`skipped: ${CHROMIUM} is not installed (apt-get install chromium)`);
