@@ -88,7 +88,8 @@ export const concatInPlace: Pass = {
       const by: Node = { ...n, op: 'ConcatInPlace', domain: 'tsrt', attrs: { ...n.attrs, axis: { kind: 'int', value: attrInt(n, 'axis', g.opset < 4 ? 1 : 0) } } };
       for (const s of roots) placed.set(s, by.name);
       replaced.set(n, by);
-      recordFusion(ctx, NAME, `Concat(${producers.map((p) => p.op).join(',')})`, by.name, [n]);
+      const from = n.inputs.map((x) => v.prod(x)?.op ?? (v.const(x) ? 'constant' : 'input'));
+      recordFusion(ctx, NAME, `Concat(${from.join(',')})`, by.name, [n]);
       // the rest of this Concat still runs: one copy kernel per input left out
       for (const c of copied) recordRejection(ctx, NAME, 'Concat input', [n, ...(v.prod(c.x) ? [v.prod(c.x)!] : [])], `${c.why}: copied into its slot`);
     }
