@@ -10,7 +10,7 @@ const [model, batches, ...rest] = process.argv.slice(2);
 const flag = (f) => rest.includes(f);
 const opt = (f, d) => { const i = rest.indexOf(f); return i >= 0 ? rest[i + 1] : d; };
 const iters = Number(opt('--iters', 50));
-const precisions = [flag('--fp32') ? 'fp32' : null, flag('--fp16') || !flag('--fp32') ? 'fp16' : null].filter(Boolean);
+const precisions = [flag('--fp32') ? 'fp32' : null, flag('--fp16') || (!flag('--fp32') && !flag('--int8')) ? 'fp16' : null, flag('--int8') ? 'int8' : null].filter(Boolean);
 const out = opt('--json');
 // [autotune] optimization level (3+: measured tile configs) and the timing cache
 const tuneOpts = {
@@ -22,13 +22,24 @@ const tuneOpts = {
 const rows = out && existsSync(out) ? JSON.parse(readFileSync(out, 'utf8')) : [];
 const m = loadModel(model);
 const vi = m.graph.inputs[0];
+// --int8: symmetric minmax scales from 4 random batches of 8 (calibrated on the GPU's fp32 engine), reused for
+// every batch size; random data gives random-data ranges, which is what the speed measurement needs
+let int8Scales;
+if (precisions.includes('int8')) {
+  const { calibrate } = await import('../dist/quant/calibrate.js');
+  const shape = vi.type.shape.map((d, i) => (i === 0 ? 8 : typeof d === 'number' ? d : 128));
+  const batchesIn = [1, 2, 3, 4].map((k) => ({ [vi.name]: randomTensor(vi.type.dtype, shape, k, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1) }));
+  const t = performance.now();
+  int8Scales = (await calibrate(m, batchesIn, { method: 'minmax' })).scales;
+  console.log(JSON.stringify({ calibrated: Object.keys(int8Scales).length, s: +((performance.now() - t) / 1000).toFixed(1) }));
+}
 for (const prec of precisions) {
   for (const b of batches.split(',').map(Number)) {
     const shape = vi.type.shape.map((d, i) => (i === 0 ? b : typeof d === 'number' ? d : 128));
     const t0 = performance.now();
     let engine;
     try {
-      engine = await build(m, { fp16: prec === 'fp16', shapes: { [vi.name]: shape }, ...tuneOpts });
+      engine = await build(m, { fp16: prec !== 'fp32', int8: prec === 'int8', int8Scales: prec === 'int8' ? int8Scales : undefined, shapes: { [vi.name]: shape }, ...tuneOpts });
     } catch (e) { console.log(JSON.stringify({ model, prec, batch: b, error: String(e.message).split('\n')[0] })); continue; }
     const buildS = (performance.now() - t0) / 1000;
     const x = randomTensor(vi.type.dtype, shape, 1, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1);
