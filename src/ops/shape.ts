@@ -164,7 +164,14 @@ function inferredDim(node: Node, inDims: readonly Dim[], known: readonly Dim[]):
   return syms.length === 1 && pin === pout ? syms[0] : undefined;
 }
 
-const freshShape = (n: number, ctx: InferCtx): Dim[] => Array.from({ length: n }, () => ctx.freshDim());
+/** No real model comes near this rank; a corrupt shape input claiming 2^31 dims would otherwise take minutes and
+ * gigabytes to build a shape of fresh symbols (found by test/fuzz.test.ts). */
+const MAX_RANK = 64;
+
+const freshShape = (n: number, ctx: InferCtx, node?: Node): Dim[] => {
+  if (n > MAX_RANK) throw new GraphError(`output would have rank ${n} (more than ${MAX_RANK})`, node?.name, 'the model is corrupt: check the length of its shape/axes inputs');
+  return Array.from({ length: n }, () => ctx.freshDim());
+};
 
 /** Length of a 1-D shape-like input (shape, axes, pads) when static. */
 function staticLen(t: TensorType | undefined): number | undefined {
@@ -274,7 +281,7 @@ const Reshape: OpDef = {
         throw new GraphError('reshape target has unknown length, so the output rank is unknown', node.name,
           'make the shape input a constant or a computation on static shapes');
       }
-      return [{ dtype: x.dtype, shape: freshShape(n, ctx) }];
+      return [{ dtype: x.dtype, shape: freshShape(n, ctx, node) }];
     }
     const dims = reshapeDims(node, x.shape, target, attrInt(node, 'allowzero', 0) !== 0);
     return [{ dtype: x.dtype, shape: dims.map((d) => d ?? ctx.freshDim()) }];
@@ -355,7 +362,7 @@ const Squeeze: OpDef = {
         if (n === undefined) {
           throw new GraphError('Squeeze axes have unknown length, so the output rank is unknown', node.name, 'make axes a constant');
         }
-        return [{ dtype: x.dtype, shape: freshShape(x.shape.length - n, ctx) }];
+        return [{ dtype: x.dtype, shape: freshShape(x.shape.length - n, ctx, node) }];
       }
     }
     return [{ dtype: x.dtype, shape: squeezeShape(node, x.shape, axes) }];
@@ -385,7 +392,7 @@ const Unsqueeze: OpDef = {
     if (!axes) {
       const n = staticLen(need(node, ins, 1));
       if (n === undefined) throw new GraphError('Unsqueeze axes have unknown length', node.name, 'make axes a constant');
-      return [{ dtype: x.dtype, shape: freshShape(x.shape.length + n, ctx) }];
+      return [{ dtype: x.dtype, shape: freshShape(x.shape.length + n, ctx, node) }];
     }
     return [{ dtype: x.dtype, shape: unsqueezeShape(node, x.shape, axes) }];
   },
@@ -509,9 +516,9 @@ const Split: OpDef = {
     let sizes: Dim[];
     if (node.inputs[1]) {
       const s = numsOf(ctx, 1);
-      sizes = s && typeof dim === 'number' ? splitSizes(node, dim, s) : s ?? freshShape(node.outputs.length, ctx);
+      sizes = s && typeof dim === 'number' ? splitSizes(node, dim, s) : s ?? freshShape(node.outputs.length, ctx, node);
     } else if (typeof dim === 'number') sizes = splitSizes(node, dim, undefined);
-    else sizes = node.outputs.length === 1 ? [dim] : freshShape(node.outputs.length, ctx);
+    else sizes = node.outputs.length === 1 ? [dim] : freshShape(node.outputs.length, ctx, node);
     return sizes.map((s) => ({ dtype: x.dtype, shape: x.shape.map((d, i) => (i === axis ? s : d)) }));
   },
   cpu: (node, ins) => {
@@ -1026,7 +1033,7 @@ const ConstantOfShape: OpDef = {
     }
     const n = staticLen(need(node, ins, 0));
     if (n === undefined) throw new GraphError('ConstantOfShape shape input has unknown length', node.name);
-    return [{ dtype, shape: freshShape(n, ctx) }];
+    return [{ dtype, shape: freshShape(n, ctx, node) }];
   },
   propagate: (node, values) => {
     // A small 1-D integer fill is itself a shape value (LayerNormalization's expansion builds [1, 1, ...] this way).

@@ -15,6 +15,7 @@ import { randomTensor } from '../../src/cli/io.js';
 export interface FuzzJob { corpus: string[]; seed: number; start: number; end: number; buildEvery: number }
 export type FuzzMsg =
   | { type: 'start'; i: number; desc: string }
+  | { type: 'stage'; i: number; stage: 'run' }
   | { type: 'done'; i: number; stage: 'load' | 'build' | 'run'; outcome: 'ok' | 'tsrt' | 'crash'; error?: string; loaded: boolean; built: boolean };
 
 export function describeCase(corpus: string[], seed: number, i: number): { file: string; kind: typeof MUTATIONS[number]; bytes: Uint8Array; rounds: number } {
@@ -52,6 +53,7 @@ async function runJob(job: FuzzJob): Promise<void> {
         {
           // and run it on the CPU reference when its inputs are small (mutated attributes reach the op kernels)
           stage = 'run';
+          post({ type: 'stage', i, stage });
           const small = engine.inputs.every((vi) => vi.type.shape.every((d) => typeof d === 'number') && size(vi.type.shape as number[]) <= 1 << 16);
           if (small) await engine.run(Object.fromEntries(engine.inputs.map((vi, k) => [vi.name, randomTensor(vi.type.dtype, vi.type.shape as number[], k + 1)])));
         }
