@@ -19,7 +19,7 @@ import type { Attr, Model, Node, Tensor } from '../src/ir/types.js';
 import { getOp } from '../src/ops/registry.js';
 import '../src/ops/index.js';
 import { TC_HELPERS, TC_S8_HELPERS, type TcKernelSource, type TileConfig } from '../src/codegen/tc_gemm.js';
-import { emitConvInt8, emitGemmInt8, int8ConvConfigSpace, int8ConvPreconditions, type Int8Epilogue } from '../src/codegen/tc_int8.js';
+import { emitConvInt8, emitGemmInt8, int8ConvConfigSpace, int8ConvPreconditions, int8StagingRowBytes, type Int8Epilogue } from '../src/codegen/tc_int8.js';
 import type { ConvProblem } from '../src/codegen/tc_conv.js';
 import { compileCuda } from '../src/runtime/nvrtc.js';
 import { EMU_PRELUDE } from './tc_emu.js';
@@ -87,6 +87,11 @@ const KCASES: KCase[] = [
     epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', residualAfterAct: true, act: 'clip', actArgs: [-1, 1.5] } },
   { id: 'conv1x1_q_plain', kind: 'conv', conv: conv(2, 5, 48, 64, 1, 1, 0), cfg: small(64, 32, 2, 1, 2), epi: { out: 'int8', outScale: 0.02 } },
   { id: 'gemm_f32_bias_splitk', kind: 'gemm', gemm: { m: 37, n: 48, k: 192 }, cfg: small(32, 32, 1, 2, 3, 3), epi: { out: 'float32', bias: true } },
+  // N % 16 == 0: the staged (shared-memory, 16-byte store) epilogue with pair residual loads, ragged M
+  { id: 'conv3x3_staged_q_resq_relu', kind: 'conv', conv: conv(2, 6, 32, 32, 3, 1, 1), act: 'Relu', cfg: small(32, 32, 1, 2, 3),
+    epi: { out: 'int8', outScale: 0.04, bias: true, residual: true, residualType: 'int8', residualScale: 0.03, act: 'relu' } },
+  { id: 'gemm_staged_h_resh_after_splitk', kind: 'gemm', gemm: { m: 37, n: 64, k: 128 }, act: 'Clip', cfg: small(32, 64, 1, 2, 2, 2),
+    epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', residualAfterAct: true, act: 'clip', actArgs: [-1, 1.5] } },
 ];
 
 let seed = 7;
@@ -186,6 +191,12 @@ describe('int8 kernels: API', () => {
     expect(k.params.map((p) => p.name)).toEqual(['x', 'w', 'scale', 'bias', 'residual', 'y']);
     expect(k.source).toContain('mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32');
     expect(k.sharedBytes).toBe(3 * (32 + 32) * 64);
+    // N = 24: direct stores; N % 16 == 0: the staged epilogue, unless its tile outgrows the pipeline's smem
+    expect(k.source).not.toContain('tc_v16');
+    expect(emitK(KCASES[4]).source).toContain('tc_v16');
+    expect(int8StagingRowBytes(small(128, 128, 2, 2, 2), 256, 'int8')).toBe(144);
+    expect(int8StagingRowBytes(small(128, 128, 2, 2, 2), 256, 'float32')).toBeUndefined();
+    expect(int8StagingRowBytes(small(128, 128, 2, 2, 2), 250, 'float16')).toBeUndefined();
   });
 });
 
@@ -197,7 +208,7 @@ describe.skipIf(!existsSync('/usr/lib/x86_64-linux-gnu/libnvrtc.so.11.2') && !pr
     { id: 'bk128', kind: 'gemm', gemm: { m: 4096, n: 768, k: 768 }, cfg: { bm: 128, bn: 128, bk: 128, warpsM: 2, warpsN: 2, stages: 3 }, epi: { out: 'float16', bias: true, act: 'gelu_erf' } },
   ];
   // the emulator cases with a split-K workspace and both residual types, plus ResNet-50 shapes and the largest tiles
-  it.each([KCASES[0], KCASES[3], ...heuristic].map((c) => [c.id, c] as const))('%s', (_id, c) => {
+  it.each([KCASES[0], KCASES[3], KCASES[4], KCASES[5], ...heuristic].map((c) => [c.id, c] as const))('%s', (_id, c) => {
     const k = emitK(c);
     const r = compileCuda(k.source, { name: k.name, arch: 'sm_90', options: ['--ptxas-options=-v'] });
     expect(r.log.split('\n').filter((l) => /warning|error/i.test(l))).toEqual([]);

@@ -315,6 +315,10 @@ export interface TcSpec {
   mma?: 'f16' | 's8';
   /** [int8] Store code run with `m`, `n`, `t` (this thread's two accumulators at (m, n), (m, n+1)) in scope. */
   store?: string;
+  /** [int8] Code run once before / after the per-fragment stores (all threads, after the main loop and split-K):
+   * tc_int8.ts stages the output tile in shared memory there and writes it back in 16-byte rows. */
+  storeBegin?: string;
+  storeEnd?: string;
 }
 
 function swizzleExpr(rowChunks: number): { sh: number; mask: number } {
@@ -507,7 +511,7 @@ ${s.loadB}
   }
   cp_async_wait<0>();
 ${splitCode}
-  #pragma unroll
+${s.storeBegin ? `${s.storeBegin}\n` : ''}  #pragma unroll
   for (int mi = 0; mi < ${MI}; ++mi) {
     #pragma unroll
     for (int ni = 0; ni < ${NI}; ++ni) {
@@ -520,7 +524,7 @@ ${splitCode}
       }
     }
   }
-}
+${s.storeEnd ? `${s.storeEnd}\n` : ''}}
 `;
   const name = `${s.prefix}_${configName(cfg)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;
   return {

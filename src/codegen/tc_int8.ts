@@ -32,10 +32,11 @@ export interface Int8GemmProblem { m: number; n: number; k: number }
 
 const ELEM: Record<Int8Out, string> = { int8: 'signed char', float16: 'tc_half', float32: 'float' };
 
-/** An int8 tile config is an fp16 one with bk doubled (same bytes per row): bk 64 or 128. */
-const asHalf = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk / 2 });
-const asInt8 = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk * 2 });
-const halfShape = (s: TileShape): TileShape => ({ ...s, k: Math.ceil(s.k / 2) });
+/** An int8 tile config is an fp16 one with bk doubled (same bytes per row): bk 64 or 128. The autotuner ranks
+ * int8 candidates as these fp16 twins (same bytes moved, same mma count per k-tile). */
+export const asHalf = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk / 2 });
+export const asInt8 = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk * 2 });
+export const halfShape = (s: TileShape): TileShape => ({ ...s, k: Math.ceil(s.k / 2) });
 
 export function int8ConfigProblems(c: TileConfig): string[] {
   if (c.wgmma) return ['int8 kernels use mma.sync (no wgmma configs)'];
@@ -59,18 +60,22 @@ function checkEpilogue(e: Int8Epilogue): void {
   if (e.residual && (e.residualType ?? e.out) === 'int8') pos(e.residualScale, 'residualScale');
 }
 
-/** Epilogue statements for element (m, n + j) reading accumulator t[j]; `off` is the output offset. */
-function elementCode(e: Int8Epilogue, j: number): string {
+/** Epilogue statements for element (m, n + j) reading accumulator t[j]; `res` reads its residual as float. */
+function elementCode(e: Int8Epilogue, j: number, res = residualElem(e, j)): string {
   const n = j ? `(n + ${j})` : 'n';
-  const rt = e.residualType ?? e.out;
-  const res = !e.residual ? '' : rt === 'int8' ? `__fmul_rn((float)residual[off + ${j}], ${flit(e.residualScale!)})`
-    : rt === 'float16' ? `h2f(residual[off + ${j}])` : `residual[off + ${j}]`;
   const s: string[] = [`float v${j} = __fmul_rn((float)t[${j}], scale[${n}]);`];
   if (e.bias) s.push(`v${j} = __fadd_rn(v${j}, bias[${n}]);`);
   if (e.residual && !e.residualAfterAct) s.push(`v${j} = __fadd_rn(v${j}, ${res});`);
   if ((e.act ?? 'none') !== 'none') s.push(`v${j} = tc_act(v${j});`);
   if (e.residual && e.residualAfterAct) s.push(`v${j} = __fadd_rn(v${j}, ${res});`);
   return s.join(' ');
+}
+
+function residualElem(e: Int8Epilogue, j: number): string {
+  if (!e.residual) return '';
+  const rt = e.residualType ?? e.out;
+  return rt === 'int8' ? `__fmul_rn((float)residual[off + ${j}], ${flit(e.residualScale!)})`
+    : rt === 'float16' ? `h2f(residual[off + ${j}])` : `residual[off + ${j}]`;
 }
 
 function storeExpr(e: Int8Epilogue, v: string): string {
@@ -85,6 +90,65 @@ function storeCode(e: Int8Epilogue, mTotal: number, nTotal: number, outOffset: s
           if (n < ${nTotal}) { ${elementCode(e, 0)} y[off] = ${storeExpr(e, 'v0')}; }
           if (n + 1 < ${nTotal}) { ${elementCode(e, 1)} y[off + 1] = ${storeExpr(e, 'v1')}; }
         }`;
+}
+
+const OUT_BYTES: Record<Int8Out, number> = { int8: 1, float16: 2, float32: 4 };
+
+/** Bytes per row of the shared-memory output tile when the epilogue stages it (16 bytes of padding keep the
+ * fragment writes of one warp on distinct banks), or undefined for direct stores: rows of y must start 16-byte
+ * aligned (N * element size % 16 == 0) and the tile must fit in the pipeline's shared memory it reuses. */
+export function int8StagingRowBytes(c: TileConfig, nTotal: number, out: Int8Out): number | undefined {
+  const ob = OUT_BYTES[out];
+  if ((nTotal * ob) % 16 || (c.bn * ob) % 16) return undefined;
+  const rowBytes = c.bn * ob + 16;
+  return c.bm * rowBytes <= c.stages * (c.bm + c.bn) * c.bk ? rowBytes : undefined;
+}
+
+/** Staged epilogue (CUTLASS's shared-memory epilogue): each thread finishes its accumulator pairs (residual read
+ * two elements at a time) into the smem tile, then the CTA writes the tile back in coalesced 16-byte stores.
+ * A one-byte int8 store per element used a store instruction per byte; this uses one per 16. */
+function stagedStore(e: Int8Epilogue, c: TileConfig, mTotal: number, nTotal: number, outOffset: string, rowBytes: number, threads: number) {
+  const ob = OUT_BYTES[e.out];
+  const rt = e.residualType ?? e.out;
+  // n is even and N % 16 == 0 here, so a pair never straddles the edge and its residual pair is aligned
+  const resLoad = !e.residual ? '' : rt === 'int8' ? 'const unsigned short rv = *reinterpret_cast<const unsigned short*>(residual + off);'
+    : rt === 'float16' ? 'const u32 rv = *reinterpret_cast<const u32*>(residual + off);' : '';
+  const res = (j: number) => (!e.residual ? '' : rt === 'int8'
+    ? `__fmul_rn((float)(signed char)(rv >> ${8 * j}), ${flit(e.residualScale!)})`
+    : rt === 'float16' ? (j ? 'hi_h2f(rv)' : 'lo_h2f(rv)') : `residual[off + ${j}]`);
+  const put = e.out === 'int8'
+    ? `*reinterpret_cast<unsigned short*>(sp) = (unsigned short)((unsigned char)${storeExpr(e, 'v0')} | ((unsigned)(unsigned char)${storeExpr(e, 'v1')} << 8));`
+    : e.out === 'float16' ? '*reinterpret_cast<u32*>(sp) = pack_h2(v0, v1);'
+      : 'reinterpret_cast<float*>(sp)[0] = v0; reinterpret_cast<float*>(sp)[1] = v1;';
+  const chunks = (c.bn * ob) / 16;
+  return {
+    storeBegin: `  // staged epilogue: the pipeline's shared memory becomes the output tile once every warp is done reading it
+  struct __align__(16) tc_v16 { unsigned a, b, c, d; };
+  __syncthreads();`,
+    store: `if (m < ${mTotal} && n < ${nTotal}) {
+          ${e.residual ? `const idx_t off = ${outOffset};` : ''}
+          ${resLoad}
+          ${elementCode(e, 0, res(0))} ${elementCode(e, 1, res(1))}
+          unsigned char* sp = tc_smem + (m - mBase) * ${rowBytes} + (n - nBase) * ${ob};
+          ${put}
+        }`,
+    storeEnd: `  __syncthreads();
+  for (int i = tid; i < ${c.bm * chunks}; i += ${threads}) {
+    const int r = i / ${chunks}, ch = i % ${chunks};
+    const int m = mBase + r, n = nBase + ch * ${16 / ob};
+    if (m < ${mTotal} && n < ${nTotal}) {
+      const idx_t off = ${outOffset};
+      *reinterpret_cast<tc_v16*>(y + off) = *reinterpret_cast<const tc_v16*>(tc_smem + r * ${rowBytes} + ch * 16);
+    }
+  }`,
+  };
+}
+
+/** The epilogue fields of a TcSpec: staged when int8StagingRowBytes allows, direct stores otherwise. */
+function epilogueSpec(e: Int8Epilogue, c: TileConfig, mTotal: number, nTotal: number, outOffset: string) {
+  const rowBytes = int8StagingRowBytes(c, nTotal, e.out);
+  if (rowBytes === undefined) return { store: storeCode(e, mTotal, nTotal, outOffset) };
+  return stagedStore(e, c, mTotal, nTotal, outOffset, rowBytes, 32 * c.warpsM * c.warpsN);
 }
 
 function params(e: Int8Epilogue, a: string, b: string, y: string) {
@@ -111,8 +175,8 @@ export function int8ConvPreconditions(p: ConvProblem): string[] {
   return out;
 }
 
-function convShape(p: ConvProblem): TileShape { return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 }; }
-export function int8ConvConfigSpace(p: ConvProblem): TileConfig[] { return int8ConfigSpace(convShape(p)); }
+export function int8ConvShape(p: ConvProblem): TileShape { return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 }; }
+export function int8ConvConfigSpace(p: ConvProblem): TileConfig[] { return int8ConfigSpace(int8ConvShape(p)); }
 
 /** Int8 implicit-GEMM conv, NHWC. x int8 [n,h,w,c], w int8 [k][r][s][c], scale fp32 [k] (x_scale*w_scale),
  * bias fp32 [k], residual and y [n,p,q,k] in their epilogue dtypes. Kernel signature:
@@ -121,7 +185,7 @@ export function emitConvInt8(p: ConvProblem, epi: Int8Epilogue, cfg?: TileConfig
   const pre = int8ConvPreconditions(p);
   if (pre.length) throw new TsrtError('UNSUPPORTED', `int8 conv: ${pre.join('; ')}`, 'run the layer in fp16');
   checkEpilogue(epi);
-  const shape = convShape(p);
+  const shape = int8ConvShape(p);
   const c = cfg ?? chooseInt8Config(shape);
   const bad = int8ConfigProblems(c);
   if (bad.length) throw new TsrtError('USAGE', `int8 tile config ${configName(c)}: ${bad.join('; ')}`);
@@ -167,7 +231,7 @@ export function emitConvInt8(p: ConvProblem, epi: Int8Epilogue, cfg?: TileConfig
     params: params(epi, 'x', 'w', 'y'),
     setup: setup.join('\n'), loadA, loadB,
     outOffset: `(idx_t)m * ${p.k} + n`, pairStores: false, epi: { act: epi.act, actArgs: epi.actArgs },
-    store: storeCode(epi, M, p.k, `(idx_t)m * ${p.k} + n`),
+    ...epilogueSpec(epi, c, M, p.k, `(idx_t)m * ${p.k} + n`),
     nFastest: p.k * K <= p.n * hw * p.c, flops: 2 * M * p.k * K, bigIndex: false,
   });
 }
@@ -209,7 +273,7 @@ export function emitGemmInt8(p: Int8GemmProblem, epi: Int8Epilogue, cfg?: TileCo
     params: params(epi, 'a', 'b', 'c'),
     setup: '  const signed char* tc_dummy = a;\n  auto* __restrict__ y = c;', loadA, loadB,
     outOffset: `(idx_t)m * ${p.n} + n`, pairStores: false, epi: { act: epi.act, actArgs: epi.actArgs },
-    store: storeCode(epi, p.m, p.n, `(idx_t)m * ${p.n} + n`),
+    ...epilogueSpec(epi, c, p.m, p.n, `(idx_t)m * ${p.n} + n`),
     nFastest: p.n <= p.m, flops: 2 * p.m * p.n * p.k, bigIndex: false,
   });
 }

@@ -16,8 +16,9 @@ import { packModules, type KernelSource, type ModuleSource } from '../codegen/ke
 import type { Tactic } from '../codegen/lower.js';
 import { chooseConvConfig, type ConvProblem } from '../codegen/tc_conv.js';
 import {
-  chooseGemmConfig, configName, configProblems, estimateTime, type GemmProblem, type TileConfig, type TileShape,
+  chooseGemmConfig, configName, configProblems, estimateTime, type Epilogue, type GemmProblem, type TileConfig, type TileShape,
 } from '../codegen/tc_gemm.js';
+import { asHalf, asInt8, chooseInt8Config, halfShape, int8ConfigProblems, int8ConvShape } from '../codegen/tc_int8.js';
 import { packParams, type Cuda, type CuEvent, type CuModule, type CuStream, type DevicePtr } from './cuda.js';
 import { sharedCuda } from './device_runner.js';
 import { KernelCache } from './kernel_cache.js';
@@ -138,6 +139,8 @@ export interface ProblemInfo {
   /** B stored [K,N] (changes which configs are valid). */
   bKN: boolean;
   heuristic?: TileConfig;
+  /** [int8] tc_int8.ts kernels: int8 configs (bk 64/128), validated and ranked as their fp16 twins. */
+  int8?: boolean;
   /** Scratch bytes per pointer parameter for timing launches (workspace excluded; bias/residual only when the
    * epilogue reads them, as the engine binds them). */
   buffers: Record<string, number>;
@@ -154,7 +157,8 @@ function positiveInts(o: Record<string, unknown>, fields: string[], what: string
 
 /** Tile shape, heuristic config and scratch sizes of a signature's problem (fp16 storage, fp32 bias). */
 export function problemInfo(sig: ParsedSignature): ProblemInfo {
-  if (sig.dtype !== 'float16') throw new TsrtError('USAGE', `autotuning covers fp16 tensor-core kernels, not ${sig.dtype}`);
+  if (sig.dtype === 'int8') return int8ProblemInfo(sig);
+  if (sig.dtype !== 'float16') throw new TsrtError('USAGE', `autotuning covers fp16 and int8 tensor-core kernels, not ${sig.dtype}`);
   const epi = sig.epi;
   const tryHeuristic = (f: () => TileConfig) => { try { return f(); } catch { return undefined; } };
   if (sig.kind === 'conv') {
@@ -194,6 +198,51 @@ export function problemInfo(sig: ParsedSignature): ProblemInfo {
     shape: { m: p.m, n: p.n, k: p.k, batch: batch.reduce((a, b) => a * b, 1) }, bKN: kn,
     heuristic: tryHeuristic(() => chooseGemmConfig(p)), buffers,
   };
+}
+
+const INT8_OUT_BYTES: Record<string, number> = { int8: 1, float16: 2, float32: 4 };
+
+/** [int8] QConv / QGemm kernels (tc_int8.ts): int8 operands, an fp32 per-channel scale, fp32 bias, output and
+ * residual in the epilogue's storage types. */
+function int8ProblemInfo(sig: ParsedSignature): ProblemInfo {
+  const epi = sig.epi as Epilogue & { out?: string; residualType?: string };
+  const ob = INT8_OUT_BYTES[epi.out ?? ''];
+  if (!ob) throw new TsrtError('USAGE', `int8 signature: output type '${String(epi.out)}' is not int8, float16 or float32`);
+  const rb = INT8_OUT_BYTES[epi.residualType ?? epi.out!] ?? ob;
+  const tryHeuristic = (f: () => TileConfig) => { try { return f(); } catch { return undefined; } };
+  if (sig.kind === 'conv') {
+    const p = sig.problem as ConvProblem;
+    positiveInts(p as unknown as Record<string, unknown>, ['n', 'h', 'w', 'c', 'k', 'r', 's', 'p', 'q'], 'conv problem');
+    const y = p.n * p.p * p.q * p.k;
+    const buffers: Record<string, number> = {
+      x: pad256(p.n * p.h * p.w * p.c), w: pad256(p.k * p.r * p.s * p.c), scale: pad256(4 * p.k), y: pad256(ob * y),
+    };
+    if (epi.bias) buffers.bias = pad256(4 * p.k);
+    if (epi.residual) buffers.residual = pad256(rb * y);
+    const shape = int8ConvShape(p);
+    return { shape, bKN: false, int8: true, heuristic: tryHeuristic(() => chooseInt8Config(shape)), buffers };
+  }
+  const p = sig.problem as GemmProblem;
+  positiveInts(p as unknown as Record<string, unknown>, ['m', 'n', 'k'], 'gemm problem');
+  const buffers: Record<string, number> = {
+    a: pad256(p.m * p.k), b: pad256(p.n * p.k), scale: pad256(4 * p.n), c: pad256(ob * p.m * p.n),
+  };
+  if (epi.bias) buffers.bias = pad256(4 * p.n);
+  if (epi.residual) buffers.residual = pad256(rb * p.m * p.n);
+  const shape = { m: p.m, n: p.n, k: p.k, batch: 1 };
+  return { shape, bKN: false, int8: true, heuristic: tryHeuristic(() => chooseInt8Config(shape)), buffers };
+}
+
+/** Candidates worth timing: the valid ones picked by pickCandidates, int8 configs ranked as their fp16 twins. */
+function pickValid(level: number, info: ProblemInfo, candidates: TileConfig[]): TileConfig[] {
+  if (!info.int8) {
+    const valid = candidates.filter((c) => !configProblems(c, info.bKN).length);
+    return pickCandidates(level, info.shape, valid, info.heuristic);
+  }
+  const valid = candidates.filter((c) => !int8ConfigProblems(c).length);
+  const twins = valid.map(asHalf);
+  const picked = pickCandidates(level, halfShape(info.shape), twins, info.heuristic && asHalf(info.heuristic));
+  return picked.map((t) => valid[twins.indexOf(t)] ?? asInt8(t));
 }
 
 /** Short readable form of a signature for logs. */
@@ -420,8 +469,7 @@ export class Autotuner {
     const sig = parseSignature(key);
     if (!sig) { this.log(`autotune: cannot read signature '${key.slice(0, 80)}'; keeping the heuristic config`); return undefined; }
     const info = problemInfo(sig);
-    const valid = candidates.filter((c) => !configProblems(c, info.bKN).length);
-    const picked = pickCandidates(this.level, info.shape, valid, info.heuristic);
+    const picked = pickValid(this.level, info, candidates);
     const entries: Plan['entries'] = [];
     const failed: CandidateTiming[] = [];
     const names = new Set<string>();
@@ -432,7 +480,7 @@ export class Autotuner {
       names.add(kernel.name);
       entries.push({ cfg, kernel });
     }
-    const estimate = info.heuristic ? estimateTime(info.shape, info.heuristic) : 0;
+    const estimate = !info.heuristic ? 0 : info.int8 ? estimateTime(halfShape(info.shape), asHalf(info.heuristic)) : estimateTime(info.shape, info.heuristic);
     const plan: Plan = { info, entries, failed, estimate };
     this.plans.set(key, plan);
     return plan;
@@ -524,7 +572,8 @@ export class ContextLost extends TsrtError {}
 
 // ---- GPU timing -----------------------------------------------------------------------------------------------
 
-/** Byte pattern of the timing inputs: fp16 0x2020 (~0.008) and a tiny fp32 bias, so no sum overflows. */
+/** Byte pattern of the timing inputs: fp16 0x2020 (~0.008), int8 32, and a tiny fp32 bias/scale, so no sum
+ * overflows (int8: 32 * 32 * K stays far inside int32). */
 const FILL = 0x20;
 const NULLABLE = new Set(['bias', 'residual']);
 

@@ -85,6 +85,11 @@ function canonicalEpilogue(e: Epilogue): Epilogue {
   if (e.act && e.act !== 'none') out.act = e.act;
   if (e.act && e.act !== 'none' && e.actArgs?.length) out.actArgs = [...e.actArgs];
   if (e.alpha !== undefined && e.alpha !== 1) out.alpha = e.alpha;
+  // [int8] output and residual storage change the kernel (tc_int8.ts Int8Epilogue); its scales do not change speed
+  const q = e as Epilogue & { out?: string; residualType?: string };
+  const o = out as Epilogue & { out?: string; residualType?: string };
+  if (q.out) o.out = q.out;
+  if (e.residual && q.residualType) o.residualType = q.residualType;
   return out;
 }
 
