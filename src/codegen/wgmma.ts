@@ -110,7 +110,7 @@ export function emitGemmTc(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig)
   return cfg?.wgmma ? wgmmaKernel(gemmTcSpec(p, epi, cfg)) : emitGemm(p, epi, cfg);
 }
 
-const WGMMA_DESC = `typedef unsigned long long u64;
+export const WGMMA_DESC = `typedef unsigned long long u64;
 // matrix descriptor of a 128-B-swizzled K-major tile (see wgmma.ts): start>>4 | LBO 1 | SBO 1024>>4 | 128B swizzle
 __device__ __forceinline__ u64 wg_desc(u32 addr) {
   return (u64)((addr & 0x3FFFFu) >> 4) | ((u64)1 << 16) | ((u64)(1024 >> 4) << 32) | ((u64)1 << 62);
