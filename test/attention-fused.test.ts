@@ -31,19 +31,10 @@ import { TC_HELPERS } from '../src/codegen/tc_gemm.js';
 import type { KernelSource } from '../src/codegen/kernel.js';
 import { compileCuda } from '../src/runtime/nvrtc.js';
 import { loadNvrtc } from '../src/runtime/libs.js';
+import { rng } from './helpers.js';
 
 // ---- graph helpers -----------------------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `const %name: float32[dims] = [...]`, values in [-1, 1) seeded by the name. */
 function c(name: string, dims: number[], scale = 1): string {
@@ -304,7 +295,7 @@ describe('fuseAttention', () => {
 });
 
 describe('fuseAttention in the build pipeline', () => {
-  it('runs after FUSION_PASSES in fp16 and lowers to the tensor-core kernel reading the projections', () => {
+  it('runs after FUSION_PASSES in fp16 and lowers to the tensor-core kernel reading the packed QKV projection', () => {
     const g = bert({ scaleForm: 'sdpa', dims: { B: 2, S: 16, H: 2, D: 32 }, wScale: 0.2 });
     const at = PIPELINE.indexOf(FUSION_PASSES[FUSION_PASSES.length - 1]) + 1;
     const passes = [...PIPELINE.slice(0, at), fuseAttention, ...PIPELINE.slice(at)];
@@ -318,7 +309,10 @@ describe('fuseAttention in the build pipeline', () => {
     const low = lowerGraph(opt, { fp16: true, allowHost: false });
     const step = low.steps.find((x): x is KernelStep => x.kind === 'kernel' && x.op === 'FusedAttention');
     expect(step?.kernel.name).toMatch(/^flash_attn_f16_d32_m64_mask_/);
-    expect(step?.args).toEqual([...f.inputs, f.outputs[0]].map((name) => ({ kind: 'value', name })));
+    // the pipeline's fuse-qkv merged the three projections: q, k and v are one packed buffer, passed three times
+    expect(attr(f, 'packed')).toBe(1);
+    expect(f.inputs.slice(1, 3)).toEqual(['', '']);
+    expect(step?.args).toEqual([f.inputs[0], f.inputs[0], f.inputs[0], f.inputs[3], f.outputs[0]].map((name) => ({ kind: 'value', name })));
     expect(step?.kernel.grid).toEqual([1, 2, 2]);
     expect(opsOf(opt)).toContain('tsrt::Fused'); // the mask's Cast to fp16, moved out of the scores' group
     expectSameOutputs(g, opt, { mask: padMask(16) }, 1e-2);

@@ -17,6 +17,7 @@ import { runGraph } from '../src/runtime/cpu_executor.js';
 import { upgradeGraph } from '../src/onnx/import.js';
 import { compareTensors } from '../src/cli/conformance.js';
 import { newPassContext, runPasses, type Pass, type PassContext, type PassOptions } from '../src/passes/pass.js';
+import { rng } from './helpers.js';
 
 /** Text IR parsed, upgraded to the newest op forms and type-annotated, as the importer hands graphs to the pipeline. */
 export const prep = (text: string): Graph => inferShapes(upgradeGraph(parseGraph(text))).graph;
@@ -67,16 +68,6 @@ export function canonical(g: Graph, opts: { types?: boolean } = {}): string {
   return printGraph(rebuild(g, true), { inlineLimit: Infinity, types: opts.types ?? false });
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Seeded random feeds for the graph's inputs: floats in [-2, 2), integers in [0, 3), booleans. Symbolic dims: 1. */
 export function randomFeeds(g: Graph, seed = 1): Map<string, Tensor> {

@@ -15,21 +15,12 @@ import { deadCode, foldConstants, inferTypes, removeNoOps, specializeShapes } fr
 import {
   ELEMENTWISE_OPS, FUSION_PASSES, cse, foldBatchNorm, fuseConvEpilogue, fuseElementwise, fuseGemmEpilogue, recognizePatterns, transposeFold,
 } from '../src/passes/fuse.js';
+import { rng } from './helpers.js';
 
 const SHARED = new URL('../../shared/onnx-tests/', import.meta.url).pathname;
 
 // ---- helpers ---------------------------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `const %name: float32[dims] = [...]` with values in [lo, hi) seeded by name and dims, so a reference graph that
  * declares the same constant gets the same values. */

@@ -3,17 +3,8 @@
 // importer's own checks are exercised: varints set to extreme values (dims of 2^40, negative counts), length
 // prefixes corrupted, fields duplicated, deleted or moved, nested deep inside the message tree.
 
-/** mulberry32: small, fast, and the same sequence on every machine. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (test/helpers.ts): small, fast, and the same sequence on every machine. */
+export { rng as prng } from '../helpers.js';
 
 interface Field { tag: number; wire: number; varint?: bigint; bytes?: Uint8Array }
 
