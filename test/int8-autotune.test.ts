@@ -3,7 +3,7 @@
 // parameter an int8 kernel takes (the GPU timer refuses a kernel with an unbound pointer); candidates are int8
 // configs (bk 64/128) ranked as their fp16 twins; the tuned choice reaches the lowered kernels.
 import { describe, expect, it } from 'vitest';
-import { configName, type TileConfig } from '../src/codegen/tc_gemm.js';
+import { configName, type TcKernelSource, type TileConfig } from '../src/codegen/tc_gemm.js';
 import {
   asHalf, chooseInt8Config, emitConvInt8, emitGemmInt8, int8ConfigProblems, int8ConvConfigSpace, int8ConvShape,
   int8GemmConfigSpace, type Int8Epilogue,
@@ -36,9 +36,9 @@ describe('int8 tactic signatures and problems', () => {
     expect(sig.epi).toMatchObject({ out: 'int8', residualType: 'int8', bias: true, residual: true, act: 'relu' });
     expect(key).not.toContain('0.05');
     // same problem, other storage: other keys (their kernels differ); other scales: same key
-    expect(tacticSignature('conv', CONV, { ...EPI_Q, out: 'float16' }, 'int8')).not.toBe(key);
-    expect(tacticSignature('conv', CONV, { ...EPI_Q, residualType: 'float16' }, 'int8')).not.toBe(key);
-    expect(tacticSignature('conv', CONV, { ...EPI_Q, outScale: 0.07 }, 'int8')).toBe(key);
+    expect(tacticSignature('conv', CONV, { ...EPI_Q, out: 'float16' } as Int8Epilogue, 'int8')).not.toBe(key);
+    expect(tacticSignature('conv', CONV, { ...EPI_Q, residualType: 'float16' } as Int8Epilogue, 'int8')).not.toBe(key);
+    expect(tacticSignature('conv', CONV, { ...EPI_Q, outScale: 0.07 } as Int8Epilogue, 'int8')).toBe(key);
     expect(tacticSignature('conv', CONV, EPI_Q, 'float16')).not.toBe(key);
     // an fp16 signature is unchanged by the int8 fields' absence
     expect(tacticSignature('conv', CONV, { bias: true }, 'float16')).toBe(`conv float16 b ${JSON.stringify({ epi: { bias: true }, problem: sig.problem })}`);
@@ -73,7 +73,7 @@ describe('int8 candidates', () => {
     const tuner = new Autotuner({
       arch: 'sm_90', cache: TimingCache.load(null, DEV), level: 3, timeBudgetMs: 60_000,
       // a made-up world where bk 128 with 3 stages is fastest
-      timeKernel: (k) => { const c = k.config!; seen.push(c); return (c.bk === 128 ? 1 : 2) + Math.abs(c.stages - 3) + c.bm / 1000; },
+      timeKernel: (k) => { const c = (k as TcKernelSource).config!; seen.push(c); return (c.bk === 128 ? 1 : 2) + Math.abs(c.stages - 3) + c.bm / 1000; },
     });
     const key = tacticSignature('conv', CONV, EPI_Q, 'int8');
     const got = tuner.choose(key, space, (c) => emitConvInt8(CONV, EPI_Q, c))!;
@@ -133,5 +133,23 @@ describe('int8 lowering asks the tactic', () => {
     const plain = lowerGraph(graph, { fp16: true, allowHost: true });
     const kn = (l: typeof plain) => l.steps.flatMap((s) => (s.kind === 'kernel' ? [s.kernel.name] : []));
     expect(kn(tuned)).not.toEqual(kn(plain));
+    expect(int8.every((a) => !a.pick.wgmma)).toBe(true); // sm_90 (no arch): mma.sync configs only
+  });
+
+  it('on sm_90a also offers the int8 wgmma configs, and a picked one lowers to a wgmma s8 kernel', () => {
+    const picks: TileConfig[] = [];
+    const tactic: Tactic = (key, candidates, emit) => {
+      if (key.split(' ')[1] !== 'int8') return undefined;
+      const pick = candidates.find((c) => c.wgmma);
+      expect(pick, key).toBeDefined();
+      expect(int8ConfigProblems(pick!)).toEqual([]);
+      expect(emit(pick!).source).toMatch(/wgmma\.mma_async\.sync\.aligned\.m64n(64|128)k32\.s32\.s8\.s8/);
+      picks.push(pick!);
+      return pick;
+    };
+    const l = lowerGraph(graph, { fp16: true, allowHost: true, tactic, arch: 'sm_90a' });
+    expect(picks.length).toBe(2);
+    const src = l.steps.flatMap((s) => (s.kind === 'kernel' ? [s.kernel.source] : [])).join('\n');
+    expect(src.match(/\.s32\.s8\.s8 \{/g)?.length).toBe(2);
   });
 });

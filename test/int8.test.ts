@@ -5,24 +5,18 @@
 //  - explicit quantization: QDQ conv graphs build into int8 layers and match onnxruntime (uint8 stays float);
 //  - implicit int8 with minmax scales on the bundled ppocr classifier: cosine >= 0.99 against fp32.
 import { describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { build } from '../src/runtime/engine.js';
 import { loadModel, loadTensorFile } from '../src/onnx/import.js';
 import { runGraph } from '../src/runtime/cpu_executor.js';
 import { accuracy } from '../src/cli/io.js';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { join } from 'node:path';
-import { getFloat16 } from '@petamoriken/float16';
-import { DTYPE_ONNX, fromF64, makeTensor, toF64 } from '../src/ir/tensor.js';
-import type { Attr, Model, Node, Tensor } from '../src/ir/types.js';
-import { getOp } from '../src/ops/registry.js';
+import { fromF64, makeTensor, toF64 } from '../src/ir/tensor.js';
+import type { Model, Tensor } from '../src/ir/types.js';
 import '../src/ops/index.js';
-import { TC_HELPERS, TC_S8_HELPERS, type TcKernelSource, type TileConfig } from '../src/codegen/tc_gemm.js';
-import { emitConvInt8, emitGemmInt8, int8ConvConfigSpace, int8ConvPreconditions, int8StagingRowBytes, type Int8Epilogue } from '../src/codegen/tc_int8.js';
-import type { ConvProblem } from '../src/codegen/tc_conv.js';
+import { emitConvInt8, emitGemmInt8, int8ConvConfigSpace, int8ConvPreconditions, int8StagingRowBytes } from '../src/codegen/tc_int8.js';
 import { compileCuda } from '../src/runtime/nvrtc.js';
-import { EMU_PRELUDE } from './tc_emu.js';
+import { conv, diffCount, emulate, hasGxx, randI8, setup, small, type KCase } from './int8_cases.js';
 import { modelBytes, rand, runOrt, type GraphSpec } from './rnn-control.build.js';
 import { parseModel } from '../src/onnx/import.js';
 
@@ -69,16 +63,6 @@ describe('implicit int8 (calibration scales)', () => {
 // ---------------------------------------------------------------------------------------------------
 // Kernels: NVRTC compile checks and the CPU emulator against the QConv / QGemm references
 
-
-interface KCase {
-  id: string; kind: 'conv' | 'gemm'; conv?: ConvProblem; gemm?: { m: number; n: number; k: number };
-  epi: Int8Epilogue; cfg?: TileConfig; act?: string;
-}
-const conv = (n: number, h: number, c: number, k: number, r: number, stride: number, pad: number): ConvProblem => {
-  const p = Math.floor((h + 2 * pad - r) / stride) + 1;
-  return { n, h, w: h, c, k, r, s: r, strideH: stride, strideW: stride, padH: pad, padW: pad, dilH: 1, dilW: 1, p, q: p };
-};
-const small = (bm: number, bn: number, wm: number, wn: number, stages: number, splitK?: number): TileConfig => ({ bm, bn, bk: 64, warpsM: wm, warpsN: wn, stages, splitK });
 const KCASES: KCase[] = [
   { id: 'conv3x3_q_bres_relu', kind: 'conv', conv: conv(2, 6, 32, 24, 3, 1, 1), act: 'Relu', cfg: small(32, 32, 1, 2, 3),
     epi: { out: 'int8', outScale: 0.04, bias: true, residual: true, residualType: 'int8', residualScale: 0.03, act: 'relu' } },
@@ -93,90 +77,6 @@ const KCASES: KCase[] = [
   { id: 'gemm_staged_h_resh_after_splitk', kind: 'gemm', gemm: { m: 37, n: 64, k: 128 }, act: 'Clip', cfg: small(32, 64, 1, 2, 2, 2),
     epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', residualAfterAct: true, act: 'clip', actArgs: [-1, 1.5] } },
 ];
-
-let seed = 7;
-const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 2 ** 32; };
-const randI8 = (n: number) => Int8Array.from({ length: n }, () => Math.floor(rnd() * 256) - 128);
-
-/** Inputs, the reference output (QConv/QGemm CPU) and the kernel's buffers for one case. */
-function setup(c: KCase) {
-  const e = c.epi;
-  const K = c.kind === 'conv' ? c.conv!.k : c.gemm!.n;
-  const xDims = c.kind === 'conv' ? [c.conv!.n, c.conv!.h, c.conv!.w, c.conv!.c] : [c.gemm!.m, c.gemm!.k];
-  const wDims = c.kind === 'conv' ? [K, c.conv!.c, c.conv!.r, c.conv!.s] : [K, c.gemm!.k];
-  const yDims = c.kind === 'conv' ? [c.conv!.n, c.conv!.p, c.conv!.q, K] : [c.gemm!.m, K];
-  const x = makeTensor('int8', xDims, randI8(xDims.reduce((a, b) => a * b)));
-  const w = makeTensor('int8', wDims, randI8(wDims.reduce((a, b) => a * b)));
-  const xs = 0.02, ws = Float64Array.from({ length: K }, () => Math.fround(1e-3 * (0.5 + rnd())));
-  const bias = e.bias ? fromF64('float32', [K], Array.from({ length: K }, () => rnd() * 4 - 2)) : undefined;
-  const yN = yDims.reduce((a, b) => a * b);
-  const z = e.residual ? (e.residualType === 'int8' ? makeTensor('int8', yDims, randI8(yN)) : fromF64(e.residualType!, yDims, Array.from({ length: yN }, () => rnd() * 4 - 2))) : undefined;
-  const f = (v: number): Attr => ({ kind: 'float', value: v });
-  const attrs: Record<string, Attr> = { x_scale: f(xs), activation: { kind: 'string', value: c.act ?? 'none' } };
-  if (e.actArgs) attrs.activation_params = { kind: 'floats', value: e.actArgs };
-  if (e.residualAfterAct) attrs.residual_before_act = { kind: 'int', value: 0 };
-  if (e.out === 'int8') attrs.y_scale = f(e.outScale!); else attrs.out_dtype = { kind: 'int', value: DTYPE_ONNX[e.out] };
-  if (e.residualType === 'int8') attrs.z_scale = f(e.residualScale!);
-  if (c.kind === 'conv') {
-    const p = c.conv!;
-    Object.assign(attrs, { layout: { kind: 'string', value: 'NHWC' }, strides: { kind: 'ints', value: [p.strideH, p.strideW] }, pads: { kind: 'ints', value: [p.padH, p.padW, p.padH, p.padW] } });
-  }
-  const node: Node = { name: c.id, op: c.kind === 'conv' ? 'QConv' : 'QGemm', domain: 'tsrt', inputs: ['x', 'w', 'ws', 'b', 'z'], outputs: ['y'], attrs };
-  const ref = getOp(node.op, 'tsrt')!.cpu(node, [x, w, fromF64('float32', [K], ws), bias, z], { opset: 17, runGraph: () => [] })[0];
-  // kernel operands: weights [K][R][S][C], scale = fp32(x_scale * w_scale) as the lowering computes it
-  let wk = w.data as Int8Array;
-  if (c.kind === 'conv') {
-    const p = c.conv!;
-    wk = new Int8Array(wk.length);
-    for (let ko = 0; ko < K; ko++) for (let ci = 0; ci < p.c; ci++) for (let ri = 0; ri < p.r; ri++) for (let si = 0; si < p.s; si++) {
-      wk[((ko * p.r + ri) * p.s + si) * p.c + ci] = (w.data as Int8Array)[((ko * p.c + ci) * p.r + ri) * p.s + si];
-    }
-  }
-  const buf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-  const scale = Float32Array.from(ws, (s) => Math.fround(Math.fround(xs) * s));
-  const [xn, wn] = c.kind === 'conv' ? ['x', 'w'] : ['a', 'b'];
-  const bufs: Record<string, Buffer> = { [xn]: buf(x.data as Int8Array), [wn]: buf(wk), scale: buf(scale) };
-  if (bias) bufs.bias = buf(bias.data as Float32Array);
-  if (z) bufs.residual = buf(z.data as ArrayBufferView as Int8Array);
-  return { ref, bufs, outBytes: yN * (e.out === 'int8' ? 1 : e.out === 'float16' ? 2 : 4) };
-}
-
-const EMU_DIR = join(new URL('..', import.meta.url).pathname, '.cache', 'int8-emu');
-const hasGxx = (() => { try { execFileSync('g++', ['--version'], { stdio: 'pipe' }); return true; } catch { return false; } })();
-
-/** Runs a kernel under the emulator (twice with a split-K workspace: its counters must reset) and returns the output bytes. */
-function emulate(k: TcKernelSource, id: string, bufs: Record<string, Buffer>, outBytes: number): Buffer {
-  const dir = join(EMU_DIR, id);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(EMU_DIR, 'emu_prelude.h'), EMU_PRELUDE);
-  const lines: string[] = [];
-  for (const [nm, b] of Object.entries(bufs)) {
-    writeFileSync(join(dir, `${nm}.bin`), Buffer.concat([b, Buffer.alloc(16)]));
-    lines.push(`  unsigned char* ${nm}_p = load_file("${nm}.bin", ${b.length + 16});`);
-  }
-  lines.push(`  unsigned char* out_p = (unsigned char*)aligned_alloc(256, ${Math.ceil(outBytes / 256) * 256 + 256}); g_bufs.push_back(Buf{out_p, ${outBytes}});`);
-  if (k.workspaceBytes) lines.push(`  unsigned char* ws_p = (unsigned char*)calloc(1, ${k.workspaceBytes});`);
-  const outName = k.params.some((p) => p.name === 'y') ? 'y' : 'c';
-  const args = k.params.map((p) => (p.name === 'workspace' ? 'ws_p' : p.name === outName ? 'out_p' : bufs[p.name] ? `${p.name}_p` : 'nullptr'));
-  const call = `${k.name}(${k.params.map((p, i) => `(${paramType(k, p.name)})(${args[i]})`).join(', ')})`;
-  const src = k.source.replace(TC_HELPERS, '#include "../emu_prelude.h"\n').replace(TC_S8_HELPERS, '')
-    .replace('extern __shared__ __align__(128) unsigned char tc_smem[];', '')
-    + `\nint main() {\n${lines.join('\n')}\n  for (int rep = 0; rep < ${k.workspaceBytes ? 2 : 1}; ++rep) {\n    memset(out_p, 0x7f, ${outBytes});\n`
-    + `    run_grid(${k.grid[0]}, ${k.grid[1]}, ${k.block[0]}, ${k.sharedBytes}, [&] { ${call}; });\n  }\n`
-    + `  save_file("out.bin", out_p, ${outBytes});\n  return 0;\n}\n`;
-  writeFileSync(join(dir, 'k.cpp'), src);
-  const exe = join(dir, `k_${createHash('sha1').update(src).update(EMU_PRELUDE).digest('hex').slice(0, 10)}`);
-  if (!existsSync(exe)) execFileSync('g++', ['-std=c++20', '-O1', '-w', '-o', exe, 'k.cpp'], { cwd: dir, stdio: 'pipe' });
-  execFileSync(exe, [], { cwd: dir, stdio: 'pipe' });
-  return readFileSync(join(dir, 'out.bin'));
-}
-
-/** C type of a kernel parameter, read from its declaration in the source. */
-function paramType(k: TcKernelSource, name: string): string {
-  const m = new RegExp(`(const )?([a-z_ ]+?)\\* __restrict__ ${name}\\b`).exec(k.source);
-  return m ? `${m[1] ?? ''}${m[2]}*` : 'unsigned char*';
-}
-
 const emitK = (c: KCase) => (c.kind === 'conv' ? emitConvInt8(c.conv!, c.epi, c.cfg) : emitGemmInt8(c.gemm!, c.epi, c.cfg));
 
 describe('int8 kernels: API', () => {
@@ -219,14 +119,8 @@ describe.skipIf(!existsSync('/usr/lib/x86_64-linux-gnu/libnvrtc.so.11.2') && !pr
 describe.skipIf(!hasGxx)('int8 kernels: generated CUDA under the CPU emulator equals the CPU reference', () => {
   it.each(KCASES.map((c) => [c.id, c] as const))('%s', (_id, c) => {
     const { ref, bufs, outBytes } = setup(c);
-    const out = emulate(emitK(c), c.id, bufs, outBytes);
-    const got = c.epi.out === 'int8' ? Array.from(new Int8Array(out.buffer, out.byteOffset, outBytes))
-      : c.epi.out === 'float16' ? Array.from({ length: outBytes / 2 }, (_, i) => getFloat16(new DataView(out.buffer, out.byteOffset), i * 2, true))
-        : Array.from(new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + outBytes)));
-    const want = Array.from(toF64(ref));
-    let diff = 0;
-    for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) diff++;
-    expect(diff, `${diff} of ${want.length} elements differ`).toBe(0);
+    const diff = diffCount(c.epi, emulate(emitK(c), c.id, bufs, outBytes), ref, outBytes);
+    expect(diff, `${diff} of ${ref.dims.reduce((a, b) => a * b, 1)} elements differ`).toBe(0);
   }, 300_000);
 });
 
@@ -234,7 +128,7 @@ describe.skipIf(!hasGxx)('int8 kernels: generated CUDA under the CPU emulator eq
 // Explicit quantization against onnxruntime
 
 describe('explicit quantization (QDQ) against onnxruntime', () => {
-  const i8 = (dims: number[], s: number) => { seed = s; return makeTensor('int8', dims, randI8(dims.reduce((a, b) => a * b))); };
+  const i8 = (dims: number[], s: number) => makeTensor('int8', dims, randI8(dims.reduce((a, b) => a * b), s));
   const x = rand('float32', [2, 16, 8, 8], 3, -3, 3);
   /** Builds with tsrt (CPU backend, no --int8: Q/DQ alone decide), runs both, returns tsrt's report and the outputs. */
   async function both(g: GraphSpec) {

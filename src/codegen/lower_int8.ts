@@ -14,8 +14,9 @@ import type { ConvProblem } from './tc_conv.js';
 import type { Activation, TcKernelSource } from './tc_gemm.js';
 import {
   emitConvInt8, emitGemmInt8, int8ConvConfigSpace, int8ConvPreconditions, int8GemmConfigSpace, int8GemmPreconditions,
-  type Int8Epilogue, type Int8Out,
+  int8WgmmaConvSpace, int8WgmmaGemmSpace, type Int8Epilogue, type Int8Out,
 } from './tc_int8.js';
+import { wgmmaEnabled } from './wgmma.js';
 import { tacticSignature } from '../runtime/timing_cache.js'; // [autotune]
 
 const ACT: Record<string, Activation> = {
@@ -102,8 +103,9 @@ function lowerQConv(ctx: LowerCtx): void {
     wt[((ko * r + ri) * s + si) * cp + ci] = wv[((ko * c + ci) * r + ri) * s + si];
   }
   const wname = ctx.addConst('w_krsc_i8', makeTensor('int8', [k, r, s, cp], wt));
-  // [autotune] a measured int8 tile config at optLevel >= 3 on a GPU (bk 64/128 mma.sync tiles), else the heuristic's
-  const space = int8ConvConfigSpace(prob);
+  // [autotune] a measured int8 tile config at optLevel >= 3 on a GPU (bk 64/128 mma.sync tiles, and on sm_90a the
+  // int8 wgmma tiles of wgmma_s8.ts), else the heuristic's (mma.sync)
+  const space = [...int8ConvConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? int8WgmmaConvSpace(prob) : [])];
   const cfg = ctx.tactic?.(tacticSignature('conv', prob, epi, 'int8'), space, (c) => emitConvInt8(prob, epi, c)) ?? undefined;
   const ks = emitConvInt8(prob, epi, cfg);
   ctx.kernel(ks, bind(ctx, ks, { x: xin, w: wname, scale, bias, residual: zn, y: node.outputs[0] }));
@@ -121,7 +123,7 @@ function lowerQGemm(ctx: LowerCtx): void {
   if (pre.length) throw new NotLowerable(pre.join('; '));
   const epi = int8Epilogue(ctx);
   const { scale, bias } = scaleAndBias(ctx);
-  const space = int8GemmConfigSpace(prob);
+  const space = [...int8GemmConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? int8WgmmaGemmSpace(prob) : [])];
   const cfg = ctx.tactic?.(tacticSignature('gemm', prob, epi, 'int8'), space, (c) => emitGemmInt8(prob, epi, c)) ?? undefined;
   const ks = emitGemmInt8(prob, epi, cfg);
   ctx.kernel(ks, bind(ctx, ks, { a: an, b: wn, scale, bias, residual: zn, c: node.outputs[0] }));

@@ -13,6 +13,7 @@ import {
   chooseTileConfig, configName, configProblems, flit, rowChunkLoader, tcKernel, tileConfigSpace,
   type Epilogue, type TcKernelSource, type TileConfig, type TileShape,
 } from './tc_gemm.js';
+import { wgmmaS8Kernel } from './wgmma_s8.js';
 
 export type Int8Out = 'int8' | 'float16' | 'float32';
 
@@ -38,11 +39,35 @@ export const asHalf = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk / 2 });
 export const asInt8 = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk * 2 });
 export const halfShape = (s: TileShape): TileShape => ({ ...s, k: Math.ceil(s.k / 2) });
 
+/** Reasons an int8 tile config is invalid: its fp16 twin's (same shared memory and registers), plus the int8
+ * wgmma limits (bk 128 = one 128-B swizzle row, bn 64/128: the integer wgmma shapes stop below n256). */
 export function int8ConfigProblems(c: TileConfig): string[] {
-  if (c.wgmma) return ['int8 kernels use mma.sync (no wgmma configs)'];
-  return c.bk % 2 ? ['bk must be 64 or 128'] : configProblems(asHalf(c)).map((r) => r.replace('bk must be 32 or 64', 'bk must be 64 or 128'));
+  if (c.bk % 2) return ['bk must be 64 or 128'];
+  const r = configProblems(asHalf(c)).map((x) => x.replace('bk must be 32 or 64', 'bk must be 64 or 128')
+    .replace('bk must be 64 (one 128-B swizzle row of fp16)', 'bk must be 128 (one 128-B swizzle row of int8)'));
+  if (c.wgmma && c.bn !== 64 && c.bn !== 128) r.push('int8 wgmma: bn must be 64 or 128');
+  if (c.wgmma && (c as { ws?: boolean }).ws) r.push('int8 wgmma: no warp-specialized variant');
+  return r;
 }
 export function int8ConfigSpace(s: TileShape): TileConfig[] { return tileConfigSpace(halfShape(s)).filter((c) => !c.wgmma).map(asInt8); }
+
+/** [bm, bn, warpsM] of the int8 wgmma tiles: wgmma.ts's tiles without n256. */
+const WG_S8_TILES: Array<[number, number, number]> = [
+  [128, 128, 8], [128, 64, 8], [256, 128, 8], [256, 64, 8], [128, 128, 4], [128, 64, 4], [64, 128, 4], [64, 64, 4],
+];
+
+/** Int8 wgmma configs (wgmma_s8.ts, sm_90a) for a problem: offered to the autotuner next to the mma.sync ones. */
+export function int8WgmmaConfigSpace(s: TileShape): TileConfig[] {
+  const out: TileConfig[] = [];
+  for (const [bm, bn, warpsM] of WG_S8_TILES) {
+    if (bm > 2 * Math.max(16, s.m) + 64 || bn > 2 * Math.max(16, s.n) + 64) continue;
+    for (const stages of [3, 4, 5]) {
+      const c: TileConfig = { bm, bn, bk: 128, warpsM, warpsN: 1, stages, wgmma: true };
+      if (!int8ConfigProblems(c).length) out.push(c);
+    }
+  }
+  return out;
+}
 export function chooseInt8Config(s: TileShape): TileConfig { return asInt8(chooseTileConfig(halfShape(s))); }
 
 function epiKey(e: Int8Epilogue): string {
@@ -177,6 +202,7 @@ export function int8ConvPreconditions(p: ConvProblem): string[] {
 
 export function int8ConvShape(p: ConvProblem): TileShape { return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 }; }
 export function int8ConvConfigSpace(p: ConvProblem): TileConfig[] { return int8ConfigSpace(int8ConvShape(p)); }
+export function int8WgmmaConvSpace(p: ConvProblem): TileConfig[] { return int8WgmmaConfigSpace(int8ConvShape(p)); }
 
 /** Int8 implicit-GEMM conv, NHWC. x int8 [n,h,w,c], w int8 [k][r][s][c], scale fp32 [k] (x_scale*w_scale),
  * bias fp32 [k], residual and y [n,p,q,k] in their epilogue dtypes. Kernel signature:
@@ -226,7 +252,7 @@ export function emitConvInt8(p: ConvProblem, epi: Int8Epilogue, cfg?: TileConfig
     chunk: (_j, row) => ({ ok: `kcol < ${K} && nBase + ${row} < ${p.k}`, src: `w + (idx_t)(nBase + ${row}) * ${K} + kcol` }),
   });
   const kind = pw ? (p.strideH === 1 && p.strideW === 1 ? '1x1' : `1x1s${p.strideH}`) : `${p.r}x${p.s}s${p.strideH}`;
-  return tcKernel({
+  return (c.wgmma ? wgmmaS8Kernel : tcKernel)({
     prefix: `conv_i8_${kind}_${epiKey(epi)}`, cfg: c, m: M, n: p.k, k: K, batch: 1, bKN: false, mma: 's8',
     params: params(epi, 'x', 'w', 'y'),
     setup: setup.join('\n'), loadA, loadB,
@@ -248,6 +274,7 @@ export function int8GemmPreconditions(p: Int8GemmProblem): string[] {
 
 function gemmShape(p: Int8GemmProblem): TileShape { return { m: p.m, n: p.n, k: p.k, batch: 1 }; }
 export function int8GemmConfigSpace(p: Int8GemmProblem): TileConfig[] { return int8ConfigSpace(gemmShape(p)); }
+export function int8WgmmaGemmSpace(p: Int8GemmProblem): TileConfig[] { return int8WgmmaConfigSpace(gemmShape(p)); }
 
 /** Int8 GEMM: a int8 [M,K], b int8 [N,K], scale fp32 [N], bias fp32 [N], residual and c [M,N].
  * Kernel signature: (a, b, scale, bias, residual, c[, workspace]). */
@@ -268,7 +295,7 @@ export function emitGemmInt8(p: Int8GemmProblem, epi: Int8Epilogue, cfg?: TileCo
     smem: 'sB', rows: c.bn, rowChunks: c.bk / 16, threads, perKtile: kcol,
     chunk: (_j, row) => ({ ok: `kcol < ${p.k} && nBase + ${row} < ${p.n}`, src: `b + (idx_t)(nBase + ${row}) * ${p.k} + kcol` }),
   });
-  return tcKernel({
+  return (c.wgmma ? wgmmaS8Kernel : tcKernel)({
     prefix: `gemm_i8_${epiKey(epi)}`, cfg: c, m: p.m, n: p.n, k: p.k, batch: 1, bKN: false, mma: 's8',
     params: params(epi, 'a', 'b', 'c'),
     setup: '  const signed char* tc_dummy = a;\n  auto* __restrict__ y = c;', loadA, loadB,

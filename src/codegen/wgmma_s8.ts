@@ -1,0 +1,154 @@
+// Hopper wgmma family for the int8 conv/GEMM kernels (tc_int8.ts): wgmma.mma_async m64nNk32 .s32.s8.s8, both
+// operands K-major from 128-B-swizzled shared memory through matrix descriptors, s32 accumulators, the int8
+// epilogue (per-channel scale, bias, residual, activation, requantize; staged 16-byte stores) of the mma.sync
+// kernels. The kernel description (loaders, setup, epilogue code) is the one tc_int8.ts builds for tcKernel,
+// so lowering swaps families by tile config (TileConfig.wgmma) as the fp16 path does. Needs sm_90a.
+//
+// Rules taken from the PTX ISA (wgmma.mma_async, integer variant) and why the kernel matches wgmma.ts:
+//  - Syntax: `wgmma.mma_async.sync.aligned.m64nNk32.s32.s8.s8 d, a-desc, b-desc, scale-d;` - no imm-scale
+//    (negation is floating-point only) and no imm-trans: integer operands must be K-major, which is what the
+//    loaders write (A [M,K] rows, B [N,K] rows). N is one of 8..224 in the integer shape list (no n256), so
+//    int8 wgmma tiles use bn 64 or 128.
+//  - An s8 k32 step reads 32 bytes of each row, as an f16 k16 step does: one 128-B swizzle row holds 128 int8
+//    elements, so bk = 128 and the four k-steps of a tile start at +32*kk bytes, with the same descriptor
+//    (WGMMA_DESC: LBO 1, SBO 1024, 128-B swizzle, 1024-B aligned atoms) and the same cp.async swizzle.
+//  - The s32 D fragment is laid out as the f32 one (warp w: rows 16w + lane/4 (+8), columns 8j + 2(lane%4)
+//    (+1)), so the epilogue sees the accumulator pairs it sees in the mma.sync kernels.
+//  - Pipeline, proxy fence, wait_group discipline and the accumulator fence after the last wait are those of
+//    wgmma.ts (see there); the accumulator fence uses "+r" since the registers hold integers.
+import { TsrtError } from '../errors.js';
+import { shortHash, type KernelParam } from './kernel.js';
+import { actFunction, configName, TC_HELPERS, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { WGMMA_ASM_HELPERS, WGMMA_DESC } from './wgmma.js';
+import { wgmmaGroups, wgmmaMBlocks } from './wgmma_config.js';
+
+const ceil = (a: number, b: number) => Math.ceil(a / b);
+
+/** The int-accumulator fence (the CPU emulator in test/int8-wgmma-emu.test.ts replaces exactly this text). */
+export const WGMMA_S8_KEEP = `// compiler-only: ties an int accumulator to this point, so no read moves above the last wgmma.wait_group
+__device__ __forceinline__ void wg_keep_i(int& x) { asm volatile("" : "+r"(x) :: "memory"); }
+`;
+
+/** `wg_mma_s8(d, descA, descB)`: D[64 x n] += A[64 x 32] * B[n x 32]^T (s8 x s8 -> s32), both K-major in smem. */
+export function wgmmaS8Instr(n: number): string {
+  const regs = n / 2;
+  const list = Array.from({ length: regs }, (_, i) => `%${i}`).join(', ');
+  const outs = Array.from({ length: regs }, (_, i) => `"+r"(d[${i}])`).join(', ');
+  return `__device__ __forceinline__ void wg_mma_s8(int* d, u64 da, u64 db) {
+  asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${regs + 2}, 0;\\n"
+    "wgmma.mma_async.sync.aligned.m64n${n}k32.s32.s8.s8 {${list}}, %${regs}, %${regs + 1}, p;\\n}\\n"
+    : ${outs}
+    : "l"(da), "l"(db), "r"(1) : "memory");
+}
+`;
+}
+
+/** Assembles the int8 wgmma kernel from a tc_int8.ts kernel description (`mma: 's8'`, `store` with `t` as two
+ * int accumulators, optional `storeBegin` / `storeEnd`). Config validity is int8ConfigProblems' (tc_int8.ts). */
+export function wgmmaS8Kernel(s: TcSpec): TcKernelSource {
+  const c = s.cfg;
+  if (!c.wgmma || s.mma !== 's8') throw new TsrtError('USAGE', `wgmmaS8Kernel: ${configName(c)} is not an int8 wgmma kernel description`);
+  if ((c as { ws?: boolean }).ws) throw new TsrtError('USAGE', `int8 wgmma: warp-specialized config ${configName(c)} is not supported`);
+  if (c.bk !== 128 || (c.bn !== 64 && c.bn !== 128) || (c.splitK ?? 1) !== 1 || s.bKN || !s.store) {
+    throw new TsrtError('USAGE', `int8 wgmma: config ${configName(c)} needs bk 128, bn 64/128, no split-K, B [N,K] and int8 store code`);
+  }
+  if (s.batch !== 1) throw new TsrtError('USAGE', 'int8 wgmma kernels are not batched');
+  const G = wgmmaGroups(c), MI = wgmmaMBlocks(c), threads = 128 * G, S = c.stages;
+  const mTiles = ceil(s.m, c.bm), nTiles = ceil(s.n, c.bn), kTiles = ceil(s.k, c.bk);
+  if (mTiles * nTiles > 2 ** 31 - 1) throw new TsrtError('USAGE', 'too many tiles');
+  const aBytes = c.bm * 128, bBytes = c.bn * 128, stageBytes = aBytes + bBytes;
+  const NR = c.bn / 2; // accumulator registers per m64 block
+  const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
+  const body = (name: string) => `// ${s.prefix} wgmma s8 ${configName(c)} M=${s.m} N=${s.n} K=${s.k}
+${TC_HELPERS}
+${WGMMA_DESC}
+${WGMMA_ASM_HELPERS}
+${WGMMA_S8_KEEP}
+${wgmmaS8Instr(c.bn)}
+typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
+${actFunction(s.epi)}
+// 128-B swizzle: 16-B chunk index XOR row % 8 (rows are 128 B = 128 int8)
+__device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
+__device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
+
+extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
+  extern __shared__ __align__(1024) unsigned char tc_smem[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+  const int mTile = ${s.nFastest ? `blockIdx.x / ${nTiles}` : `blockIdx.x % ${mTiles}`};
+  const int nTile = ${s.nFastest ? `blockIdx.x % ${nTiles}` : `blockIdx.x / ${mTiles}`};
+  const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};
+  // the descriptors assume 1024-B aligned swizzle atoms (base offset 0)
+  const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
+${s.setup}
+  const int ktCount = ${kTiles};
+
+  auto load_tile = [&](int stage, int kt) {
+    const u32 sA = smemBase + stage * ${stageBytes};
+    const u32 sB = sA + ${aBytes};
+${s.loadA}
+${s.loadB}
+  };
+
+  int acc[${MI}][${NR}];
+  #pragma unroll
+  for (int i = 0; i < ${MI}; ++i)
+    #pragma unroll
+    for (int j = 0; j < ${NR}; ++j) acc[i][j] = 0;
+
+  #pragma unroll
+  for (int st = 0; st < ${S - 2}; ++st) {
+    if (st < ktCount) load_tile(st, st);
+    cp_async_commit();
+  }
+  for (int it = 0; it < ktCount; ++it) {
+    cp_async_wait<${S - 3}>();
+    fence_proxy_async();
+    __syncthreads();
+    {
+      const int nt = it + ${S - 2};
+      if (nt < ktCount) load_tile(nt % ${S}, nt);
+      cp_async_commit();
+    }
+    const u32 sA = smemBase + (it % ${S}) * ${stageBytes} + wg * ${MI * 64 * 128};
+    const u32 sB = smemBase + (it % ${S}) * ${stageBytes} + ${aBytes};
+    wg_fence();
+    #pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const u64 db = wg_desc(sB + kk * 32);
+      #pragma unroll
+      for (int mi = 0; mi < ${MI}; ++mi) wg_mma_s8(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
+    }
+    wg_commit();
+    wg_wait<1>();
+  }
+  wg_wait<0>();
+  #pragma unroll
+  for (int i = 0; i < ${MI}; ++i)
+    #pragma unroll
+    for (int j = 0; j < ${NR}; ++j) wg_keep_i(acc[i][j]);
+  cp_async_wait<0>();
+${s.storeBegin ?? ''}
+  #pragma unroll
+  for (int mi = 0; mi < ${MI}; ++mi) {
+    #pragma unroll
+    for (int nj = 0; nj < ${c.bn / 8}; ++nj) {
+      #pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int m = mBase + (wg * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
+        const int n = nBase + nj * 8 + (lane & 3) * 2;
+        const int* t = &acc[mi][nj * 4 + h * 2];
+        ${s.store}
+      }
+    }
+  }
+${s.storeEnd ?? ''}
+}
+`;
+  const name = `${s.prefix}_${configName(c)}_${shortHash(body('K'))}`;
+  return {
+    name, source: body(name),
+    grid: [mTiles * nTiles, 1, 1], block: [threads, 1, 1],
+    sharedBytes: S * stageBytes + 1024, params, config: c,
+    workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
+  };
+}
