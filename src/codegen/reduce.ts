@@ -166,9 +166,16 @@ extern "C" __global__ void ${name}(const ${T}* __restrict__ x, ${T}* __restrict_
 
 export interface LayerNormProblem { dtype: DType; scaleDtype: DType; rows: number; cols: number; eps: number; hasScale: boolean; hasBias: boolean }
 
-/** LayerNormalization over the last `cols` elements of each row, two-pass in fp32 with the row held by
- * one warp (values re-read from L1/L2; rows are small). */
+/** Elements per 16-byte vector for the register-resident LayerNorm, and the most vectors a lane holds. */
+const LN_VEC: Partial<Record<DType, number>> = { float16: 8, float32: 4 };
+const LN_MAX_VECS_PER_LANE = 8;
+
+/** LayerNormalization over the last `cols` elements of each row, two-pass in fp32 with the row held by one warp.
+ * Rows that split into 16-byte vectors evenly over the warp (BERT's 768 fp16: 3 per lane) are loaded once into
+ * registers with vector loads and stored the same way; others re-read the row from L1/L2 element by element. */
 export function emitLayerNorm(p: LayerNormProblem): KernelSource {
+  const vw = LN_VEC[p.dtype];
+  if (vw && p.cols % (32 * vw) === 0 && p.cols / (32 * vw) <= LN_MAX_VECS_PER_LANE && p.rows < 2 ** 31) return emitLayerNormVec(p, vw);
   const T = cType(p.dtype), S = cType(p.scaleDtype);
   const warps = 8, block = 256;
   const scale = p.hasScale ? load(p.scaleDtype, 'g[j]') : '1.0f';
@@ -190,6 +197,66 @@ extern "C" __global__ void ${name}(const ${T}* __restrict__ x, const ${S}* __res
     for (int off = 16; off > 0; off >>= 1) q += __shfl_xor_sync(0xffffffffu, q, off);
     const float inv = rsqrtf(q / ${p.cols}.0f + ${p.eps.toExponential(8)}f);
     for (int j = lane; j < ${p.cols}; j += 32) { float v = (${load(p.dtype, 'xr[j]')} - mean) * inv * ${scale} + ${bias}; yr[j] = ${store(p.dtype, 'v')}; }
+  }
+}
+`,
+  });
+}
+
+function emitLayerNormVec(p: LayerNormProblem, vw: number): KernelSource {
+  const T = cType(p.dtype), S = cType(p.scaleDtype);
+  const warps = 8, block = 256, nv = p.cols / (32 * vw);
+  const scale = p.hasScale ? load(p.scaleDtype, 'g[j]') : '1.0f';
+  const bias = p.hasBias ? load(p.scaleDtype, 'b[j]') : '0.0f';
+  // element e of vector k of this lane is column j = (k * 32 + lane) * vw + e: a warp's loads of one k are contiguous
+  const unpack = p.dtype === 'float16'
+    // bit operations instead of reinterpret_cast on a local vector, which would put it on the stack
+    ? `const unsigned w[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+      for (int e = 0; e < 4; ++e) { v[k][2 * e] = __half2float(__ushort_as_half((unsigned short)(w[e] & 0xffffu))); v[k][2 * e + 1] = __half2float(__ushort_as_half((unsigned short)(w[e] >> 16))); }`
+    : `v[k][0] = u.x; v[k][1] = u.y; v[k][2] = u.z; v[k][3] = u.w;`;
+  const vecT = p.dtype === 'float16' ? 'uint4' : 'float4';
+  const pack = p.dtype === 'float16'
+    ? `unsigned w[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w[e] = (unsigned)__half_as_ushort(__float2half_rn(o[2 * e])) | ((unsigned)__half_as_ushort(__float2half_rn(o[2 * e + 1])) << 16);
+      const uint4 u = make_uint4(w[0], w[1], w[2], w[3]);`
+    : `float4 u = make_float4(o[0], o[1], o[2], o[3]);`;
+  return finalizeKernel({
+    prefix: 'layernorm_v', grid: grid1d(p.rows, warps), block: [block, 1, 1], sharedBytes: 0,
+    params: [{ name: 'x', type: 'ptr' }, { name: 'g', type: 'ptr' }, { name: 'b', type: 'ptr' }, { name: 'y', type: 'ptr' }],
+    body: (name) => `
+extern "C" __global__ void __launch_bounds__(${block}) ${name}(const ${T}* __restrict__ x, const ${S}* __restrict__ g, const ${S}* __restrict__ b, ${T}* __restrict__ y) {
+  const int lane = threadIdx.x & 31;
+  for (int row = blockIdx.x * ${warps} + (threadIdx.x >> 5); row < ${p.rows}; row += gridDim.x * ${warps}) {
+    const ${vecT}* xr = reinterpret_cast<const ${vecT}*>(x + (long long)row * ${p.cols});
+    ${vecT}* yr = reinterpret_cast<${vecT}*>(y + (long long)row * ${p.cols});
+    float v[${nv}][${vw}];
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < ${nv}; ++k) {
+      const ${vecT} u = xr[k * 32 + lane];
+      ${unpack}
+#pragma unroll
+      for (int e = 0; e < ${vw}; ++e) s += v[k][e];
+    }
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    const float mean = s / ${p.cols}.0f;
+    float q = 0.f;
+#pragma unroll
+    for (int k = 0; k < ${nv}; ++k)
+#pragma unroll
+      for (int e = 0; e < ${vw}; ++e) { const float d = v[k][e] - mean; q += d * d; }
+    for (int off = 16; off > 0; off >>= 1) q += __shfl_xor_sync(0xffffffffu, q, off);
+    const float inv = rsqrtf(q / ${p.cols}.0f + ${p.eps.toExponential(8)}f);
+#pragma unroll
+    for (int k = 0; k < ${nv}; ++k) {
+      float o[${vw}];
+#pragma unroll
+      for (int e = 0; e < ${vw}; ++e) { const int j = (k * 32 + lane) * ${vw} + e; o[e] = (v[k][e] - mean) * inv * ${scale} + ${bias}; }
+      ${pack}
+      yr[k * 32 + lane] = u;
+    }
   }
 }
 `,
