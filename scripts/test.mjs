@@ -15,7 +15,10 @@ if (!existsSync(report)) {
 }
 const j = JSON.parse(readFileSync(report, 'utf8'));
 const passed = j.numPassedTests ?? 0;
-const failed = (j.numFailedTests ?? 0) + (j.numFailedTestSuites ?? 0);
+// a test file that failed without a failing test (it did not load, or a hook threw) counts once; vitest's
+// numFailedTestSuites also counts every describe block around a failing test, which would count that test again
+const brokenFiles = (j.testResults ?? []).filter((f) => f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed')).length;
+const failed = (j.numFailedTests ?? 0) + brokenFiles;
 const skipped = (j.numPendingTests ?? 0) + (j.numTodoTests ?? 0);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed > 0 || r.status !== 0 ? 1 : 0);
