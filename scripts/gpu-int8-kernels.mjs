@@ -1,0 +1,242 @@
+#!/usr/bin/env node
+// GPU check of the int8 conv/GEMM kernels (src/codegen/tc_int8.ts: mma.sync m16n8k32; wgmma_s8.ts: Hopper
+// wgmma m64nNk32 .s32.s8.s8) over their autotuning space. Run on the H100/H200 after a build:
+//   node scripts/gpu-int8-kernels.mjs [--filter=SUBSTR] [--all-configs] [--iters=N] [--budget-s=S] [--dry-run]
+// (TSRT_DIST=folder: a private `tsc --outDir` build instead of dist/; --dry-run: no GPU, emits every kernel
+// and computes the CPU references.) Per case (ResNet-50 layers at batch 256 and 1, odd shapes) random int8
+// inputs; the heuristic mma.sync kernel is the reference, checked bit for bit against the tsrt::QConv /
+// tsrt::QGemm CPU reference on the small cases; every other candidate (one mma.sync config per tile, bk and
+// split or not; every int8 wgmma tile at its deepest pipeline, every wgmma config on the odd cases; everything
+// with --all-configs) must equal it bit for bit (integer accumulation is exact, the epilogue is the same
+// code). Prints PASS/FAIL, median CUDA-event times and TOP/s. Exit code 1 when anything failed; also callable
+// as int8KernelChecks() (scripts/test-gpu-int8.mjs).
+import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
+
+const dist = process.env.TSRT_DIST ? pathToFileURL(process.env.TSRT_DIST.replace(/\/?$/, '/')) : new URL('../dist/', import.meta.url);
+const imp = (p) => import(new URL(p, dist).href);
+
+const conv = (n, h, c, k, r, stride) => {
+  const pad = (r - 1) >> 1, p = Math.floor((h + 2 * pad - r) / stride) + 1;
+  return { n, h, w: h, c, k, r, s: r, strideH: stride, strideW: stride, padH: pad, padW: pad, dilH: 1, dilW: 1, p, q: p };
+};
+const Q = (s, extra = {}) => ({ out: 'int8', outScale: s, bias: true, act: 'relu', ...extra });
+const RES = { residual: true, residualType: 'int8', residualScale: 0.05 };
+export const INT8_CASES = [
+  { id: 'rn50_bs256_3x3_c64_56', op: 'conv', p: conv(256, 56, 64, 64, 3, 1), epi: Q(0.5) },
+  { id: 'rn50_bs256_3x3_c128_28', op: 'conv', p: conv(256, 28, 128, 128, 3, 1), epi: Q(0.7) },
+  { id: 'rn50_bs256_3x3_c256_14', op: 'conv', p: conv(256, 14, 256, 256, 3, 1), epi: Q(1) },
+  { id: 'rn50_bs256_3x3_c512_7', op: 'conv', p: conv(256, 7, 512, 512, 3, 1), epi: Q(1.4) },
+  { id: 'rn50_bs256_1x1_64_256_56_res', op: 'conv', p: conv(256, 56, 64, 256, 1, 1), epi: Q(0.3, RES) },
+  { id: 'rn50_bs256_1x1_1024_256_14', op: 'conv', p: conv(256, 14, 1024, 256, 1, 1), epi: Q(1) },
+  { id: 'rn50_bs256_3x3s2_c128_56', op: 'conv', p: conv(256, 56, 128, 128, 3, 2), epi: Q(0.7) },
+  { id: 'rn50_bs256_1x1s2_512_1024_28', op: 'conv', p: conv(256, 28, 512, 1024, 1, 2), epi: { out: 'int8', outScale: 0.7, bias: true } },
+  { id: 'rn50_bs256_fc_2048_1000_f16', op: 'gemm', p: { m: 256, n: 1000, k: 2048 }, epi: { out: 'float16', bias: true } },
+  { id: 'rn50_bs1_3x3_c256_14', op: 'conv', p: conv(1, 14, 256, 256, 3, 1), epi: Q(1) },
+  // odd shapes: M/N/K tails, N % 16 != 0 (direct stores), fp16/fp32 outputs and residuals; all configs, CPU-checked
+  { id: 'odd_conv_3x3_n3_h17_c48_k40_h', op: 'conv', p: conv(3, 17, 48, 40, 3, 1), epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', residualAfterAct: true, act: 'clip', actArgs: [-1, 2] }, all: true, cpu: true },
+  { id: 'odd_conv_1x1s2_n2_h15_c96_k80_q', op: 'conv', p: conv(2, 15, 96, 80, 1, 2), epi: Q(0.2, RES), all: true, cpu: true },
+  { id: 'odd_gemm_333x200x320_f32', op: 'gemm', p: { m: 333, n: 200, k: 320 }, epi: { out: 'float32', bias: true }, all: true, cpu: true },
+];
+
+/** Runs the checks; `report(ok, name, detail)` per kernel. Options: filter, allConfigs, iters, budgetMs, dry. */
+export async function int8KernelChecks({ report, filter, allConfigs = false, iters = 10, budgetMs = 150_000, dry = false, log = console.log }) {
+  const { Cuda, cudaAvailable, packParams } = await imp('runtime/cuda.js');
+  const { nvrtcVersion } = await imp('runtime/nvrtc.js');
+  const { KernelCache } = await imp('runtime/kernel_cache.js');
+  const { configName } = await imp('codegen/tc_gemm.js');
+  const { engineArch } = await imp('codegen/wgmma.js');
+  const t8 = await imp('codegen/tc_int8.js');
+  const { getOp } = await imp('ops/registry.js');
+  await imp('ops/index.js');
+  const { makeTensor, fromF64 } = await imp('ir/tensor.js');
+  const t0 = performance.now();
+
+  let cu, kc, stream, ev, arch = 'sm_90a';
+  if (!dry) {
+    const avail = cudaAvailable();
+    if (!avail.ok) { report(false, 'int8 kernels', `no GPU: ${avail.reason}`); return; }
+    cu = new Cuda().init(0);
+    const info = cu.deviceInfo();
+    arch = engineArch(`sm_${info.ccMajor}${info.ccMinor}`, nvrtcVersion());
+    log(`int8 kernels on ${info.name}, compiling for ${arch}${arch === 'sm_90a' ? '' : ' (no wgmma)'}`);
+    kc = new KernelCache({ dir: null, arch });
+    stream = cu.createStream();
+    ev = Array.from({ length: 2 * iters }, () => cu.createEvent());
+  }
+
+  let seed = 4242;
+  const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 2 ** 32; };
+  const i8 = (n) => Int8Array.from({ length: n }, () => Math.floor(rnd() * 256) - 128);
+  const OB = { int8: 1, float16: 2, float32: 4 };
+
+  /** Host buffers by kernel parameter name; `w` is [K][R][S][C] (the kernel's layout). */
+  function buffers(c) {
+    const e = c.epi, K = c.op === 'conv' ? c.p.k : c.p.n;
+    const y = c.op === 'conv' ? c.p.n * c.p.p * c.p.q * c.p.k : c.p.m * c.p.n;
+    const kk = c.op === 'conv' ? c.p.r * c.p.s * c.p.c : c.p.k;
+    // per-channel w_scale; the kernel's scale is fp32(fp32(x_scale 0.02) * w_scale), as lower_int8.ts computes it
+    const ws = Float64Array.from({ length: K }, () => Math.fround(1e-3 * (0.5 + rnd())));
+    const h = {
+      [c.op === 'conv' ? 'x' : 'a']: i8(c.op === 'conv' ? c.p.n * c.p.h * c.p.w * c.p.c : c.p.m * c.p.k),
+      [c.op === 'conv' ? 'w' : 'b']: i8(K * kk),
+      scale: Float32Array.from(ws, (v) => Math.fround(Math.fround(0.02) * v)),
+      [c.op === 'conv' ? 'y' : 'c']: new Uint8Array(y * OB[e.out]),
+    };
+    if (e.bias) h.bias = Float32Array.from({ length: K }, () => Math.fround(rnd() * 2 - 1));
+    if (e.residual) {
+      const rt = e.residualType ?? e.out;
+      h.residual = rt === 'int8' ? i8(y) : new Uint8Array(fromF64(rt, [y], Array.from({ length: y }, () => rnd() * 4 - 2)).data.buffer);
+    }
+    return { h, ws };
+  }
+
+  /** The CPU reference's output bytes: tsrt::QConv / QGemm with x_scale 0.02 and the case's w_scale. */
+  function cpuReference(c, h, ws) {
+    const e = c.epi, K = c.op === 'conv' ? c.p.k : c.p.n;
+    const f = (v) => ({ kind: 'float', value: v });
+    const attrs = { x_scale: f(0.02), activation: { kind: 'string', value: { none: 'none', relu: 'Relu', clip: 'Clip' }[e.act ?? 'none'] } };
+    if (e.actArgs) attrs.activation_params = { kind: 'floats', value: e.actArgs };
+    if (e.residualAfterAct) attrs.residual_before_act = { kind: 'int', value: 0 };
+    if (e.out === 'int8') attrs.y_scale = f(e.outScale); else attrs.out_dtype = { kind: 'int', value: e.out === 'float16' ? 10 : 1 };
+    if (e.residual && (e.residualType ?? e.out) === 'int8') attrs.z_scale = f(e.residualScale);
+    let x, w, yDims;
+    if (c.op === 'conv') {
+      const p = c.p;
+      Object.assign(attrs, { layout: { kind: 'string', value: 'NHWC' }, strides: { kind: 'ints', value: [p.strideH, p.strideW] }, pads: { kind: 'ints', value: [p.padH, p.padW, p.padH, p.padW] } });
+      x = makeTensor('int8', [p.n, p.h, p.w, p.c], h.x);
+      const wk = new Int8Array(h.w.length);
+      for (let ko = 0; ko < p.k; ko++) for (let ci = 0; ci < p.c; ci++) for (let ri = 0; ri < p.r; ri++) for (let si = 0; si < p.s; si++) {
+        wk[((ko * p.c + ci) * p.r + ri) * p.s + si] = h.w[((ko * p.r + ri) * p.s + si) * p.c + ci];
+      }
+      w = makeTensor('int8', [p.k, p.c, p.r, p.s], wk);
+      yDims = [p.n, p.p, p.q, p.k];
+    } else {
+      x = makeTensor('int8', [c.p.m, c.p.k], h.a); w = makeTensor('int8', [c.p.n, c.p.k], h.b); yDims = [c.p.m, c.p.n];
+    }
+    const rt = e.residualType ?? e.out;
+    const z = e.residual ? (rt === 'int8' ? makeTensor('int8', yDims, h.residual) : makeTensor(rt, yDims, rt === 'float16' ? new Uint16Array(h.residual.buffer) : new Float32Array(h.residual.buffer))) : undefined;
+    const node = { name: c.id, op: c.op === 'conv' ? 'QConv' : 'QGemm', domain: 'tsrt', inputs: ['x', 'w', 'ws', 'b', 'z'], outputs: ['y'], attrs };
+    const ref = getOp(node.op, 'tsrt').cpu(node, [x, w, fromF64('float32', [K], Array.from(ws)), e.bias ? makeTensor('float32', [K], h.bias) : undefined, z], { opset: 17, runGraph: () => [] })[0];
+    return new Uint8Array(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength);
+  }
+
+  const sameBytes = (a, b) => { let d = 0; for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) d++; return d; };
+
+  function run(k, image, d, outName, outBytes) {
+    const mod = cu.loadModule(image);
+    try {
+      const fn = cu.getFunction(mod, k.name);
+      if (k.sharedBytes > 48 * 1024) cu.setMaxDynamicShared(fn, k.sharedBytes);
+      if (k.workspaceBytes) {
+        if (k.workspaceBytes > 1 << 27) throw new Error('workspace too large');
+        d.workspace ??= cu.malloc(1 << 27);
+        cu.memsetD8Async(d.workspace, 0, k.workspaceBytes, stream);
+      }
+      const params = packParams(k.params.map((p) => ({ type: 'ptr', value: d[p.name] ?? 0n })));
+      try {
+        cu.memsetD8Async(d[outName], 0x7f, outBytes, stream); // unwritten outputs differ from most results
+        cu.launch(fn, k.grid, k.block, k.sharedBytes, stream, params);
+        cu.syncStream(stream);
+        const out = new Uint8Array(outBytes);
+        cu.memcpyDtoH(out, d[outName]);
+        for (let i = 0; i < 2; i++) cu.launch(fn, k.grid, k.block, k.sharedBytes, stream, params);
+        for (let i = 0; i < iters; i++) {
+          cu.record(ev[2 * i], stream);
+          cu.launch(fn, k.grid, k.block, k.sharedBytes, stream, params);
+          cu.record(ev[2 * i + 1], stream);
+        }
+        cu.syncStream(stream);
+        const ts = Array.from({ length: iters }, (_, i) => cu.elapsedMs(ev[2 * i], ev[2 * i + 1])).sort((a, b) => a - b);
+        return { out, ms: ts[iters >> 1] };
+      } finally { params.dispose(); }
+    } finally { try { cu.unloadModule(mod); } catch { /* context may be gone */ } }
+  }
+
+  async function compile(kernels) {
+    const out = new Map();
+    try {
+      const r = await kc.compileAll(kernels.map((k) => ({ source: k.source, name: k.name })), { parallel: Math.min(16, availableParallelism()) });
+      r.forEach((x, i) => out.set(kernels[i].name, x.cubin));
+    } catch {
+      for (const k of kernels) { try { out.set(k.name, kc.get(k.source, k.name).cubin); } catch (e) { out.set(k.name, e); } }
+    }
+    return out;
+  }
+
+  const tops = (flops, ms) => (flops / (ms * 1e-3) / 1e12).toFixed(0);
+  for (const c of INT8_CASES) {
+    if (filter && !c.id.includes(filter)) continue;
+    if (performance.now() - t0 > budgetMs) { log(`SKIP ${c.id}: time budget spent`); continue; }
+    const dev = {};
+    try {
+      const emit = (cfg) => (c.op === 'conv' ? t8.emitConvInt8(c.p, c.epi, cfg) : t8.emitGemmInt8(c.p, c.epi, cfg));
+      const mma = c.op === 'conv' ? t8.int8ConvConfigSpace(c.p) : t8.int8GemmConfigSpace(c.p);
+      const wg = arch === 'sm_90a' ? (c.op === 'conv' ? t8.int8WgmmaConvSpace(c.p) : t8.int8WgmmaGemmSpace(c.p)) : [];
+      let cfgs = [...mma, ...wg];
+      if (!allConfigs) {
+        // one per tile shape / bk (split or not) at its deepest pipeline; the odd cases take every wgmma config
+        const pick = new Map();
+        for (const x of cfgs) {
+          const key = x.wgmma && c.all ? `all${pick.size}` : `${x.wgmma ? 'wg' : ''}${x.bm}x${x.bn}x${x.bk}x${x.warpsM}x${x.warpsN}x${(x.splitK ?? 1) > 1}`;
+          pick.set(key, x);
+        }
+        cfgs = [...pick.values()];
+      }
+      const ref = emit();
+      const kernels = [ref, ...cfgs.map(emit).filter((k) => k.name !== ref.name)];
+      const { h, ws } = buffers(c);
+      const outName = c.op === 'conv' ? 'y' : 'c', outBytes = h[outName].byteLength;
+      if (dry) {
+        const t = performance.now();
+        const cpu = c.cpu ? cpuReference(c, h, ws) : undefined;
+        report(cpu ? cpu.length === outBytes : true, `int8 ${c.id} (dry run)`, `${kernels.length - 1} candidates (${kernels.filter((k) => k.config.wgmma).length} wgmma) + ${ref.name}${cpu ? `; CPU reference ${(performance.now() - t).toFixed(0)} ms` : ''}`);
+        continue;
+      }
+      const images = await compile(kernels);
+      for (const [name, buf] of Object.entries(h)) {
+        dev[name] = cu.malloc(buf.byteLength + 256);
+        cu.memcpyHtoD(dev[name], buf);
+      }
+      const refImg = images.get(ref.name);
+      if (refImg instanceof Error) throw refImg;
+      const r0 = run(ref, refImg, dev, outName, outBytes);
+      if (c.cpu) {
+        const d = sameBytes(r0.out, cpuReference(c, h, ws));
+        report(d === 0, `int8 ${c.id} heuristic ${configName(ref.config)} vs CPU reference`, `${d} of ${outBytes} bytes differ`);
+      }
+      log(`---- ${c.id}: heuristic ${configName(ref.config)} ${r0.ms.toFixed(4)} ms ${tops(ref.flops, r0.ms)} TOP/s`);
+      let best = { name: configName(ref.config), ms: r0.ms };
+      for (const k of kernels.slice(1)) {
+        try {
+          const img = images.get(k.name);
+          if (img instanceof Error) throw img;
+          const r = run(k, img, dev, outName, outBytes);
+          const d = sameBytes(r.out, r0.out);
+          if (d === 0 && r.ms < best.ms) best = { name: configName(k.config), ms: r.ms };
+          report(d === 0, `int8 ${c.id} ${configName(k.config)}`, `${d ? `${d} bytes differ; ` : ''}${r.ms.toFixed(4)} ms ${tops(k.flops, r.ms)} TOP/s (${(r0.ms / r.ms).toFixed(2)}x heuristic)`);
+        } catch (e) {
+          report(false, `int8 ${c.id} ${configName(k.config)}`, String(e?.message ?? e).split('\n').slice(0, 4).join(' | '));
+          try { cu.synchronize(); } catch { log('CUDA context lost: stopping (rerun with --filter to skip this case)'); return; }
+        }
+      }
+      log(`==== ${c.id}: best ${best.name} ${best.ms.toFixed(4)} ms (${(r0.ms / best.ms).toFixed(2)}x heuristic)`);
+    } catch (e) {
+      report(false, `int8 ${c.id}`, String(e?.message ?? e).split('\n')[0]);
+    } finally {
+      for (const p of Object.values(dev)) { try { cu.free(p); } catch { /* context gone */ } }
+    }
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const args = Object.fromEntries(process.argv.slice(2).map((a) => { const [k, v] = a.replace(/^--/, '').split('='); return [k, v ?? true]; }));
+  let passed = 0, failed = 0;
+  const report = (ok, name, why = '') => { if (ok) passed++; else failed++; console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${why ? ' ' + why : ''}`); };
+  await int8KernelChecks({
+    report, filter: args.filter, allConfigs: !!args['all-configs'], iters: Number(args.iters ?? 10),
+    budgetMs: Number(args['budget-s'] ?? 150) * 1000, dry: !!args['dry-run'],
+  });
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
