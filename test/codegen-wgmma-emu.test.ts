@@ -16,6 +16,7 @@ import { getFloat16, setFloat16 } from '@petamoriken/float16';
 import type { ConvProblem } from '../src/codegen/tc_conv.js';
 import { TC_HELPERS, type Epilogue, type GemmProblem, type TileConfig } from '../src/codegen/tc_gemm.js';
 import { emitConvTc, emitGemmTc, WGMMA_ASM_HELPERS, wgmmaInstr } from '../src/codegen/wgmma.js';
+import { WGMMA_WS_ASM_HELPERS } from '../src/codegen/wgmma_ws.js';
 import { EMU_PRELUDE } from './tc_emu.js';
 
 const WGMMA_EMU = String.raw`
@@ -52,6 +53,60 @@ template <int N> inline void wg_wait() {
     g_wg_groups[g_cur].erase(g_wg_groups[g_cur].begin());
   }
 }
+// ---- warp-specialized kernels (wgmma_ws.ts): mbarriers, cp.async.mbarrier.arrive.noinc, named barriers ----
+// An mbarrier (PTX ISA "Parallel Synchronization and Communication: mbarrier"): a phase completes when the
+// pending arrival count reaches 0, which then resets to the init count; try_wait.parity P succeeds once the
+// phase of parity P has completed, i.e. while the current phase's parity differs from P.
+// cp.async.mbarrier.arrive.noinc: the thread's arrival happens when all its earlier cp.asyncs completed; here
+// those copies (the uncommitted ones and every committed group) are taken off the thread and performed when
+// the phase completes, the latest moment the ISA allows, so a consumer that reads a stage without waiting for
+// its full barrier reads stale data (with EMU_EARLY they land at issue as before).
+struct float2 { float x, y; };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct __attribute__((aligned(16))) uint4 { u32 x, y, z, w; };
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+struct MBar { int count = 0, pending = 0, phase = 0; std::vector<Cp> copies; };
+static std::vector<std::pair<u32, MBar>> g_mbars;
+static MBar& mbar_at(u32 bar) {
+  if (bar % 8) emu_fail("mbarrier not 8-byte aligned", bar);
+  for (auto& b : g_mbars) if (b.first == bar) return b.second;
+  emu_fail("mbarrier used before mbarrier.init", bar);
+  return g_mbars[0].second;
+}
+inline void mbar_init(u32 bar, u32 count) {
+  if (count < 1) emu_fail("mbarrier count", count);
+  for (auto& b : g_mbars) if (b.first == bar) { b.second = MBar{(int)count, (int)count, 0, {}}; return; }
+  g_mbars.push_back({bar, MBar{(int)count, (int)count, 0, {}}});
+}
+inline void mbar_arrive(u32 bar) {
+  MBar& b = mbar_at(bar);
+  if (--b.pending == 0) { for (auto& c : b.copies) cp_do(c); b.copies.clear(); b.pending = b.count; ++b.phase; }
+}
+inline bool mbar_try_wait(u32 bar, u32 parity) {
+  if (parity > 1) emu_fail("mbarrier parity", parity);
+  if ((u32)(mbar_at(bar).phase & 1) != parity) return true;
+  yield_();
+  return false;
+}
+inline void mbar_wait(u32 bar, u32 parity) {
+  for (long spins = 0; !mbar_try_wait(bar, parity); ++spins) if (spins > 20000) emu_fail("mbarrier wait never completes (deadlock)", bar);
+}
+inline void cp_async_mbar_arrive(u32 bar) {
+  MBar& b = mbar_at(bar);
+  for (auto& g : t_groups) b.copies.insert(b.copies.end(), g.begin(), g.end());
+  b.copies.insert(b.copies.end(), t_pending.begin(), t_pending.end());
+  t_groups.clear(); t_pending.clear();
+  mbar_arrive(bar);
+}
+static Bar g_named[16];
+inline void named_bar_sync(u32 id, u32 threads) {
+  if (id == 0 || id > 15 || threads % 32) emu_fail("named barrier id/thread count", id);
+  Bar& b = g_named[id];
+  if (b.arrived == 0) b.count = (int)threads; else if (b.count != (int)threads) emu_fail("named barrier thread count differs", threads);
+  b.wait();
+}
+template <int N> inline void setmaxnreg_dec() { static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg range"); }
+template <int N> inline void setmaxnreg_inc() { static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg range"); }
 `;
 
 const hasGxx = (() => { try { execFileSync('g++', ['--version'], { stdio: 'pipe' }); return true; } catch { return false; } })();
@@ -93,7 +148,7 @@ function epi(acc: number, e: Epilogue, bias: number, res: number): number {
  * catches reads of a stage before its data arrived, early landing (with the wgmma reads still deferred to
  * wait_group) catches loads into a stage that an in-flight wgmma still reads. */
 interface Case { id: string; op: 'conv' | 'gemm'; p: ConvProblem | GemmProblem; e: Epilogue; cfg: TileConfig; early?: boolean }
-const wg = (bm: number, bn: number, warpsM: number, stages: number): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true });
+const wg = (bm: number, bn: number, warpsM: number, stages: number, ws = false): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}) });
 const conv = (n: number, h: number, c: number, k: number, r: number, stride: number): ConvProblem => {
   const pad = (r - 1) >> 1, p = Math.floor((h + 2 * pad - r) / stride) + 1;
   return { n, h, w: h, c, k, r, s: r, strideH: stride, strideW: stride, padH: pad, padW: pad, dilH: 1, dilW: 1, p, q: p };
@@ -109,6 +164,15 @@ const CASES: Case[] = [
   { id: 'conv_3x3_w2x2_s4', op: 'conv', p: conv(2, 9, 24, 40, 3, 1), e: { bias: true, residual: true, act: 'silu' }, cfg: wg(256, 64, 8, 4), early: true },
   // 1x1 stride 2, residual after the activation
   { id: 'conv_1x1s2_w2_s3', op: 'conv', p: conv(3, 15, 40, 72, 1, 2), e: { bias: true, residual: true, residualAfterAct: true, act: 'hardswish' }, cfg: wg(128, 128, 8, 3) },
+  // warp-specialized (wgmma_ws.ts): producer warpgroup + consumers on mbarriers. More k-tiles than stages so
+  // every barrier goes through several phases (parity wrap); late and early cp.async landing; staged
+  // 16-B epilogue (N % 8 == 0) with residual, and the fragment-store fallback (odd N)
+  { id: 'ws_gemm_w2_staged_s3', op: 'gemm', p: { m: 200, n: 136, k: 520 }, e: { bias: true, residual: true, act: 'gelu_tanh' }, cfg: wg(128, 64, 8, 3, true) },
+  { id: 'ws_gemm_w2_staged_s3_early', op: 'gemm', p: { m: 200, n: 136, k: 520 }, e: { bias: true, residual: true, act: 'gelu_tanh' }, cfg: wg(128, 64, 8, 3, true), early: true },
+  { id: 'ws_gemm_w1x2_oddn_b2_s4', op: 'gemm', p: { m: 150, n: 45, k: 600, batch: [2] }, e: { bias: true, residual: true, alpha: 0.5 }, cfg: wg(128, 128, 4, 4, true), early: true },
+  { id: 'ws_conv_3x3_w2x2_s4', op: 'conv', p: conv(2, 9, 48, 40, 3, 1), e: { bias: true, residual: true, act: 'silu' }, cfg: wg(256, 64, 8, 4, true) },
+  { id: 'ws_conv_3x3_w2x2_s4_early', op: 'conv', p: conv(2, 9, 48, 40, 3, 1), e: { bias: true, residual: true, act: 'silu' }, cfg: wg(256, 64, 8, 4, true), early: true },
+  { id: 'ws_conv_1x1_n256_s3', op: 'conv', p: conv(1, 9, 72, 264, 1, 1), e: { bias: true, residual: true, residualAfterAct: true, act: 'relu' }, cfg: wg(64, 256, 4, 3, true) },
 ];
 
 function reference(c: Case) {
@@ -158,7 +222,7 @@ async function emulate(c: Case): Promise<{ rel: number; unwritten: number }> {
   }
   lines.push(`  unsigned char* out_p = (unsigned char*)aligned_alloc(256, ${Math.ceil((outN * 2) / 256) * 256 + 256}); g_bufs.push_back(Buf{out_p, ${outN * 2}});`);
   const args = k.params.map((q) => `(${q.name === 'bias' ? 'float' : 'tc_half'}*)(${q.name === outName ? 'out' : q.name}_p)`);
-  const kernelSrc = k.source.replace(TC_HELPERS, '').replace(WGMMA_ASM_HELPERS, '').replace(wgmmaInstr(c.cfg.bn), '')
+  const kernelSrc = k.source.replace(TC_HELPERS, '').replace(WGMMA_ASM_HELPERS, '').replace(WGMMA_WS_ASM_HELPERS, '').replace(wgmmaInstr(c.cfg.bn), '')
     .replace('extern __shared__ __align__(1024) unsigned char tc_smem[];', '')
     .replace('smem_u32(tc_smem)', `smem_u32(tc_smem + ${SHIFT})`);
   expect(kernelSrc).not.toMatch(/asm/);

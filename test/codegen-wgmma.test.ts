@@ -39,7 +39,7 @@ const conv1 = (n: number, h: number, c: number, k: number, stride = 1): ConvProb
   return { n, h, w: h, c, k, r: 1, s: 1, strideH: stride, strideW: stride, padH: 0, padW: 0, dilH: 1, dilW: 1, p, q: p };
 };
 const big = { m: 4096, n: 3072, k: 768, batch: 1 };
-const wg = (bm: number, bn: number, warpsM: number, stages = 4): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true });
+const wg = (bm: number, bn: number, warpsM: number, stages = 4, ws = false): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}) });
 
 describe('wgmma: configs and API', () => {
   it('lists only valid configs that fit shared memory and 128 accumulator registers', () => {
@@ -49,10 +49,12 @@ describe('wgmma: configs and API', () => {
       expect(configProblems(c), configName(c)).toEqual([]);
       expect(smemBytes(c)).toBeLessThanOrEqual(MAX_SMEM);
       expect(wgmmaAccRegs(c)).toBeLessThanOrEqual(128);
-      expect(configName(c)).toMatch(/^wg_m\d+n\d+k64_w[48]x1_s[345]$/);
+      expect(configName(c)).toMatch(/^wg_m\d+n\d+k64_w[48]x1_s[345](_ws)?$/);
     }
     const names = space.map(configName);
     expect(names).toContain('wg_m128n256k64_w8x1_s4');
+    expect(names).toContain('wg_m128n256k64_w8x1_s4_ws');
+    expect(names.filter((n) => n.endsWith('_ws')).length).toBe(names.length / 2); // every config also warp-specialized
     expect(names).not.toContain('wg_m128n256k64_w8x1_s5'); // 5 x 48 KB + 1 KB > 227 KB
     expect(configProblems(wg(128, 256, 4))).toEqual(['wgmma: 256 accumulator registers per thread (max 128)']);
     expect(configProblems({ ...wg(128, 128, 8), bk: 32 }).join()).toMatch(/bk must be 64/);
@@ -86,6 +88,27 @@ describe('wgmma: configs and API', () => {
     expect(g.grid).toEqual([Math.ceil(300 / 64) * Math.ceil(200 / 256), 3, 1]);
     // without a wgmma config the dispatchers are the mma.sync emitters
     expect(emitGemmTc({ m: 64, n: 64, k: 64 }).name).toBe(emitGemm({ m: 64, n: 64, k: 64 }).name);
+  });
+
+  it('emits the warp-specialized variant with a producer warpgroup, mbarriers and the staged epilogue', () => {
+    const p = conv3(2, 56, 64, 64);
+    const epi = { bias: true, residual: true, act: 'relu' as const };
+    const k = emitConvTc(p, epi, wg(128, 256, 8, 4, true));
+    expect(k.params).toEqual(emitConv(p, epi).params);
+    expect(k.name).toMatch(/^conv_tc_3x3s1_wg_m128n256k64_w8x1_s4_ws_br_relu_[0-9a-f]{12}$/);
+    expect(k.block).toEqual([384, 1, 1]); // producer + 2 consumer warpgroups
+    expect(k.grid).toEqual(emitConvTc(p, epi, wg(128, 256, 8, 4)).grid);
+    expect(k.sharedBytes).toBe(smemBytes(wg(128, 256, 8, 4, true)));
+    for (const s of ['cp.async.mbarrier.arrive.noinc', 'mbarrier.try_wait.parity', 'setmaxnreg.inc', 'named_bar_sync(1, 256)', 'reinterpret_cast<uint4*>(y + off)']) expect(k.source).toContain(s);
+    // odd N: no 16-B stores, fragment stores instead; one consumer warpgroup: no setmaxnreg
+    const odd = emitGemmTc({ m: 100, n: 45, k: 64 }, { bias: true }, wg(64, 64, 4, 3, true));
+    expect(odd.block).toEqual([256, 1, 1]);
+    expect(odd.source).not.toContain('reinterpret_cast<uint4*>(y + off)');
+    expect(odd.source).not.toMatch(/setmaxnreg_(inc|dec)</);
+    expect(configProblems({ ...wg(128, 128, 8), wgmma: false, warpsM: 4, warpsN: 2, ws: true }).join()).toMatch(/ws/);
+    const prev = process.env.TSRT_WGMMA_WS;
+    process.env.TSRT_WGMMA_WS = '0';
+    try { expect(wgmmaConfigSpace(big).some((c) => c.ws)).toBe(false); } finally { if (prev === undefined) delete process.env.TSRT_WGMMA_WS; else process.env.TSRT_WGMMA_WS = prev; }
   });
 
   it('refuses wgmma configs in the mma.sync emitters and B [K,N] problems', () => {
@@ -183,7 +206,7 @@ if (nvccReason) console.warn(`codegen-wgmma: skipping the sm_90a compile checks 
  * stride-2 conv and a BERT GEMM, plus odd tails and every stage count on one tile. */
 function compileKernels() {
   const tiles = new Map<string, TileConfig>();
-  for (const c of wgmmaConfigSpace(big)) tiles.set(`${c.bm}x${c.bn}x${c.warpsM}`, c); // last = deepest
+  for (const c of wgmmaConfigSpace(big)) tiles.set(`${c.bm}x${c.bn}x${c.warpsM}${c.ws ? 'ws' : ''}`, c); // last = deepest
   const ks = [];
   for (const c of tiles.values()) {
     ks.push(emitConvTc(conv3(256, 28, 128, 128), { bias: true, residual: true, act: 'relu' }, c));
@@ -192,6 +215,9 @@ function compileKernels() {
   for (const stages of [3, 4, 5]) ks.push(emitConvTc(conv1(256, 56, 256, 512, 2), { bias: true }, wg(128, 128, 8, stages)));
   ks.push(emitGemmTc({ m: 333, n: 45, k: 24, batch: [2], ldc: 45 }, { bias: true, residual: true, act: 'silu' }, wg(128, 64, 4, 3)));
   ks.push(emitConvTc({ ...conv3(3, 17, 16, 24), k: 17 }, { bias: true, residual: true, residualAfterAct: true, act: 'hardswish' }, wg(64, 64, 4, 3)));
+  // ws: the im2col-heaviest producer (3x3, 256-row tiles) and the odd-N fragment-store fallback
+  ks.push(emitConvTc(conv3(256, 56, 64, 64), { bias: true, residual: true, act: 'relu' }, wg(256, 128, 8, 4, true)));
+  ks.push(emitGemmTc({ m: 333, n: 45, k: 24, batch: [2], ldc: 45 }, { bias: true, residual: true, act: 'silu' }, wg(128, 64, 8, 3, true)));
   return ks;
 }
 
@@ -223,6 +249,9 @@ describe.skipIf(!!nvccReason)('wgmma: nvcc sm_90a compile', () => {
         const acc = wgmmaAccRegs(k.config!);
         expect(regs, k.name).toBeGreaterThanOrEqual(acc); // the accumulators stayed in registers
         expect(regs, k.name).toBeLessThanOrEqual(255);
+        // setmaxnreg (2 consumer warpgroups) is safe only when the CTA's pool is the full 384 x 168: the
+        // producer's 120 + consumers' 184 are sized against it (wgmma_ws.ts)
+        if (k.config!.ws && k.block[0] === 384) expect(regs, k.name).toBe(168);
       }
     });
   }, 240_000);

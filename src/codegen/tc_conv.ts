@@ -5,6 +5,7 @@
 // groups and NCHW.
 import { TsrtError } from '../errors.js';
 import { shortHash } from './kernel.js';
+import { tcLoaderThreads } from './wgmma_config.js';
 import {
   chooseTileConfig, configName, configProblems, epilogueKey, epilogueStatements, genericKernel, GENERIC_TILE,
   loadF, rowChunkLoader, storageType, storeF, tcKernel, tileConfigSpace,
@@ -76,7 +77,7 @@ export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig)
   const c = cfg ?? chooseTileConfig(shape);
   const bad = configProblems(c);
   if (bad.length) throw new TsrtError('USAGE', `tile config ${configName(c)}: ${bad.join('; ')}`);
-  const threads = 32 * c.warpsM * c.warpsN;
+  const threads = tcLoaderThreads(c);
   const la = c.bk / 8;
   const rowsA = (c.bm * la) / threads, step = threads / la;
   const M = shape.m, K = shape.k;
@@ -134,7 +135,7 @@ export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig)
       { name: 'y', decl: 'tc_half* __restrict__ y' },
     ],
     setup: setupA.join('\n'), loadA, loadB,
-    outOffset: `(idx_t)m * ${p.k} + n`, pairStores: p.k % 2 === 0, epi,
+    outOffset: `(idx_t)m * ${p.k} + n`, pairStores: p.k % 2 === 0, vecStores: p.k % 8 === 0, epi,
     nFastest: wBytes <= xBytes, flops: 2 * M * p.k * K, bigIndex: false, // convTcPreconditions caps tensors below 2^31
   };
 }

@@ -8,7 +8,7 @@
 // `#include <nv/target>` comes first and both include/ and include/cccl are on the path; we avoid that.
 import { TsrtError } from '../errors.js';
 import { shortHash, type KernelParam, type KernelSource } from './kernel.js';
-import { WGMMA_ALIGN_SLACK, wgmmaProblems, wgmmaRegEstimate } from './wgmma_config.js';
+import { tcLoaderThreads, WGMMA_ALIGN_SLACK, wgmmaProblems, wgmmaRegEstimate } from './wgmma_config.js';
 
 export type Activation = 'none' | 'relu' | 'relu6' | 'clip' | 'sigmoid' | 'silu' | 'gelu_erf' | 'gelu_tanh'
   | 'hardswish' | 'hardsigmoid' | 'leakyrelu';
@@ -39,6 +39,9 @@ export interface TileConfig {
   /** Hopper wgmma kernel (wgmma.ts, sm_90a only): warpsM/4 warpgroups, bk 64, no split-K. Emit with
    * emitConvTc / emitGemmTc, which dispatch on this flag. */
   wgmma?: boolean;
+  /** [wgmma] Warp-specialized variant (wgmma_ws.ts): one producer warpgroup loads through an mbarrier
+   * pipeline, warpsM/4 consumer warpgroups issue wgmma, and the epilogue stores through shared memory. */
+  ws?: boolean;
 }
 
 /** A kernel plus the scratch it needs. When `workspaceBytes` > 0 the last parameter is `workspace`: the
@@ -173,7 +176,7 @@ export function smemBytes(c: TileConfig): number {
 
 /** Why a config cannot be used (empty when valid). `bKN`: B is [K,N] so its smem rows are K. */
 export function configProblems(c: TileConfig, bKN = false): string[] {
-  if (c.wgmma) {
+  if (c.wgmma || c.ws) {
     const w = wgmmaProblems(c, bKN);
     if (smemBytes(c) > MAX_SMEM) w.push(`shared memory ${smemBytes(c)} > ${MAX_SMEM}`);
     return w;
@@ -212,7 +215,7 @@ const BASE_CONFIGS: TileConfig[] = (() => {
 })();
 
 export function configName(c: TileConfig): string {
-  return `${c.wgmma ? 'wg_' : ''}m${c.bm}n${c.bn}k${c.bk}_w${c.warpsM}x${c.warpsN}_s${c.stages}${(c.splitK ?? 1) > 1 ? `_sk${c.splitK}` : ''}`;
+  return `${c.wgmma ? 'wg_' : ''}m${c.bm}n${c.bn}k${c.bk}_w${c.warpsM}x${c.warpsN}_s${c.stages}${(c.splitK ?? 1) > 1 ? `_sk${c.splitK}` : ''}${c.ws ? '_ws' : ''}`;
 }
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
@@ -315,6 +318,9 @@ export interface TcSpec {
   mma?: 'f16' | 's8';
   /** [int8] Store code run with `m`, `n`, `t` (this thread's two accumulators at (m, n), (m, n+1)) in scope. */
   store?: string;
+  /** outOffset(m, n) for n % 8 == 0 is 16-byte aligned and n..n+7 are contiguous (N % 8 == 0): the ws
+   * wgmma kernels then store 8 outputs (and read 8 residuals) per 16-byte access. */
+  vecStores?: boolean;
   /** [int8] Code run once before / after the per-fragment stores (all threads, after the main loop and split-K):
    * tc_int8.ts stages the output tile in shared memory there and writes it back in 16-byte rows. */
   storeBegin?: string;
@@ -654,7 +660,7 @@ export function gemmTcSpec(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig)
   const c = cfg ?? chooseTileConfig(gemmShape(r), r.kn);
   const bad = configProblems(c, r.kn);
   if (bad.length) throw new TsrtError('USAGE', `tile config ${configName(c)}: ${bad.join('; ')}`);
-  const threads = 32 * c.warpsM * c.warpsN;
+  const threads = tcLoaderThreads(c);
   const setup = [
     '  const tc_half* tc_dummy = a;',
     batchSetup(r, [['a', r.sA], ['b', r.sB], ['c', r.sC], ...(epi.residual ? [['residual', r.sC] as [string, number[]]] : [])]),
@@ -689,6 +695,7 @@ export function gemmTcSpec(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig)
       { name: 'c', decl: 'tc_half* __restrict__ c' },
     ],
     setup, loadA, loadB, outOffset: `(idx_t)m * ${r.ldc} + n`, pairStores, epi,
+    vecStores: r.ldc % 8 === 0 && r.n % 8 === 0 && r.sC.every((s) => s % 8 === 0),
     nFastest: bBytes <= aBytes, flops: 2 * r.m * r.n * r.k * r.batchCount,
     bigIndex: (r.m + 1) * Math.max(r.lda, r.ldc) >= 2 ** 31 || (r.kn ? r.k : r.n) * r.ldb >= 2 ** 31,
   };

@@ -46,6 +46,7 @@ import {
 } from './tc_gemm.js';
 import { convShape, convTcSpec, emitConv, type ConvProblem } from './tc_conv.js';
 import { wgmmaGroups, wgmmaMBlocks } from './wgmma_config.js';
+import { wgmmaWsKernel } from './wgmma_ws.js';
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
 
@@ -74,15 +75,21 @@ const WG_TILES: Array<[number, number, number]> = [
   [128, 128, 4], [128, 64, 4], [64, 256, 4], [64, 128, 4], [64, 64, 4],
 ];
 
-/** Valid wgmma configs for a problem (stages 3..5 where shared memory allows). Empty when B is [K,N]. */
+/** Valid wgmma configs for a problem (stages 3..5 where shared memory allows). Empty when B is [K,N]. Each
+ * tile comes warp-specialized (wgmma_ws.ts) first, then in the all-threads-load form: the autotuner's
+ * estimate ties the two, and input order puts a ws variant next to the plain one in every timed tile group.
+ * TSRT_WGMMA_WS=0 leaves the ws variants out. */
 export function wgmmaConfigSpace(s: TileShape, bKN = false): TileConfig[] {
   const out: TileConfig[] = [];
   if (bKN || s.batch > 65535) return out;
+  const wsToo = process.env.TSRT_WGMMA_WS !== '0';
   for (const [bm, bn, warpsM] of WG_TILES) {
     if (bm > 2 * Math.max(16, s.m) + 64 || bn > 2 * Math.max(16, s.n) + 64) continue;
     for (const stages of [3, 4, 5]) {
-      const c: TileConfig = { bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true };
-      if (!configProblems(c).length) out.push(c);
+      for (const ws of wsToo ? [true, false] : [false]) {
+        const c: TileConfig = { bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}) };
+        if (!configProblems(c).length) out.push(c);
+      }
     }
   }
   return out;
@@ -142,7 +149,7 @@ export function wgmmaInstr(n: number): string {
 
 /** The fp16 store of this thread's accumulator pair t[0..1] at (m, n), (m, n+1): the mma.sync kernels'
  * epilogue (tcKernel), bias/residual/activation included. */
-function storeCode(s: TcSpec): string {
+export function wgmmaStoreCode(s: TcSpec): string {
   const pair = `float v0 = t[0], v1 = t[1];
           { ${epilogueStatements(s.epi, 'v0', 'n', 'lo_h2f(rv)')} }
           { ${epilogueStatements(s.epi, 'v1', '(n + 1)', 'hi_h2f(rv)')} }
@@ -169,6 +176,7 @@ export function wgmmaKernel(s: TcSpec): TcKernelSource {
   const bad = configProblems(c, s.bKN);
   if (bad.length) throw new TsrtError('USAGE', `tile config ${configName(c)}: ${bad.join('; ')}`);
   if (s.batch > 65535) throw new TsrtError('USAGE', `batch ${s.batch} exceeds grid.y`);
+  if (c.ws) return wgmmaWsKernel(s);
   const G = wgmmaGroups(c), MI = wgmmaMBlocks(c), threads = 128 * G, S = c.stages;
   const mTiles = ceil(s.m, c.bm), nTiles = ceil(s.n, c.bn), kTiles = ceil(s.k, c.bk);
   if (mTiles * nTiles > 2 ** 31 - 1) throw new TsrtError('USAGE', 'too many tiles');
@@ -254,7 +262,7 @@ ${s.loadB}
         const int m = mBase + (wg * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
         const int n = nBase + nj * 8 + (lane & 3) * 2;
         const float* t = &acc[mi][nj * 4 + h * 2];
-        ${storeCode(s)}
+        ${wgmmaStoreCode(s)}
       }
     }
   }

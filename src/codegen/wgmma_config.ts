@@ -6,6 +6,11 @@ import type { TileConfig } from './tc_gemm.js';
  * 8 rows x 128 B and the matrix descriptors carry base offset 0, so every stage must start 1024-B aligned. */
 export const WGMMA_ALIGN_SLACK = 1024;
 
+/** Threads that issue the cp.async tile loads: all of them, except in the warp-specialized kernels (`ws`,
+ * wgmma_ws.ts) where only the producer warpgroup (128 threads) loads. The spec builders (gemmTcSpec,
+ * convTcSpec) size their loaders and per-thread im2col state with it. */
+export function tcLoaderThreads(c: TileConfig): number { return c.ws ? 128 : 32 * c.warpsM * c.warpsN; }
+
 /** Consumer warpgroups (128 threads each) of a wgmma config: warpsM/4, warpsN is 1. */
 export function wgmmaGroups(c: TileConfig): number { return c.warpsM / 4; }
 
@@ -30,6 +35,15 @@ export function wgmmaProblems(c: TileConfig, bKN: boolean): string[] {
   if (![64, 128, 256].includes(c.bn)) r.push('wgmma: bn must be 64, 128 or 256');
   if (c.stages < 3 || c.stages > 5) r.push('wgmma: stages must be 3..5');
   if ((c.splitK ?? 1) !== 1) r.push('wgmma: no split-K');
+  if (c.ws && !c.wgmma) r.push('ws (warp-specialized) is a wgmma variant');
+  if (r.length === 0 && c.ws && wgmmaStagingBytes(c) > c.stages * (c.bm + c.bn) * 128) r.push('ws: the epilogue staging tile does not fit the pipeline shared memory');
   if (r.length === 0 && wgmmaAccRegs(c) > 128) r.push(`wgmma: ${wgmmaAccRegs(c)} accumulator registers per thread (max 128)`);
   return r;
 }
+
+/** fp32 row stride (floats) of the ws kernels' epilogue staging tile: bn + 8 puts the 8 rows a warp's
+ * float2 fragment stores touch on 4 distinct bank groups (two wavefronts, the minimum for 256 B). */
+export function wgmmaStagingStride(c: TileConfig): number { return c.bn + 8; }
+
+/** Bytes of the ws kernels' fp32 epilogue staging tile (bm rows), which reuses the pipeline's shared memory. */
+export function wgmmaStagingBytes(c: TileConfig): number { return c.bm * wgmmaStagingStride(c) * 4; }

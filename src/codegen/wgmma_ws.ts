@@ -1,0 +1,210 @@
+// Warp-specialized Hopper wgmma conv/GEMM kernel (TileConfig.ws): the `ws` variant of every wgmma tile, timed by
+// the autotuner next to the all-threads-load kernel of wgmma.ts. Same kernel description (TcSpec), signature,
+// grid order and results; it differs in who waits for what:
+//  - Warpgroup 0 is the producer: its 128 threads issue the cp.async tile loads (the spec's loaders are built
+//    for 128 threads, tcLoaderThreads) into S stages and never compute. Warpgroups 1..G are consumers that
+//    only issue wgmma, so the tensor cores are fed while the loads of later stages are in flight, and no
+//    __syncthreads stalls every warp once per k-tile as in wgmma.ts.
+//  - Stage s has a `full` mbarrier (expected arrivals: the 128 producer threads) and an `empty` one (4*G: lane
+//    0 of every consumer warp). A producer thread's `cp.async.mbarrier.arrive.noinc` makes its arrival on
+//    full[s] wait for its own cp.asyncs of that stage (noinc: the arrival counts against the 128 expected, PTX
+//    ISA "cp.async.mbarrier.arrive"), so full[s] completes exactly when the whole tile has landed. A consumer
+//    waits on full[s] with the parity of the round (it / S) & 1, fences the generic-proxy writes for the async
+//    proxy that wgmma reads through (fence.proxy.async.shared::cta, as in wgmma.ts), issues the k-tile, and keeps
+//    one wgmma group in flight (wait_group 1): when tile it's group is committed, tile it-1's has retired, and
+//    then its warps arrive on empty[(it-1) % S]. The producer refills stage s for k-tile kt >= S after waiting
+//    on empty[s] with parity ((kt / S) - 1) & 1, i.e. after every consumer warp retired tile kt - S.
+//  - setmaxnreg (2 consumer warpgroups): the CTA's register pool is 384 x 168 (the __launch_bounds__ limit,
+//    which ptxas allocates when setmaxnreg is present; the compile test checks it). The producer gives back
+//    down to 120 (at 96 the 3x3 conv's per-row im2col state of 256-row tiles spilled under nvcc 13), the
+//    consumers take 184 each (128 accumulators + addressing): 120*128 + 184*256 = 62464 <= 64512, so
+//    setmaxnreg.inc never waits on registers that do not exist.
+//  - Epilogue through shared memory when spec.vecStores (N % 8 == 0): once every consumer's last wgmma has
+//    retired (named barrier 1 over the consumers; all loads have landed because every full barrier was waited
+//    on), each consumer warpgroup writes its fp32 accumulators into its own rows of a staging tile that reuses
+//    the pipeline's shared memory (row stride bn + 8 floats: conflict-free float2 stores), syncs its own 128
+//    threads (named barrier 2 + warpgroup), and each thread then applies the epilogue to 8 consecutive
+//    columns: two 16-B shared loads, one 16-B residual load, one 16-B global store. Otherwise the fragment
+//    stores of wgmma.ts.
+// The grid is the same one-CTA-per-tile grid as wgmma.ts (a persistent grid is not used).
+import type { KernelParam } from './kernel.js';
+import { shortHash } from './kernel.js';
+import { actFunction, configName, epilogueKey, epilogueStatements, TC_HELPERS, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { WGMMA_ASM_HELPERS, WGMMA_DESC, wgmmaInstr, wgmmaStoreCode } from './wgmma.js';
+import { wgmmaGroups, wgmmaMBlocks, wgmmaStagingStride } from './wgmma_config.js';
+
+const ceil = (a: number, b: number) => Math.ceil(a / b);
+
+/** setmaxnreg targets with 2 consumer warpgroups (see the header): producer, consumers. */
+export const WS_PRODUCER_REGS = 120;
+export const WS_CONSUMER_REGS = 184;
+
+/** The PTX-only helpers of the ws kernels: mbarriers, cp.async completion on an mbarrier, named barriers,
+ * setmaxnreg (the CPU emulator in test/codegen-wgmma-emu.test.ts replaces exactly this text). */
+export const WGMMA_WS_ASM_HELPERS = `__device__ __forceinline__ void mbar_init(u32 bar, u32 count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\\n" :: "r"(bar), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_arrive(u32 bar) { asm volatile("{\\n.reg .b64 st;\\nmbarrier.arrive.shared::cta.b64 st, [%0];\\n}\\n" :: "r"(bar) : "memory"); }
+__device__ __forceinline__ bool mbar_try_wait(u32 bar, u32 parity) {
+  u32 ok;
+  asm volatile("{\\n.reg .pred p;\\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\\nselp.u32 %0, 1, 0, p;\\n}\\n" : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
+  return ok != 0;
+}
+__device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) { while (!mbar_try_wait(bar, parity)) {} }
+// this thread's arrival on the barrier happens when all its earlier cp.asyncs have completed (noinc: counted)
+__device__ __forceinline__ void cp_async_mbar_arrive(u32 bar) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\\n" :: "r"(bar) : "memory"); }
+__device__ __forceinline__ void named_bar_sync(u32 id, u32 threads) { asm volatile("bar.sync %0, %1;\\n" :: "r"(id), "r"(threads) : "memory"); }
+template <int N> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\\n" :: "n"(N)); }
+template <int N> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\\n" :: "n"(N)); }
+`;
+
+/** The vectorized store of 8 outputs (m, n..n+7) from the staging row `row` (fp32, 16-B aligned). */
+function vecStoreCode(s: TcSpec): string {
+  const res = (e: number) => `${e % 2 ? 'hi' : 'lo'}_h2f(rv[${e >> 1}])`;
+  const lanes = Array.from({ length: 8 }, (_, e) => `{ float& v = f[${e}]; ${epilogueStatements(s.epi, 'v', `(n + ${e})`, res(e))} }`);
+  return `const idx_t off = ${s.outOffset};
+        float f[8];
+        *reinterpret_cast<float4*>(f) = *reinterpret_cast<const float4*>(row);
+        *reinterpret_cast<float4*>(f + 4) = *reinterpret_cast<const float4*>(row + 4);
+        ${s.epi.residual ? 'u32 rv[4]; *reinterpret_cast<uint4*>(rv) = *reinterpret_cast<const uint4*>(residual + off);' : ''}
+        ${lanes.join('\n        ')}
+        u32 o[4];
+        #pragma unroll
+        for (int e = 0; e < 4; ++e) o[e] = pack_h2(f[2 * e], f[2 * e + 1]);
+        *reinterpret_cast<uint4*>(y + off) = *reinterpret_cast<const uint4*>(o);`;
+}
+
+/** The warp-specialized kernel for a kernel description with cfg.ws (called by wgmmaKernel, which has
+ * validated the config). */
+export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
+  const c = s.cfg;
+  const G = wgmmaGroups(c), MI = wgmmaMBlocks(c), threads = 128 * (G + 1), S = c.stages;
+  const mTiles = ceil(s.m, c.bm), nTiles = ceil(s.n, c.bn), kTiles = ceil(s.k, c.bk);
+  const aBytes = c.bm * 128, bBytes = c.bn * 128, stageBytes = aBytes + bBytes;
+  const NR = c.bn / 2;
+  const rowsPerWg = MI * 64, ld = wgmmaStagingStride(c);
+  const regs = G === 2;
+  const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
+  const fragmentStores = `  #pragma unroll
+  for (int mi = 0; mi < ${MI}; ++mi) {
+    #pragma unroll
+    for (int nj = 0; nj < ${c.bn / 8}; ++nj) {
+      #pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int m = mBase + (cw * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
+        const int n = nBase + nj * 8 + (lane & 3) * 2;
+        const float* t = &acc[mi][nj * 4 + h * 2];
+        ${wgmmaStoreCode(s)}
+      }
+    }
+  }`;
+  const stagedStores = `  // every consumer's wgmmas have retired before any warpgroup overwrites pipeline stages with its staging rows
+  named_bar_sync(1, ${128 * G});
+  float* stg = reinterpret_cast<float*>(smemPtr) + cw * ${rowsPerWg * ld};
+  #pragma unroll
+  for (int mi = 0; mi < ${MI}; ++mi) {
+    #pragma unroll
+    for (int nj = 0; nj < ${c.bn / 8}; ++nj) {
+      #pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = mi * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
+        *reinterpret_cast<float2*>(stg + r * ${ld} + nj * 8 + (lane & 3) * 2) = make_float2(acc[mi][nj * 4 + h * 2], acc[mi][nj * 4 + h * 2 + 1]);
+      }
+    }
+  }
+  named_bar_sync(2 + cw, 128);
+  #pragma unroll 4
+  for (int i = 0; i < ${(rowsPerWg * c.bn) / 8 / 128}; ++i) {
+    const int chunk = ctid + i * 128, r = chunk / ${c.bn / 8}, cc = chunk % ${c.bn / 8};
+    const int m = mBase + cw * ${rowsPerWg} + r, n = nBase + cc * 8;
+    if (m < ${s.m} && n < ${s.n}) {
+      const float* row = stg + r * ${ld} + cc * 8;
+      ${vecStoreCode(s)}
+    }
+  }`;
+  const body = (name: string) => `// ${s.prefix} wgmma warp-specialized ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}
+${TC_HELPERS}
+${WGMMA_DESC}
+${WGMMA_ASM_HELPERS}
+${WGMMA_WS_ASM_HELPERS}
+${wgmmaInstr(c.bn)}
+typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
+${actFunction(s.epi)}
+__device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
+__device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
+
+extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
+  extern __shared__ __align__(1024) unsigned char tc_smem[];
+  __shared__ __align__(8) unsigned long long wg_bars[${2 * S}]; // full[0..S), empty[S..2S)
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+  const int mTile = ${s.nFastest ? `blockIdx.x / ${nTiles}` : `blockIdx.x % ${mTiles}`};
+  const int nTile = ${s.nFastest ? `blockIdx.x % ${nTiles}` : `blockIdx.x / ${mTiles}`};
+  const int bz = blockIdx.y;
+  const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};
+  (void)bz;
+  const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
+  unsigned char* smemPtr = tc_smem + (smemBase - smem_u32(tc_smem));
+  (void)smemPtr;
+  const u32 fullBar = smem_u32(wg_bars), emptyBar = fullBar + ${8 * S};
+  if (tid == 0) {
+    for (int st = 0; st < ${S}; ++st) { mbar_init(fullBar + 8 * st, 128); mbar_init(emptyBar + 8 * st, ${4 * G}); }
+  }
+  __syncthreads();
+${s.setup}
+  const int ktCount = ${kTiles};
+
+  if (wg == 0) {
+    // producer: its threads are tid 0..127, the thread ids the loaders were built for
+${regs ? `    setmaxnreg_dec<${WS_PRODUCER_REGS}>();\n` : ''}    for (int kt = 0; kt < ktCount; ++kt) {
+      const int stage = kt % ${S};
+      if (kt >= ${S}) mbar_wait(emptyBar + 8 * stage, ((kt / ${S}) - 1) & 1);
+      const u32 sA = smemBase + stage * ${stageBytes};
+      const u32 sB = sA + ${aBytes};
+${s.loadA}
+${s.loadB}
+      cp_async_mbar_arrive(fullBar + 8 * stage);
+    }
+    // no thread leaves with copies in flight (they are all tracked by full barriers already)
+    cp_async_commit();
+    cp_async_wait<0>();
+    return;
+  }
+${regs ? `  setmaxnreg_inc<${WS_CONSUMER_REGS}>();\n` : ''}  const int cw = wg - 1, ctid = tid & 127; // consumer warpgroup, thread in it
+  (void)ctid;
+  float acc[${MI}][${NR}];
+  #pragma unroll
+  for (int i = 0; i < ${MI}; ++i)
+    #pragma unroll
+    for (int j = 0; j < ${NR}; ++j) acc[i][j] = 0.0f;
+  for (int it = 0; it < ktCount; ++it) {
+    const int stage = it % ${S};
+    mbar_wait(fullBar + 8 * stage, (it / ${S}) & 1);
+    fence_proxy_async();
+    const u32 sA = smemBase + stage * ${stageBytes} + cw * ${MI * 64 * 128};
+    const u32 sB = smemBase + stage * ${stageBytes} + ${aBytes};
+    wg_fence();
+    #pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const u64 db = wg_desc(sB + kk * 32);
+      #pragma unroll
+      for (int mi = 0; mi < ${MI}; ++mi) wg_mma(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
+    }
+    wg_commit();
+    wg_wait<1>();
+    // tile it-1's group has retired: its stage may be refilled
+    if (it > 0 && lane == 0) mbar_arrive(emptyBar + 8 * ((it - 1) % ${S}));
+  }
+  wg_wait<0>();
+  #pragma unroll
+  for (int i = 0; i < ${MI}; ++i)
+    #pragma unroll
+    for (int j = 0; j < ${NR}; ++j) wg_keep(acc[i][j]);
+${s.vecStores ? stagedStores : fragmentStores}
+}
+`;
+  const name = `${s.prefix}_${configName(c)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;
+  return {
+    name, source: body(name),
+    grid: [mTiles * nTiles, s.batch, 1], block: [threads, 1, 1],
+    sharedBytes: S * stageBytes + 1024, params, config: c,
+    workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
+  };
+}
