@@ -116,7 +116,6 @@ export const quantizeInt8: Pass = {
       if (typeof c === 'string') reject(n, c); else cands.push(c);
     }
     if (!cands.length && !hasQ) return g;
-    const inSet = new Map(cands.map((c) => [c.node.outputs[0], c]));
     // A layer's output stays int8 when every reader is an int8 layer reading it as input or residual.
     const int8Out = (c: Candidate): number | undefined => {
       const y = c.node.outputs[0];
@@ -127,14 +126,51 @@ export const quantizeInt8: Pass = {
       const ok = rs.every((r) => { const rc = cands.find((k) => k.node === r); return rc && !rc.xInt8 && (rc.x === y || rc.z === y); });
       return ok ? s : undefined;
     };
-    const outScale = new Map(cands.map((c) => [c, int8Out(c)]));
+    // MaxPool between int8 layers (ResNet's stem) runs on int8: rounding and saturation are monotone, so the max
+    // of quantized values is the quantized max. The layer before it then requantizes to the pool output's scale,
+    // which replaces an fp16 write, an fp16 pool and a QuantizeLinear with an int8 write and an int8 pool.
+    const int8Pool = new Map<string, { pool: Node; scale: number }>();
+    for (const c of cands) {
+      const y = c.node.outputs[0];
+      const rs = readers.get(y) ?? [];
+      if (c.outQ || rs.length !== 1 || graphOutputs.has(y)) continue;
+      const pool = rs[0];
+      if (pool.op !== 'MaxPool' || pool.domain !== '' || pool.outputs.length !== 1 || pool.inputs[0] !== y) continue;
+      const p = pool.outputs[0], s = scaleOf(p), prs = readers.get(p) ?? [];
+      if (s === undefined || graphOutputs.has(p) || !prs.length) continue;
+      const ok = prs.every((r) => { const rc = cands.find((k) => k.node === r); return rc && !rc.xInt8 && (rc.x === p || rc.z === p); });
+      if (ok) int8Pool.set(y, { pool, scale: s });
+    }
+    const outScale = new Map(cands.map((c) => [c, int8Pool.get(c.node.outputs[0])?.scale ?? int8Out(c)]));
+    /** Values that are int8 after this pass (int8 layer outputs and int8 pools), with their scales. */
+    const int8Values = new Map<string, number>();
+    for (const c of cands) {
+      const s = outScale.get(c);
+      if (s === undefined) continue;
+      int8Values.set(c.outQ ? c.outQ.node.outputs[0] : c.node.outputs[0], s);
+      const ip = int8Pool.get(c.node.outputs[0]);
+      if (ip) {
+        int8Values.set(ip.pool.outputs[0], s);
+        ctx.fusions.push({ pass: PASS, kind: 'int8 MaxPool', into: ip.pool.name, nodes: [ip.pool.name] });
+      }
+    }
 
     const fresh = nameGenerator(g);
     const inits = new Map(g.initializers);
     const replaced = new Map<Node, Node[]>();
     const removed = new Set<Node>();
     const quantized = new Map<string, string>();
-    const quantizeOnce = (x: string, s: number, before: Node[]): string => {
+    /** An fp32 -> fp16 Cast in front of a quantization (the fp16 pass casts graph inputs) is skipped: quantizing
+     * the fp32 value rounds once instead of twice and saves the fp16 tensor's write and read. */
+    const widest = (x: string): string => {
+      const p = prod.get(x);
+      if (!p || p.op !== 'Cast' || p.domain !== '' || attrInt(p, 'to', 0) !== DTYPE_ONNX.float16) return x;
+      const src = p.inputs[0];
+      const from = g.valueTypes.get(src)?.dtype ?? g.inputs.find((i) => i.name === src)?.type.dtype;
+      return from === 'float32' ? src : x;
+    };
+    const quantizeOnce = (x0: string, s: number, before: Node[]): string => {
+      const x = widest(x0);
       const key = `${x}@${s}`;
       if (quantized.has(key)) return quantized.get(key)!;
       const sName = fresh(`${x}_scale`), zName = fresh(`${x}_zp`), out = fresh(`${x}_i8`);
@@ -146,16 +182,14 @@ export const quantizeInt8: Pass = {
     };
     for (const c of cands) {
       const pre: Node[] = [];
-      const src = inSet.get(c.x);
-      const x = c.xInt8 ?? (src && outScale.get(src) !== undefined ? c.x : quantizeOnce(c.x, c.xScale, pre));
-      const xScale = c.xInt8 ? c.xScale : src && outScale.get(src) !== undefined ? outScale.get(src)! : c.xScale;
+      const x = c.xInt8 ?? (int8Values.has(c.x) ? c.x : quantizeOnce(c.x, c.xScale, pre));
+      const xScale = c.xInt8 ? c.xScale : int8Values.get(c.x) ?? c.xScale;
       const attrs: Record<string, Attr> = { ...c.attrs, x_scale: fl(xScale) };
       const ys = outScale.get(c);
       if (ys !== undefined) attrs.y_scale = fl(ys);
       else attrs.out_dtype = { kind: 'int', value: DTYPE_ONNX[g.valueTypes.get(c.node.outputs[0])?.dtype ?? 'float32'] };
-      let z = c.z ?? '';
-      const zsrc = z ? inSet.get(z) : undefined;
-      if (zsrc && outScale.get(zsrc) !== undefined) attrs.z_scale = fl(outScale.get(zsrc)!);
+      const z = c.z ?? '';
+      if (z && int8Values.has(z)) attrs.z_scale = fl(int8Values.get(z)!);
       const wName = fresh(`${c.node.name}_w_i8`), sName = fresh(`${c.node.name}_w_scale`);
       inits.set(wName, c.w);
       inits.set(sName, fromF64('float32', [c.wScales.length], c.wScales));
