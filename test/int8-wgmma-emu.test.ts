@@ -9,6 +9,8 @@
 // bytes in, so its 1024-B alignment code is exercised. NVRTC 11.8 cannot compile sm_90a: the PTX itself is
 // checked on the GPU (scripts/test-gpu-int8.mjs). Skipped without g++.
 import { describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { compileCuda } from '../src/runtime/nvrtc.js';
 import type { TileConfig } from '../src/codegen/tc_gemm.js';
 import {
   emitConvInt8, emitGemmInt8, int8ConfigProblems, int8StagingRowBytes, int8WgmmaConfigSpace, int8WgmmaConvSpace,
@@ -94,6 +96,20 @@ describe('int8 wgmma configs', () => {
     expect(int8StagingRowBytes(wg(256, 128, 8, 3), 128, 'int8')).toBe(144);
     expect(() => emitConvInt8(CASES[0].conv!, CASES[0].epi, { ...wg(128, 64, 8, 3), splitK: 2 })).toThrow(/split-K/);
   });
+});
+
+// NVRTC 11.8 has no sm_90a: with the wgmma / proxy-fence PTX stubbed out it still checks the CUDA C++ around them
+describe.skipIf(!existsSync('/usr/lib/x86_64-linux-gnu/libnvrtc.so.11.2') && !process.env.TSRT_NVRTC)('int8 wgmma kernels: NVRTC sm_90 compile of the C++ (PTX stubbed)', () => {
+  const p = conv(32, 28, 128, 128, 3, 1, 1);
+  const epi = CASES[0].epi;
+  it.each(int8WgmmaConvSpace(p).filter((c) => c.stages === 4).map((c) => [`${c.bm}x${c.bn}_w${c.warpsM}`, c] as const))('%s', (_id, cfg) => {
+    const k = emitConvInt8(p, epi, cfg);
+    const src = k.source.replace(/asm volatile\("\{\\n\.reg \.pred p;[\s\S]*?: "memory"\);/, '(void)d; (void)da; (void)db;')
+      .replace(/asm volatile\("(wgmma|fence\.proxy)[\s\S]*?\);/g, ';');
+    expect(src).not.toMatch(/asm volatile\("[^"]*(wgmma|fence\.proxy)/);
+    const r = compileCuda(src, { name: k.name, arch: 'sm_90' });
+    expect(r.log.split('\n').filter((l) => /warning|error/i.test(l))).toEqual([]);
+  }, 120_000);
 });
 
 describe.skipIf(!hasGxx)('int8 wgmma kernels under the CPU emulator equal the CPU reference', () => {
