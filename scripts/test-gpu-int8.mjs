@@ -108,12 +108,14 @@ export async function int8Checks({ models, report, skip, filter }) {
       + `batch ${x.dims[0]} at -O3: int8 ${r8.ms.toFixed(3)} ms vs fp16 ${results.fp16.ms.toFixed(3)} ms (${(results.fp16.ms / r8.ms).toFixed(2)}x)`);
     // the issue's target: batch 256 throughput, int8 >= 1.5x fp16, both autotuned
     const big = [256, ...x.dims.slice(1)];
-    const xb = randomTensor('float32', big, 77, -2, 2);
-    const ms = {};
-    for (const mode of ['fp16', 'int8']) {
-      const engine = await build(model, opts(mode, big));
-      ms[mode] = median(await engine.time({ [name]: xb }, 30, 5));
-      engine.dispose();
+    const ms = { fp16: results.fp16.ms, int8: r8.ms };
+    if (x.dims[0] !== 256) {
+      const xb = randomTensor('float32', big, 77, -2, 2);
+      for (const mode of ['fp16', 'int8']) {
+        const engine = await build(model, opts(mode, big));
+        ms[mode] = median(await engine.time({ [name]: xb }, 30, 5));
+        engine.dispose();
+      }
     }
     const ratio = ms.fp16 / ms.int8;
     report(ratio >= 1.5, 'resnet50 bs256 int8 >= 1.5x fp16 throughput (-O3, both tuned)',
