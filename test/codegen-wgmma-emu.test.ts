@@ -91,6 +91,7 @@ inline bool mbar_try_wait(u32 bar, u32 parity) {
 inline void mbar_wait(u32 bar, u32 parity) {
   for (long spins = 0; !mbar_try_wait(bar, parity); ++spins) if (spins > 20000) emu_fail("mbarrier wait never completes (deadlock)", bar);
 }
+inline void mbar_wait_bounded(u32 bar, u32 parity) { mbar_wait(bar, parity); }
 inline void cp_async_mbar_arrive(u32 bar) {
   MBar& b = mbar_at(bar);
   for (auto& g : t_groups) b.copies.insert(b.copies.end(), g.begin(), g.end());

@@ -49,6 +49,12 @@ __device__ __forceinline__ bool mbar_try_wait(u32 bar, u32 parity) {
   return ok != 0;
 }
 __device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) { while (!mbar_try_wait(bar, parity)) {} }
+// the producer's wait is bounded: a pipeline whose empty barriers never complete traps (the launch fails)
+// instead of hanging the GPU; each try_wait suspends for a while, so 2^24 tries is far beyond any legitimate
+// wait. (The consumers' wait stays unbounded: under nvcc 13 the counter made 256x128 consumers spill.)
+__device__ __forceinline__ void mbar_wait_bounded(u32 bar, u32 parity) {
+  for (u32 n = 0; !mbar_try_wait(bar, parity);) if (++n == (1u << 24)) __trap();
+}
 // this thread's arrival on the barrier happens when all its earlier cp.asyncs have completed (noinc: counted)
 __device__ __forceinline__ void cp_async_mbar_arrive(u32 bar) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\\n" :: "r"(bar) : "memory"); }
 __device__ __forceinline__ void named_bar_sync(u32 id, u32 threads) { asm volatile("bar.sync %0, %1;\\n" :: "r"(id), "r"(threads) : "memory"); }
@@ -155,7 +161,7 @@ ${s.setup}
     // producer: its threads are tid 0..127, the thread ids the loaders were built for
 ${regs ? `    setmaxnreg_dec<${WS_PRODUCER_REGS}>();\n` : ''}    for (int kt = 0; kt < ktCount; ++kt) {
       const int stage = kt % ${S};
-      if (kt >= ${S}) mbar_wait(emptyBar + 8 * stage, ((kt / ${S}) - 1) & 1);
+      if (kt >= ${S}) mbar_wait_bounded(emptyBar + 8 * stage, ((kt / ${S}) - 1) & 1);
       const u32 sA = smemBase + stage * ${stageBytes};
       const u32 sB = sA + ${aBytes};
 ${s.loadA}
