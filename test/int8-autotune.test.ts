@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { configName, type TcKernelSource, type TileConfig } from '../src/codegen/tc_gemm.js';
 import {
   asHalf, chooseInt8Config, emitConvInt8, emitGemmInt8, int8ConfigProblems, int8ConvConfigSpace, int8ConvShape,
-  int8GemmConfigSpace, type Int8Epilogue,
+  int8GemmConfigSpace, int8WgmmaConvSpace, type Int8Epilogue,
 } from '../src/codegen/tc_int8.js';
 import type { ConvProblem } from '../src/codegen/tc_conv.js';
 import { lowerGraph, type Tactic } from '../src/codegen/lower.js';
@@ -91,6 +91,20 @@ describe('int8 candidates', () => {
     const again = new Autotuner({ arch: 'sm_90', cache: tuner.cache, level: 3, timeBudgetMs: 60_000, timeKernel: () => { throw new Error('timed again'); } });
     expect(configName(again.choose(key, space, (c) => emitConvInt8(CONV, EPI_Q, c))!)).toBe(configName(got));
     expect(again.finish()).toMatchObject({ cached: 1, timed: 0 });
+  });
+  it('with wgmma configs in the space, both families get timed (a failing wgmma kernel leaves tuned mma.sync ones)', () => {
+    const both = [...space, ...int8WgmmaConvSpace(CONV)];
+    const seen: TileConfig[] = [];
+    const tuner = new Autotuner({
+      arch: 'sm_90a', cache: TimingCache.load(null, DEV), level: 3, timeBudgetMs: 60_000,
+      timeKernel: (k) => { const c = (k as TcKernelSource).config!; seen.push(c); if (c.wgmma) throw new Error('launch failed'); return c.bm / 100; },
+    });
+    const got = tuner.choose(tacticSignature('conv', CONV, EPI_Q, 'int8'), both, (c) => emitConvInt8(CONV, EPI_Q, c))!;
+    expect(seen.filter((c) => c.wgmma).length).toBe(4);
+    expect(seen.filter((c) => !c.wgmma).length).toBeGreaterThanOrEqual(4);
+    expect(got.wgmma).toBeFalsy();
+    expect(got.bm).toBe(Math.min(...seen.filter((c) => !c.wgmma).map((c) => c.bm)));
+    tuner.finish();
   });
   it('the gemm space is int8 too', () => {
     expect(int8GemmConfigSpace({ m: 256, n: 1000, k: 2048 }).every((c) => !int8ConfigProblems(c).length)).toBe(true);

@@ -241,7 +241,11 @@ function pickValid(level: number, info: ProblemInfo, candidates: TileConfig[]): 
   }
   const valid = candidates.filter((c) => !int8ConfigProblems(c).length);
   const twins = valid.map(asHalf);
-  const picked = pickCandidates(level, halfShape(info.shape), twins, info.heuristic && asHalf(info.heuristic));
+  const pick = (family: TileConfig[]) => pickCandidates(level, halfShape(info.shape), family, info.heuristic && asHalf(info.heuristic));
+  // The model ranks wgmma tiles above every mma.sync tile, so a joint pick would time wgmma only: each family is
+  // picked on its own, so a failing or slow wgmma kernel still leaves tuned mma.sync tiles to choose from.
+  const wg = twins.filter((t) => t.wgmma), mma = twins.filter((t) => !t.wgmma);
+  const picked = wg.length && mma.length ? [...new Set([...pick(wg), ...pick(mma)])] : pick(twins);
   return picked.map((t) => valid[twins.indexOf(t)] ?? asInt8(t));
 }
 
