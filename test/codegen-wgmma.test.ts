@@ -18,7 +18,7 @@ import { configName, configProblems, emitGemm, estimateTime, MAX_SMEM, smemBytes
 import { emitConvTc, emitGemmTc, engineArch, wgmmaConfigSpace, wgmmaEnabled } from '../src/codegen/wgmma.js';
 import { wgmmaAccRegs } from '../src/codegen/wgmma_config.js';
 import { convConfigSpace } from '../src/codegen/tc_conv.js';
-import { gemmConfigSpace, type GemmProblem } from '../src/codegen/tc_gemm.js';
+import { gemmConfigSpace, tileConfigSpace, type GemmProblem } from '../src/codegen/tc_gemm.js';
 import { lowerGraph, type Tactic } from '../src/codegen/lower.js';
 import '../src/codegen/lowerings.js';
 import '../src/codegen/lower_conv.js';
@@ -27,7 +27,7 @@ import { inferShapes } from '../src/ir/infer.js';
 import { upgradeGraph } from '../src/onnx/import.js';
 import { newPassContext } from '../src/passes/pass.js';
 import { optimize } from '../src/passes/pipeline.js';
-import { Autotuner } from '../src/runtime/autotune.js';
+import { Autotuner, pickCandidates } from '../src/runtime/autotune.js';
 import { parseSignature, TimingCache } from '../src/runtime/timing_cache.js';
 
 const conv3 = (n: number, h: number, c: number, k: number, stride = 1): ConvProblem => {
@@ -173,6 +173,16 @@ describe('wgmma: lowering and autotuning', () => {
       expect(n).toBe(sig.kind === 'conv' ? convConfigSpace(sig.problem as ConvProblem).length : gemmConfigSpace(sig.problem as GemmProblem).length);
     }
     expect(kernelNames('sm_90a')).toEqual(kernelNames(undefined));
+  });
+
+  it('puts a warp-specialized variant next to the all-threads one in the tiles a level times', () => {
+    for (const shape of [big, { m: 4096, n: 768, k: 3072, batch: 1 }, { m: 3136, n: 64, k: 576, batch: 1 }]) {
+      for (const level of [3, 4]) {
+        const picked = pickCandidates(level, shape, [...tileConfigSpace(shape), ...wgmmaConfigSpace(shape)]).filter((c) => c.wgmma);
+        expect(picked.some((c) => c.ws), `${JSON.stringify(shape)} L${level}`).toBe(true);
+        expect(picked.some((c) => !c.ws), `${JSON.stringify(shape)} L${level}`).toBe(true);
+      }
+    }
   });
 
   it('times wgmma candidates next to the heuristic at level 3 and keeps the fastest', async () => {
