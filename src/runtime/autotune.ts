@@ -14,17 +14,16 @@ import { availableParallelism } from 'node:os';
 import { TsrtError } from '../errors.js';
 import { packModules, type KernelSource, type ModuleSource } from '../codegen/kernel.js';
 import type { Tactic } from '../codegen/lower.js';
-import { chooseConvConfig, type ConvProblem } from '../codegen/tc_conv.js';
-import {
-  chooseGemmConfig, configName, configProblems, estimateTime, type Epilogue, type GemmProblem, type TileConfig, type TileShape,
-} from '../codegen/tc_gemm.js';
-import { asHalf, asInt8, chooseInt8Config, halfShape, int8ConfigProblems, int8ConvShape } from '../codegen/tc_int8.js';
+import { configName, configProblems, estimateTime, type TileConfig, type TileShape } from '../codegen/tc_gemm.js';
+import { asHalf, asInt8, halfShape, int8ConfigProblems } from '../codegen/tc_int8.js';
+import { problemInfo, type ProblemInfo } from './tune_problems.js';
+export { problemInfo, type ProblemInfo } from './tune_problems.js';
 import { packParams, type Cuda, type CuEvent, type CuModule, type CuStream, type DevicePtr } from './cuda.js';
 import { sharedCuda } from './device_runner.js';
 import { KernelCache } from './kernel_cache.js';
 import { nvrtcVersion } from './nvrtc.js';
 import {
-  defaultTimingCachePath, parseSignature, TimingCache, type CandidateTiming, type DeviceId, type ParsedSignature,
+  defaultTimingCachePath, parseSignature, TimingCache, type CandidateTiming, type DeviceId,
 } from './timing_cache.js';
 
 export interface TuningReport {
@@ -130,107 +129,6 @@ export function pickCandidates(level: number, shape: TileShape, candidates: Tile
     if (h && !out.includes(h)) out.push(h);
   }
   return out;
-}
-
-// ---- problems -------------------------------------------------------------------------------------------------
-
-export interface ProblemInfo {
-  shape: TileShape;
-  /** B stored [K,N] (changes which configs are valid). */
-  bKN: boolean;
-  heuristic?: TileConfig;
-  /** [int8] tc_int8.ts kernels: int8 configs (bk 64/128), validated and ranked as their fp16 twins. */
-  int8?: boolean;
-  /** Scratch bytes per pointer parameter for timing launches (workspace excluded; bias/residual only when the
-   * epilogue reads them, as the engine binds them). */
-  buffers: Record<string, number>;
-}
-
-const pad256 = (bytes: number) => Math.ceil((bytes + 256) / 256) * 256;
-
-function positiveInts(o: Record<string, unknown>, fields: string[], what: string): void {
-  for (const f of fields) {
-    const v = o[f];
-    if (!Number.isInteger(v) || (v as number) < 1) throw new TsrtError('USAGE', `${what}: ${f}=${String(v)} is not a positive integer`);
-  }
-}
-
-/** Tile shape, heuristic config and scratch sizes of a signature's problem (fp16 storage, fp32 bias). */
-export function problemInfo(sig: ParsedSignature): ProblemInfo {
-  if (sig.dtype === 'int8') return int8ProblemInfo(sig);
-  if (sig.dtype !== 'float16') throw new TsrtError('USAGE', `autotuning covers fp16 and int8 tensor-core kernels, not ${sig.dtype}`);
-  const epi = sig.epi;
-  const tryHeuristic = (f: () => TileConfig) => { try { return f(); } catch { return undefined; } };
-  if (sig.kind === 'conv') {
-    const p = sig.problem as ConvProblem;
-    positiveInts(p as unknown as Record<string, unknown>, ['n', 'h', 'w', 'c', 'k', 'r', 's', 'p', 'q'], 'conv problem');
-    const y = p.n * p.p * p.q * p.k;
-    const buffers: Record<string, number> = {
-      x: pad256(2 * p.n * p.h * p.w * p.c), w: pad256(2 * p.k * p.r * p.s * p.c), y: pad256(2 * y),
-    };
-    if (epi.bias) buffers.bias = pad256(4 * p.k);
-    if (epi.residual) buffers.residual = pad256(2 * y);
-    return {
-      shape: { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 }, bKN: false,
-      heuristic: tryHeuristic(() => chooseConvConfig(p)), buffers,
-    };
-  }
-  const p = sig.problem as GemmProblem;
-  positiveInts(p as unknown as Record<string, unknown>, ['m', 'n', 'k'], 'gemm problem');
-  const kn = (p.bLayout ?? 'nk') === 'kn';
-  const batch = p.batch ?? [];
-  const lda = p.lda ?? p.k, ldb = p.ldb ?? (kn ? p.n : p.k), ldc = p.ldc ?? p.n;
-  // same defaults as tc_gemm's resolveGemm: dense batches
-  const inner = (i: number) => batch.slice(i + 1).reduce((a, b) => a * b, 1);
-  const strides = (s: number[] | undefined, per: number) => s ?? batch.map((_, i) => per * inner(i));
-  const sA = strides(p.strideA, p.m * lda), sB = strides(p.strideB, kn ? p.k * ldb : p.n * ldb), sC = strides(p.strideC, p.m * ldc);
-  const reach = (s: number[]) => batch.reduce((acc, b, i) => acc + (b - 1) * Math.abs(s[i] ?? 0), 0);
-  const aElems = reach(sA) + (p.m - 1) * lda + p.k;
-  const bElems = reach(sB) + (kn ? (p.k - 1) * ldb + p.n : (p.n - 1) * ldb + p.k);
-  const cElems = reach(sC) + (p.m - 1) * ldc + p.n;
-  for (const [nm, v] of [['A', aElems], ['B', bElems], ['C', cElems]] as const) {
-    if (!Number.isFinite(v) || v < 1) throw new TsrtError('USAGE', `gemm problem: ${nm} extent ${v} is not positive`);
-  }
-  const buffers: Record<string, number> = { a: pad256(2 * aElems), b: pad256(2 * bElems), c: pad256(2 * cElems) };
-  if (epi.bias) buffers.bias = pad256(4 * p.n);
-  if (epi.residual) buffers.residual = pad256(2 * cElems);
-  return {
-    shape: { m: p.m, n: p.n, k: p.k, batch: batch.reduce((a, b) => a * b, 1) }, bKN: kn,
-    heuristic: tryHeuristic(() => chooseGemmConfig(p)), buffers,
-  };
-}
-
-const INT8_OUT_BYTES: Record<string, number> = { int8: 1, float16: 2, float32: 4 };
-
-/** [int8] QConv / QGemm kernels (tc_int8.ts): int8 operands, an fp32 per-channel scale, fp32 bias, output and
- * residual in the epilogue's storage types. */
-function int8ProblemInfo(sig: ParsedSignature): ProblemInfo {
-  const epi = sig.epi as Epilogue & { out?: string; residualType?: string };
-  const ob = INT8_OUT_BYTES[epi.out ?? ''];
-  if (!ob) throw new TsrtError('USAGE', `int8 signature: output type '${String(epi.out)}' is not int8, float16 or float32`);
-  const rb = INT8_OUT_BYTES[epi.residualType ?? epi.out!] ?? ob;
-  const tryHeuristic = (f: () => TileConfig) => { try { return f(); } catch { return undefined; } };
-  if (sig.kind === 'conv') {
-    const p = sig.problem as ConvProblem;
-    positiveInts(p as unknown as Record<string, unknown>, ['n', 'h', 'w', 'c', 'k', 'r', 's', 'p', 'q'], 'conv problem');
-    const y = p.n * p.p * p.q * p.k;
-    const buffers: Record<string, number> = {
-      x: pad256(p.n * p.h * p.w * p.c), w: pad256(p.k * p.r * p.s * p.c), scale: pad256(4 * p.k), y: pad256(ob * y),
-    };
-    if (epi.bias) buffers.bias = pad256(4 * p.k);
-    if (epi.residual) buffers.residual = pad256(rb * y);
-    const shape = int8ConvShape(p);
-    return { shape, bKN: false, int8: true, heuristic: tryHeuristic(() => chooseInt8Config(shape)), buffers };
-  }
-  const p = sig.problem as GemmProblem;
-  positiveInts(p as unknown as Record<string, unknown>, ['m', 'n', 'k'], 'gemm problem');
-  const buffers: Record<string, number> = {
-    a: pad256(p.m * p.k), b: pad256(p.n * p.k), scale: pad256(4 * p.n), c: pad256(ob * p.m * p.n),
-  };
-  if (epi.bias) buffers.bias = pad256(4 * p.n);
-  if (epi.residual) buffers.residual = pad256(rb * p.m * p.n);
-  const shape = { m: p.m, n: p.n, k: p.k, batch: 1 };
-  return { shape, bKN: false, int8: true, heuristic: tryHeuristic(() => chooseInt8Config(shape)), buffers };
 }
 
 /** Candidates worth timing: the valid ones picked by pickCandidates, int8 configs ranked as their fp16 twins. */
