@@ -106,6 +106,13 @@ describe('int8 candidates', () => {
     expect(got.bm).toBe(Math.min(...seen.filter((c) => !c.wgmma).map((c) => c.bm)));
     tuner.finish();
   });
+  it('the heuristic config is always a valid mma.sync int8 config', () => {
+    for (const s of [int8ConvShape(CONV), int8ConvShape(conv3(1, 7, 512, 512)), { m: 256, n: 1000, k: 2048, batch: 1 }, { m: 25088, n: 64, k: 576, batch: 1 }]) {
+      const h = chooseInt8Config(s);
+      expect(h.wgmma).toBeFalsy();
+      expect(int8ConfigProblems(h)).toEqual([]);
+    }
+  });
   it('the gemm space is int8 too', () => {
     expect(int8GemmConfigSpace({ m: 256, n: 1000, k: 2048 }).every((c) => !int8ConfigProblems(c).length)).toBe(true);
   });

@@ -10,7 +10,7 @@ import { TsrtError } from '../errors.js';
 import type { ConvProblem } from './tc_conv.js';
 import { isPointwise } from './tc_conv.js';
 import {
-  chooseTileConfig, configName, configProblems, flit, rowChunkLoader, tcKernel, tileConfigSpace,
+  chooseTileConfig, configName, configProblems, estimateTime, flit, rowChunkLoader, tcKernel, tileConfigSpace,
   type Epilogue, type TcKernelSource, type TileConfig, type TileShape,
 } from './tc_gemm.js';
 import { wgmmaS8Kernel } from './wgmma_s8.js';
@@ -68,7 +68,16 @@ export function int8WgmmaConfigSpace(s: TileShape): TileConfig[] {
   }
   return out;
 }
-export function chooseInt8Config(s: TileShape): TileConfig { return asInt8(chooseTileConfig(halfShape(s))); }
+/** The heuristic (untimed) int8 config: the fp16 heuristic's twin, kept on mma.sync (the int8 wgmma kernels are
+ * only offered to the autotuner); should the fp16 heuristic pick wgmma, the best mma.sync twin by the model. */
+export function chooseInt8Config(s: TileShape): TileConfig {
+  const h = chooseTileConfig(halfShape(s));
+  if (!h.wgmma) return asInt8(h);
+  const space = int8ConfigSpace(s);
+  if (!space.length) throw new TsrtError('USAGE', `no int8 tile config fits ${JSON.stringify(s)}`);
+  const t = (c: TileConfig) => estimateTime(halfShape(s), asHalf(c));
+  return space.reduce((a, b) => (t(b) < t(a) ? b : a));
+}
 
 function epiKey(e: Int8Epilogue): string {
   let s = e.out === 'int8' ? 'q' : e.out === 'float16' ? 'h' : 'f';
