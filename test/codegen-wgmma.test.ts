@@ -6,7 +6,7 @@
 //    (skipped with a printed reason when nvcc is missing);
 //  - the CPU emulator test (codegen-wgmma-emu.test.ts) runs small cases against a float64 reference.
 // The GPU itself is exercised by scripts/gpu-wgmma-check.mjs.
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -148,7 +148,19 @@ function testGraph() {
 }
 
 describe('wgmma: lowering and autotuning', () => {
+  // the test graph is small: let its problems take wgmma configs (below one wave of 128x128 tiles they don't)
+  beforeAll(() => { process.env.TSRT_WGMMA_MIN_TILES = '0'; });
+  afterAll(() => { delete process.env.TSRT_WGMMA_MIN_TILES; });
   const graph = testGraph();
+
+  it('keeps problems under one wave of 128x128 tiles on mma.sync', () => {
+    delete process.env.TSRT_WGMMA_MIN_TILES;
+    try {
+      expect(wgmmaConfigSpace({ m: 49, n: 2048, k: 4608, batch: 1 })).toEqual([]);        // ResNet-50 bs1 layer4
+      expect(wgmmaConfigSpace({ m: 4096, n: 768, k: 768, batch: 1 }).length).toBeGreaterThan(0); // BERT bs32
+    } finally { process.env.TSRT_WGMMA_MIN_TILES = '0'; }
+  });
+
   const kernelNames = (arch?: string, tactic?: Tactic) =>
     lowerGraph(graph, { fp16: true, allowHost: true, arch, tactic }).steps.flatMap((s) => (s.kind === 'kernel' ? [s.kernel.name] : []));
 

@@ -79,9 +79,17 @@ const WG_TILES: Array<[number, number, number]> = [
  * tile comes warp-specialized (wgmma_ws.ts) first, then in the all-threads-load form: the autotuner's
  * estimate ties the two, and input order puts a ws variant next to the plain one in every timed tile group.
  * TSRT_WGMMA_WS=0 leaves the ws variants out. */
+/** Output tiles of 128x128 below which a problem gets no wgmma configs: one per SM (TSRT_WGMMA_MIN_TILES overrides). */
+export const WGMMA_MIN_TILES = 132;
+
 export function wgmmaConfigSpace(s: TileShape, bKN = false): TileConfig[] {
   const out: TileConfig[] = [];
   if (bKN || s.batch > 65535) return out;
+  // Problems smaller than one wave of 128x128 tiles stay on mma.sync (its split-K and small tiles): timed alone,
+  // wgmma won some ResNet-50 bs1 layers, but the whole bs1 engine ran 0.327 ms with them and 0.309 ms without
+  // (H200, one device call, bench/results/2026-11-26-h200-session2-bench.json)
+  const minTiles = Number(process.env.TSRT_WGMMA_MIN_TILES ?? WGMMA_MIN_TILES);
+  if (s.m * s.n * s.batch < minTiles * 128 * 128) return out;
   const wsToo = process.env.TSRT_WGMMA_WS !== '0';
   for (const [bm, bn, warpsM] of WG_TILES) {
     if (bm > 2 * Math.max(16, s.m) + 64 || bn > 2 * Math.max(16, s.n) + 64) continue;
