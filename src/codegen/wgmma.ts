@@ -176,6 +176,79 @@ export function wgmmaStoreCode(s: TcSpec): string {
         }`;
 }
 
+export interface WgmmaMainloop {
+  s: TcSpec; name: string; threads: number; mTiles: number; nTiles: number; kTiles: number;
+  MI: number; NR: number; S: number; stageBytes: number; aBytes: number;
+  /** Accumulator type: fp32 (the fp16 kernels) or s32 (the int8 ones, wgmma_s8.ts). */
+  acc: 'float' | 'int';
+  /** Declare bz = blockIdx.y (batched GEMMs' loaders read it). */
+  batchIndex: boolean;
+}
+
+/** The kernel's signature, tile indices and multistage cp.async + wgmma mainloop, shared by the fp16 kernels and
+ * the int8 ones (wgmma_s8.ts); the caller's epilogue follows and reads acc[MI][NR]. */
+export function wgmmaMainloop(o: WgmmaMainloop): string {
+  const { s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes } = o;
+  const c = s.cfg;
+  return `extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
+  extern __shared__ __align__(1024) unsigned char tc_smem[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+  const int mTile = ${s.nFastest ? `blockIdx.x / ${nTiles}` : `blockIdx.x % ${mTiles}`};
+  const int nTile = ${s.nFastest ? `blockIdx.x % ${nTiles}` : `blockIdx.x / ${mTiles}`};
+${o.batchIndex ? '  const int bz = blockIdx.y;\n' : ''}  const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};
+${o.batchIndex ? '  (void)bz;\n' : ''}  // the descriptors assume 1024-B aligned swizzle atoms (base offset 0)
+  const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
+${s.setup}
+  const int ktCount = ${kTiles};
+
+  auto load_tile = [&](int stage, int kt) {
+    const u32 sA = smemBase + stage * ${stageBytes};
+    const u32 sB = sA + ${aBytes};
+${s.loadA}
+${s.loadB}
+  };
+
+  ${o.acc} acc[${MI}][${NR}];
+  #pragma unroll
+  for (int i = 0; i < ${MI}; ++i)
+    #pragma unroll
+    for (int j = 0; j < ${NR}; ++j) acc[i][j] = ${o.acc === 'float' ? '0.0f' : '0'};
+
+  #pragma unroll
+  for (int st = 0; st < ${S - 2}; ++st) {
+    if (st < ktCount) load_tile(st, st);
+    cp_async_commit();
+  }
+  for (int it = 0; it < ktCount; ++it) {
+    cp_async_wait<${S - 3}>();
+    fence_proxy_async();
+    __syncthreads();
+    {
+      const int nt = it + ${S - 2};
+      if (nt < ktCount) load_tile(nt % ${S}, nt);
+      cp_async_commit();
+    }
+    const u32 sA = smemBase + (it % ${S}) * ${stageBytes} + wg * ${MI * 64 * 128};
+    const u32 sB = smemBase + (it % ${S}) * ${stageBytes} + ${aBytes};
+    wg_fence();
+    #pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const u64 db = wg_desc(sB + kk * 32);
+      #pragma unroll
+      for (int mi = 0; mi < ${MI}; ++mi) ${o.acc === 'float' ? 'wg_mma' : 'wg_mma_s8'}(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
+    }
+    wg_commit();
+    wg_wait<1>();
+  }
+  wg_wait<0>();
+  #pragma unroll
+  for (int i = 0; i < ${MI}; ++i)
+    #pragma unroll
+    for (int j = 0; j < ${NR}; ++j) ${o.acc === 'float' ? 'wg_keep' : 'wg_keep_i'}(acc[i][j]);
+  cp_async_wait<0>();
+`;
+}
+
 /** Assembles the wgmma kernel for a kernel description built for tcKernel (same contract: `setup`,
  * `loadA`/`loadB` with `kt`, `sA`, `sB`, `sw_a`, `sw_b` in scope, `outOffset`, epilogue). */
 export function wgmmaKernel(s: TcSpec): TcKernelSource {
@@ -202,65 +275,7 @@ ${actFunction(s.epi)}
 __device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
 __device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
 
-extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
-  extern __shared__ __align__(1024) unsigned char tc_smem[];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
-  const int mTile = ${s.nFastest ? `blockIdx.x / ${nTiles}` : `blockIdx.x % ${mTiles}`};
-  const int nTile = ${s.nFastest ? `blockIdx.x % ${nTiles}` : `blockIdx.x / ${mTiles}`};
-  const int bz = blockIdx.y;
-  const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};
-  (void)bz;
-  // the descriptors assume 1024-B aligned swizzle atoms (base offset 0)
-  const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
-${s.setup}
-  const int ktCount = ${kTiles};
-
-  auto load_tile = [&](int stage, int kt) {
-    const u32 sA = smemBase + stage * ${stageBytes};
-    const u32 sB = sA + ${aBytes};
-${s.loadA}
-${s.loadB}
-  };
-
-  float acc[${MI}][${NR}];
-  #pragma unroll
-  for (int i = 0; i < ${MI}; ++i)
-    #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) acc[i][j] = 0.0f;
-
-  #pragma unroll
-  for (int st = 0; st < ${S - 2}; ++st) {
-    if (st < ktCount) load_tile(st, st);
-    cp_async_commit();
-  }
-  for (int it = 0; it < ktCount; ++it) {
-    cp_async_wait<${S - 3}>();
-    fence_proxy_async();
-    __syncthreads();
-    {
-      const int nt = it + ${S - 2};
-      if (nt < ktCount) load_tile(nt % ${S}, nt);
-      cp_async_commit();
-    }
-    const u32 sA = smemBase + (it % ${S}) * ${stageBytes} + wg * ${MI * 64 * 128};
-    const u32 sB = smemBase + (it % ${S}) * ${stageBytes} + ${aBytes};
-    wg_fence();
-    #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const u64 db = wg_desc(sB + kk * 32);
-      #pragma unroll
-      for (int mi = 0; mi < ${MI}; ++mi) wg_mma(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
-    }
-    wg_commit();
-    wg_wait<1>();
-  }
-  wg_wait<0>();
-  #pragma unroll
-  for (int i = 0; i < ${MI}; ++i)
-    #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) wg_keep(acc[i][j]);
-  cp_async_wait<0>();
-
+${wgmmaMainloop({ s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes, acc: 'float', batchIndex: true })}
   #pragma unroll
   for (int mi = 0; mi < ${MI}; ++mi) {
     #pragma unroll

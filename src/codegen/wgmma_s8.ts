@@ -19,7 +19,7 @@
 import { TsrtError } from '../errors.js';
 import { shortHash, type KernelParam } from './kernel.js';
 import { actFunction, configName, TC_HELPERS, type TcKernelSource, type TcSpec } from './tc_gemm.js';
-import { WGMMA_ASM_HELPERS, WGMMA_DESC } from './wgmma.js';
+import { WGMMA_ASM_HELPERS, WGMMA_DESC, wgmmaMainloop } from './wgmma.js';
 import { wgmmaGroups, wgmmaMBlocks } from './wgmma_config.js';
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
@@ -71,63 +71,7 @@ ${actFunction(s.epi)}
 __device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
 __device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
 
-extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
-  extern __shared__ __align__(1024) unsigned char tc_smem[];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
-  const int mTile = ${s.nFastest ? `blockIdx.x / ${nTiles}` : `blockIdx.x % ${mTiles}`};
-  const int nTile = ${s.nFastest ? `blockIdx.x % ${nTiles}` : `blockIdx.x / ${mTiles}`};
-  const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};
-  // the descriptors assume 1024-B aligned swizzle atoms (base offset 0)
-  const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
-${s.setup}
-  const int ktCount = ${kTiles};
-
-  auto load_tile = [&](int stage, int kt) {
-    const u32 sA = smemBase + stage * ${stageBytes};
-    const u32 sB = sA + ${aBytes};
-${s.loadA}
-${s.loadB}
-  };
-
-  int acc[${MI}][${NR}];
-  #pragma unroll
-  for (int i = 0; i < ${MI}; ++i)
-    #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) acc[i][j] = 0;
-
-  #pragma unroll
-  for (int st = 0; st < ${S - 2}; ++st) {
-    if (st < ktCount) load_tile(st, st);
-    cp_async_commit();
-  }
-  for (int it = 0; it < ktCount; ++it) {
-    cp_async_wait<${S - 3}>();
-    fence_proxy_async();
-    __syncthreads();
-    {
-      const int nt = it + ${S - 2};
-      if (nt < ktCount) load_tile(nt % ${S}, nt);
-      cp_async_commit();
-    }
-    const u32 sA = smemBase + (it % ${S}) * ${stageBytes} + wg * ${MI * 64 * 128};
-    const u32 sB = smemBase + (it % ${S}) * ${stageBytes} + ${aBytes};
-    wg_fence();
-    #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const u64 db = wg_desc(sB + kk * 32);
-      #pragma unroll
-      for (int mi = 0; mi < ${MI}; ++mi) wg_mma_s8(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
-    }
-    wg_commit();
-    wg_wait<1>();
-  }
-  wg_wait<0>();
-  #pragma unroll
-  for (int i = 0; i < ${MI}; ++i)
-    #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) wg_keep_i(acc[i][j]);
-  cp_async_wait<0>();
-${s.storeBegin ?? ''}
+${wgmmaMainloop({ s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes, acc: 'int', batchIndex: false })}${s.storeBegin ?? ''}
   #pragma unroll
   for (int mi = 0; mi < ${MI}; ++mi) {
     #pragma unroll
