@@ -1,9 +1,9 @@
 // INT8 calibration (issue 6): entropy/minmax/percentile ranges against hand-computed histograms, the growing
 // histogram, the TensorRT calibration cache byte for byte, calibration data rules, and calibrate() end to end
 // on the bundled PaddleOCR classifier on the CPU reference.
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AbsHistogram, HISTOGRAM_BINS, entropyThreshold, klDivergences, percentileAmax, scaleOf } from '../src/quant/histogram.js';
 import { formatCalibrationCache, hexToScale, parseCalibrationCache, readCalibrationCache, scaleToHex, writeCalibrationCache } from '../src/quant/cache.js';
@@ -271,6 +271,14 @@ describe('calibration data directories', () => {
       writeNpy(join(one, d, 'output_0.npy'), t());
     }
     expect(planDirectory(one, [vi('x')]).length).toBe(2);
+    // an ONNX test-data folder given directly (the bundled model's, the shared real models'): outputs are skipped
+    const ppocr = join(dirname(DEFAULT_MODEL), 'test_data_set_0');
+    expect(planDirectory(ppocr, [vi('x')]).map((b) => b.map((f) => f.slice(ppocr.length + 1)))).toEqual([['input_0.pb']]);
+    const silero = join(import.meta.dirname, '../../shared/onnx-tests/models/real/silero_vad_v5/test_data_set_0');
+    if (existsSync(silero)) {
+      expect(planDirectory(silero, [vi('input'), vi('state'), vi('sr')]).map((b) => b.map((f) => f.slice(silero.length + 1))))
+        .toEqual([['input_0.pb', 'input_1.pb', 'input_2.pb']]);
+    }
   });
 
   it('refuses unmatched files, uneven counts, empty folders', () => {

@@ -10,7 +10,8 @@
 //     input (ONNX test-data naming). Batch b takes the b-th file of every input, so every input needs the same
 //     number of files;
 //   - a directory with no tensor files but subdirectories that have them (ONNX's test_data_set_0, _1, ...):
-//     each subdirectory is one batch, with one file per input by the rule above; output_* files are skipped.
+//     each subdirectory is one batch, with one file per input by the rule above; output_* files are skipped (also in
+//     an ONNX test-data folder given directly: input_<k>.pb next to output_<k>.pb).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { InputError, TsrtError } from '../errors.js';
@@ -38,7 +39,10 @@ export function planDirectory(dir: string, inputs: readonly ValueInfo[]): string
     throw new TsrtError('USAGE', `calibration data '${dir}' is not a directory`, 'pass a directory of .pb/.npy tensors (--calib-data DIR)');
   }
   const names = readdirSync(dir).sort(natural);
-  const files = names.filter((f) => TENSOR_FILE.test(f) && !isDir(join(dir, f)));
+  const all = names.filter((f) => TENSOR_FILE.test(f) && !isDir(join(dir, f)));
+  // an ONNX test-data folder itself (input_<k>.pb next to output_<k>.pb): its outputs are not calibration inputs
+  const testSet = all.some((f) => /^input_\d+\.pb$/.test(f));
+  const files = testSet ? all.filter((f) => !/^output_\d+\.pb$/.test(f)) : all;
   if (files.length) return groupFiles(dir, files, inputs, false);
   const subdirs = names.filter((f) => isDir(join(dir, f)) && readdirSync(join(dir, f)).some((x) => TENSOR_FILE.test(x)));
   if (!subdirs.length) {
@@ -54,6 +58,9 @@ export function planDirectory(dir: string, inputs: readonly ValueInfo[]): string
 const sanitize = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '_');
 
 function inputOf(file: string, inputs: readonly ValueInfo[]): number {
+  // ONNX test-data files (input_<k>.pb) are positional even when an input is named 'input'
+  const exact = /^input_(\d+)\.(pb|npy)$/i.exec(file);
+  if (exact && Number(exact[1]) < inputs.length) return Number(exact[1]);
   let best = -1, bestLen = -1;
   inputs.forEach((vi, k) => {
     const n = sanitize(vi.name);
