@@ -16,7 +16,8 @@ import {
   emitConvInt8, emitGemmInt8, int8ConfigProblems, int8StagingRowBytes, int8WgmmaConfigSpace, int8WgmmaConvSpace,
 } from '../src/codegen/tc_int8.js';
 import { WGMMA_ASM_HELPERS } from '../src/codegen/wgmma.js';
-import { WGMMA_S8_KEEP, wgmmaS8Instr } from '../src/codegen/wgmma_s8.js';
+import { WGMMA_S8_KEEP } from '../src/codegen/wgmma_s8.js';
+import { wgmmaInstr } from '../src/codegen/wgmma.js';
 import { conv, diffCount, emulate, hasGxx, setup, type KCase } from './int8_cases.js';
 
 const SHIFT = 48;
@@ -119,7 +120,7 @@ describe.skipIf(!hasGxx)('int8 wgmma kernels under the CPU emulator equal the CP
     const out = emulate(k, c.id, bufs, outBytes, {
       source: (src) => {
         const s = src.replace('typedef unsigned long long u64;\n', '').replace(WGMMA_ASM_HELPERS, '').replace(WGMMA_S8_KEEP, '')
-          .replace(wgmmaS8Instr(c.cfg!.bn), `inline void wg_mma_s8(int* d, u64 da, u64 db) { g_wg_pending[g_cur].push_back(WgOp8{da, db, d, ${c.cfg!.bn}}); }\n`)
+          .replace(wgmmaInstr(c.cfg!.bn, 's8'), `inline void wg_mma_s8(int* d, u64 da, u64 db) { g_wg_pending[g_cur].push_back(WgOp8{da, db, d, ${c.cfg!.bn}}); }\n`)
           .replace('extern __shared__ __align__(1024) unsigned char tc_smem[];', '')
           .replace('smem_u32(tc_smem)', `smem_u32(tc_smem + ${SHIFT})`)
           .replace('#include "../emu_prelude.h"\n', `#include "../emu_prelude.h"\n${WGMMA_S8_EMU}`);

@@ -141,18 +141,33 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 __device__ __forceinline__ void wg_keep(float& x) { asm volatile("" : "+f"(x) :: "memory"); }
 `;
 
-/** `wg_mma(d, descA, descB)`: D[64 x n] += A[64 x 16] * B[n x 16]^T, both K-major in shared memory. */
-export function wgmmaInstr(n: number): string {
+/** The wgmma instruction wrapper for an n-wide tile: `wg_mma(d, descA, descB)`, D[64 x n] += A[64 x 16] *
+ * B[n x 16]^T (f16 -> f32), or for 's8' `wg_mma_s8`, D[64 x n] += A[64 x 32] * B[n x 32]^T (s8 -> s32); both
+ * operands K-major in shared memory. */
+export function wgmmaInstr(n: number, kind: 'f16' | 's8' = 'f16'): string {
   const regs = n / 2;
+  const f16 = kind === 'f16';
   const list = Array.from({ length: regs }, (_, i) => `%${i}`).join(', ');
-  const outs = Array.from({ length: regs }, (_, i) => `"+f"(d[${i}])`).join(', ');
-  return `__device__ __forceinline__ void wg_mma(float* d, u64 da, u64 db) {
+  const outs = Array.from({ length: regs }, (_, i) => `"+${f16 ? 'f' : 'r'}"(d[${i}])`).join(', ');
+  const op = f16 ? `m64n${n}k16.f32.f16.f16 {${list}}, %${regs}, %${regs + 1}, p, 1, 1, 0, 0` : `m64n${n}k32.s32.s8.s8 {${list}}, %${regs}, %${regs + 1}, p`;
+  return `__device__ __forceinline__ void ${f16 ? 'wg_mma(float*' : 'wg_mma_s8(int*'} d, u64 da, u64 db) {
   asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${regs + 2}, 0;\\n"
-    "wgmma.mma_async.sync.aligned.m64n${n}k16.f32.f16.f16 {${list}}, %${regs}, %${regs + 1}, p, 1, 1, 0, 0;\\n}\\n"
+    "wgmma.mma_async.sync.aligned.${op};\\n}\\n"
     : ${outs}
     : "l"(da), "l"(db), "r"(1) : "memory");
 }
 `;
+}
+
+/** Tile counts and shared-memory layout of a wgmma kernel: per stage the A tile (bm rows of 128 B) then the B tile. */
+export function wgmmaGeometry(s: TcSpec) {
+  const c = s.cfg;
+  const G = wgmmaGroups(c), MI = wgmmaMBlocks(c), S = c.stages;
+  const mTiles = ceil(s.m, c.bm), nTiles = ceil(s.n, c.bn), kTiles = ceil(s.k, c.bk);
+  if (mTiles * nTiles > 2 ** 31 - 1) throw new TsrtError('USAGE', 'too many tiles');
+  const aBytes = c.bm * 128, bBytes = c.bn * 128;
+  // NR: accumulator registers per m64 block
+  return { G, MI, S, mTiles, nTiles, kTiles, aBytes, bBytes, stageBytes: aBytes + bBytes, NR: c.bn / 2 };
 }
 
 /** The fp16 store of this thread's accumulator pair t[0..1] at (m, n), (m, n+1): the mma.sync kernels'
@@ -258,11 +273,8 @@ export function wgmmaKernel(s: TcSpec): TcKernelSource {
   if (bad.length) throw new TsrtError('USAGE', `tile config ${configName(c)}: ${bad.join('; ')}`);
   if (s.batch > 65535) throw new TsrtError('USAGE', `batch ${s.batch} exceeds grid.y`);
   if (c.ws) return wgmmaWsKernel(s);
-  const G = wgmmaGroups(c), MI = wgmmaMBlocks(c), threads = 128 * G, S = c.stages;
-  const mTiles = ceil(s.m, c.bm), nTiles = ceil(s.n, c.bn), kTiles = ceil(s.k, c.bk);
-  if (mTiles * nTiles > 2 ** 31 - 1) throw new TsrtError('USAGE', 'too many tiles');
-  const aBytes = c.bm * 128, bBytes = c.bn * 128, stageBytes = aBytes + bBytes;
-  const NR = c.bn / 2; // accumulator registers per m64 block
+  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
+  const threads = 128 * G;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
   const body = (name: string) => `// ${s.prefix} wgmma ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}
 ${TC_HELPERS}

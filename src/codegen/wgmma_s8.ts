@@ -19,29 +19,13 @@
 import { TsrtError } from '../errors.js';
 import { shortHash, type KernelParam } from './kernel.js';
 import { actFunction, configName, TC_HELPERS, type TcKernelSource, type TcSpec } from './tc_gemm.js';
-import { WGMMA_ASM_HELPERS, WGMMA_DESC, wgmmaMainloop } from './wgmma.js';
-import { wgmmaGroups, wgmmaMBlocks } from './wgmma_config.js';
+import { WGMMA_ASM_HELPERS, WGMMA_DESC, wgmmaGeometry, wgmmaInstr, wgmmaMainloop } from './wgmma.js';
 
-const ceil = (a: number, b: number) => Math.ceil(a / b);
 
 /** The int-accumulator fence (the CPU emulator in test/int8-wgmma-emu.test.ts replaces exactly this text). */
 export const WGMMA_S8_KEEP = `// compiler-only: ties an int accumulator to this point, so no read moves above the last wgmma.wait_group
 __device__ __forceinline__ void wg_keep_i(int& x) { asm volatile("" : "+r"(x) :: "memory"); }
 `;
-
-/** `wg_mma_s8(d, descA, descB)`: D[64 x n] += A[64 x 32] * B[n x 32]^T (s8 x s8 -> s32), both K-major in smem. */
-export function wgmmaS8Instr(n: number): string {
-  const regs = n / 2;
-  const list = Array.from({ length: regs }, (_, i) => `%${i}`).join(', ');
-  const outs = Array.from({ length: regs }, (_, i) => `"+r"(d[${i}])`).join(', ');
-  return `__device__ __forceinline__ void wg_mma_s8(int* d, u64 da, u64 db) {
-  asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${regs + 2}, 0;\\n"
-    "wgmma.mma_async.sync.aligned.m64n${n}k32.s32.s8.s8 {${list}}, %${regs}, %${regs + 1}, p;\\n}\\n"
-    : ${outs}
-    : "l"(da), "l"(db), "r"(1) : "memory");
-}
-`;
-}
 
 /** Assembles the int8 wgmma kernel from a tc_int8.ts kernel description (`mma: 's8'`, `store` with `t` as two
  * int accumulators, optional `storeBegin` / `storeEnd`). Config validity is int8ConfigProblems' (tc_int8.ts). */
@@ -53,18 +37,15 @@ export function wgmmaS8Kernel(s: TcSpec): TcKernelSource {
     throw new TsrtError('USAGE', `int8 wgmma: config ${configName(c)} needs bk 128, bn 64/128, no split-K, B [N,K] and int8 store code`);
   }
   if (s.batch !== 1) throw new TsrtError('USAGE', 'int8 wgmma kernels are not batched');
-  const G = wgmmaGroups(c), MI = wgmmaMBlocks(c), threads = 128 * G, S = c.stages;
-  const mTiles = ceil(s.m, c.bm), nTiles = ceil(s.n, c.bn), kTiles = ceil(s.k, c.bk);
-  if (mTiles * nTiles > 2 ** 31 - 1) throw new TsrtError('USAGE', 'too many tiles');
-  const aBytes = c.bm * 128, bBytes = c.bn * 128, stageBytes = aBytes + bBytes;
-  const NR = c.bn / 2; // accumulator registers per m64 block
+  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
+  const threads = 128 * G;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
   const body = (name: string) => `// ${s.prefix} wgmma s8 ${configName(c)} M=${s.m} N=${s.n} K=${s.k}
 ${TC_HELPERS}
 ${WGMMA_DESC}
 ${WGMMA_ASM_HELPERS}
 ${WGMMA_S8_KEEP}
-${wgmmaS8Instr(c.bn)}
+${wgmmaInstr(c.bn, 's8')}
 typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
 ${actFunction(s.epi)}
 // 128-B swizzle: 16-B chunk index XOR row % 8 (rows are 128 B = 128 int8)

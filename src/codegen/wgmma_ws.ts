@@ -30,10 +30,9 @@
 import type { KernelParam } from './kernel.js';
 import { shortHash } from './kernel.js';
 import { actFunction, configName, epilogueKey, epilogueStatements, TC_HELPERS, type TcKernelSource, type TcSpec } from './tc_gemm.js';
-import { WGMMA_ASM_HELPERS, WGMMA_DESC, wgmmaInstr, wgmmaStoreCode } from './wgmma.js';
-import { wgmmaGroups, wgmmaMBlocks, wgmmaStagingStride } from './wgmma_config.js';
+import { WGMMA_ASM_HELPERS, WGMMA_DESC, wgmmaGeometry, wgmmaInstr, wgmmaStoreCode } from './wgmma.js';
+import { wgmmaStagingStride } from './wgmma_config.js';
 
-const ceil = (a: number, b: number) => Math.ceil(a / b);
 
 /** setmaxnreg targets with 2 consumer warpgroups (see the header): producer, consumers. */
 export const WS_PRODUCER_REGS = 120;
@@ -82,10 +81,8 @@ function vecStoreCode(s: TcSpec): string {
  * validated the config). */
 export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
   const c = s.cfg;
-  const G = wgmmaGroups(c), MI = wgmmaMBlocks(c), threads = 128 * (G + 1), S = c.stages;
-  const mTiles = ceil(s.m, c.bm), nTiles = ceil(s.n, c.bn), kTiles = ceil(s.k, c.bk);
-  const aBytes = c.bm * 128, bBytes = c.bn * 128, stageBytes = aBytes + bBytes;
-  const NR = c.bn / 2;
+  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, bBytes, stageBytes, NR } = wgmmaGeometry(s);
+  const threads = 128 * (G + 1); // a producer warpgroup besides the G consumers
   const rowsPerWg = MI * 64, ld = wgmmaStagingStride(c);
   const regs = G === 2;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
