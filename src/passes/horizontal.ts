@@ -2,10 +2,10 @@
 // self-attention become one GEMM over the concatenated weights, and the attention reads its packed [B, S, 3*H*D]
 // output in place (tsrt::FusedAttention packed=1). One launch instead of three, and a 3x wider N, which fills the
 // GPU at small batch where a single 768-wide projection leaves most SMs idle.
-import { fromF64, toF64 } from '../ir/tensor.js';
 import type { Node, Tensor } from '../ir/types.js';
 import { attrInt } from '../ops/attrs.js';
 import { attentionAttrMap, attentionAttrs } from '../ops/attention_fused.js';
+import { runOnnxOp } from '../ops/fused.js';
 import { GraphEdit, GraphView, recordFusion, recordRejection, scopedPass } from './patterns.js';
 import type { PassContext } from './pass.js';
 
@@ -16,20 +16,9 @@ const SHARED_ATTRS = ['transA', 'transB', 'alpha', 'beta', 'activation', 'activa
 
 const attrKey = (n: Node) => JSON.stringify(SHARED_ATTRS.map((k) => n.attrs[k] ?? null));
 
-/** Concatenates constants along `axis` (all of one dtype, equal dims elsewhere). */
-function concatConst(ts: Tensor[], axis: number): Tensor {
-  const dims = [...ts[0].dims];
-  dims[axis] = ts.reduce((a, t) => a + t.dims[axis], 0);
-  const outer = ts[0].dims.slice(0, axis).reduce((a, x) => a * x, 1);
-  const inner = ts[0].dims.slice(axis + 1).reduce((a, x) => a * x, 1);
-  const out = new Float64Array(dims.reduce((a, x) => a * x, 1));
-  let col = 0;
-  for (const t of ts) {
-    const src = toF64(t), w = t.dims[axis] * inner, W = dims[axis] * inner;
-    for (let o = 0; o < outer; o++) out.set(src.subarray(o * w, (o + 1) * w), o * W + col);
-    col += w;
-  }
-  return fromF64(ts[0].dtype, dims, out);
+/** Constants concatenated along `axis`, by the Concat op's CPU reference (bits copied as they are). */
+function concatConst(ts: Tensor[], axis: number, opset: number): Tensor {
+  return runOnnxOp('Concat', ts, { opset, runGraph: () => { throw new Error('Concat has no subgraphs'); } }, { axis: { kind: 'int', value: axis } }, 4);
 }
 
 /** Why the projections of `attn` cannot merge, or the three producers when they can. */
@@ -68,8 +57,8 @@ function fuseOne(v: GraphView, e: GraphEdit, ctx: PassContext, attn: Node): void
   const [pq] = ps;
   const transB = attrInt(pq, 'transB', 0);
   // N is the weight's axis 1 ([K, N]) or axis 0 with transB ([N, K]); the bias is [N]
-  const w = e.addConst(`${pq.inputs[1]}_qkv`, concatConst(ps.map((p) => v.const(p.inputs[1])!), transB ? 0 : 1));
-  const bias = pq.inputs[2] ? e.addConst(`${pq.inputs[2]}_qkv`, concatConst(ps.map((p) => v.const(p.inputs[2])!), 0)) : '';
+  const w = e.addConst(`${pq.inputs[1]}_qkv`, concatConst(ps.map((p) => v.const(p.inputs[1])!), transB ? 0 : 1, v.g.opset));
+  const bias = pq.inputs[2] ? e.addConst(`${pq.inputs[2]}_qkv`, concatConst(ps.map((p) => v.const(p.inputs[2])!), 0, v.g.opset)) : '';
   const out = e.fresh(`${attn.inputs[0]}_qkv`);
   const qt = v.g.valueTypes.get(attn.inputs[0]);
   if (qt) e.types.set(out, { dtype: qt.dtype, shape: [...qt.shape.slice(0, -1), 3 * a.numHeads * a.headDim] });
