@@ -264,6 +264,38 @@ ${s.loadB}
 `;
 }
 
+/** The kernel source before the mainloop: a title comment, the helpers, the wgmma wrapper, the index type, the
+ * activation and the 128-B swizzle functions (the loaders' `sw_a` / `sw_b`). */
+export function wgmmaPreamble(s: TcSpec, o: { title: string; helpers: string[]; instr: string; swizzleNote?: string }): string {
+  return `// ${s.prefix} ${o.title}
+${TC_HELPERS}
+${WGMMA_DESC}
+${o.helpers.join('\n')}
+${o.instr}
+typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
+${actFunction(s.epi)}
+${o.swizzleNote ? `// 128-B swizzle: 16-B chunk index XOR row % 8 (${o.swizzleNote})\n` : ''}__device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
+__device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
+`;
+}
+
+/** The epilogue walk over this thread's wgmma accumulator fragments: `store` sees the pair t[0..1] at (m, n), (m, n+1). */
+export function wgmmaFragmentStores(MI: number, bn: number, acc: 'float' | 'int', store: string): string {
+  return `  #pragma unroll
+  for (int mi = 0; mi < ${MI}; ++mi) {
+    #pragma unroll
+    for (int nj = 0; nj < ${bn / 8}; ++nj) {
+      #pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int m = mBase + (wg * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
+        const int n = nBase + nj * 8 + (lane & 3) * 2;
+        const ${acc}* t = &acc[mi][nj * 4 + h * 2];
+        ${store}
+      }
+    }
+  }`;
+}
+
 /** Assembles the wgmma kernel for a kernel description built for tcKernel (same contract: `setup`,
  * `loadA`/`loadB` with `kt`, `sA`, `sB`, `sw_a`, `sw_b` in scope, `outOffset`, epilogue). */
 export function wgmmaKernel(s: TcSpec): TcKernelSource {
@@ -276,31 +308,12 @@ export function wgmmaKernel(s: TcSpec): TcKernelSource {
   const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
   const threads = 128 * G;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
-  const body = (name: string) => `// ${s.prefix} wgmma ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}
-${TC_HELPERS}
-${WGMMA_DESC}
-${WGMMA_ASM_HELPERS}
-${wgmmaInstr(c.bn)}
-typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
-${actFunction(s.epi)}
-// 128-B swizzle: 16-B chunk index XOR row % 8 (rows are 128 B)
-__device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
-__device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
-
+  const body = (name: string) => `${wgmmaPreamble(s, {
+    title: `wgmma ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}`, helpers: [WGMMA_ASM_HELPERS], instr: wgmmaInstr(c.bn),
+    swizzleNote: 'rows are 128 B',
+  })}
 ${wgmmaMainloop({ s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes, acc: 'float', batchIndex: true })}
-  #pragma unroll
-  for (int mi = 0; mi < ${MI}; ++mi) {
-    #pragma unroll
-    for (int nj = 0; nj < ${c.bn / 8}; ++nj) {
-      #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int m = mBase + (wg * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
-        const int n = nBase + nj * 8 + (lane & 3) * 2;
-        const float* t = &acc[mi][nj * 4 + h * 2];
-        ${wgmmaStoreCode(s)}
-      }
-    }
-  }
+${wgmmaFragmentStores(MI, c.bn, 'float', wgmmaStoreCode(s))}
 }
 `;
   const name = `${s.prefix}_${configName(c)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;

@@ -18,8 +18,8 @@
 //    wgmma.ts (see there); the accumulator fence uses "+r" since the registers hold integers.
 import { TsrtError } from '../errors.js';
 import { shortHash, type KernelParam } from './kernel.js';
-import { actFunction, configName, TC_HELPERS, type TcKernelSource, type TcSpec } from './tc_gemm.js';
-import { WGMMA_ASM_HELPERS, WGMMA_DESC, wgmmaGeometry, wgmmaInstr, wgmmaMainloop } from './wgmma.js';
+import { configName, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { WGMMA_ASM_HELPERS, wgmmaFragmentStores, wgmmaGeometry, wgmmaInstr, wgmmaMainloop, wgmmaPreamble } from './wgmma.js';
 
 
 /** The int-accumulator fence (the CPU emulator in test/int8-wgmma-emu.test.ts replaces exactly this text). */
@@ -40,32 +40,12 @@ export function wgmmaS8Kernel(s: TcSpec): TcKernelSource {
   const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
   const threads = 128 * G;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
-  const body = (name: string) => `// ${s.prefix} wgmma s8 ${configName(c)} M=${s.m} N=${s.n} K=${s.k}
-${TC_HELPERS}
-${WGMMA_DESC}
-${WGMMA_ASM_HELPERS}
-${WGMMA_S8_KEEP}
-${wgmmaInstr(c.bn, 's8')}
-typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
-${actFunction(s.epi)}
-// 128-B swizzle: 16-B chunk index XOR row % 8 (rows are 128 B = 128 int8)
-__device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
-__device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
-
+  const body = (name: string) => `${wgmmaPreamble(s, {
+    title: `wgmma s8 ${configName(c)} M=${s.m} N=${s.n} K=${s.k}`, helpers: [WGMMA_ASM_HELPERS, WGMMA_S8_KEEP], instr: wgmmaInstr(c.bn, 's8'),
+    swizzleNote: 'rows are 128 B = 128 int8',
+  })}
 ${wgmmaMainloop({ s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes, acc: 'int', batchIndex: false })}${s.storeBegin ?? ''}
-  #pragma unroll
-  for (int mi = 0; mi < ${MI}; ++mi) {
-    #pragma unroll
-    for (int nj = 0; nj < ${c.bn / 8}; ++nj) {
-      #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int m = mBase + (wg * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
-        const int n = nBase + nj * 8 + (lane & 3) * 2;
-        const int* t = &acc[mi][nj * 4 + h * 2];
-        ${s.store}
-      }
-    }
-  }
+${wgmmaFragmentStores(MI, c.bn, 'int', s.store!)}
 ${s.storeEnd ?? ''}
 }
 `;

@@ -29,8 +29,8 @@
 // The grid is the same one-CTA-per-tile grid as wgmma.ts (a persistent grid is not used).
 import type { KernelParam } from './kernel.js';
 import { shortHash } from './kernel.js';
-import { actFunction, configName, epilogueKey, epilogueStatements, TC_HELPERS, type TcKernelSource, type TcSpec } from './tc_gemm.js';
-import { WGMMA_ASM_HELPERS, WGMMA_DESC, wgmmaGeometry, wgmmaInstr, wgmmaStoreCode } from './wgmma.js';
+import { configName, epilogueKey, epilogueStatements, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { WGMMA_ASM_HELPERS, wgmmaGeometry, wgmmaInstr, wgmmaPreamble, wgmmaStoreCode } from './wgmma.js';
 import { wgmmaStagingStride } from './wgmma_config.js';
 
 
@@ -123,17 +123,10 @@ export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
       ${vecStoreCode(s)}
     }
   }`;
-  const body = (name: string) => `// ${s.prefix} wgmma warp-specialized ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}
-${TC_HELPERS}
-${WGMMA_DESC}
-${WGMMA_ASM_HELPERS}
-${WGMMA_WS_ASM_HELPERS}
-${wgmmaInstr(c.bn)}
-typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
-${actFunction(s.epi)}
-__device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
-__device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row & 7)) << 4); }
-
+  const body = (name: string) => `${wgmmaPreamble(s, {
+    title: `wgmma warp-specialized ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}`,
+    helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn),
+  })}
 extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
   extern __shared__ __align__(1024) unsigned char tc_smem[];
   __shared__ __align__(8) unsigned long long wg_bars[${2 * S}]; // full[0..S), empty[S..2S)
