@@ -8,8 +8,8 @@ import { shortHash } from './kernel.js';
 import { tcLoaderThreads } from './wgmma_config.js';
 import {
   chooseTileConfig, configName, configProblems, epilogueKey, epilogueStatements, genericKernel, GENERIC_TILE,
-  loadF, rowChunkLoader, storageType, storeF, tcKernel, tileConfigSpace,
-  type Epilogue, type GenericDType, type TcKernelSource, type TcSpec, type TileConfig, type TileShape,
+  dtypeTag, loadF, rowChunkLoader, storageType, storeF, tcKernel, tileConfigSpace,
+  type Epilogue, type GenericDType, type TcDType, type TcKernelSource, type TcSpec, type TileConfig, type TileShape,
 } from './tc_gemm.js';
 
 /** NHWC input [n,h,w,c], weights [k][r][s][c], output NHWC [n,p,q,k]. padH/padW are the top/left pads
@@ -18,6 +18,8 @@ export interface ConvProblem {
   n: number; h: number; w: number; c: number; k: number; r: number; s: number;
   strideH: number; strideW: number; padH: number; padW: number; dilH: number; dilW: number;
   p: number; q: number;
+  /** Storage of x, w, y and the residual: float16 (default, absent) or bfloat16. */
+  dtype?: TcDType;
 }
 
 /** Output size for symmetric-or-not pads: p = floor((h + padTop + padBottom - dil*(r-1) - 1)/stride) + 1. */
@@ -27,6 +29,10 @@ export function convOutSize(inSize: number, kernel: number, stride: number, padB
 
 function checkShape(p: ConvProblem): void {
   for (const [nm, v] of Object.entries(p)) {
+    if (nm === 'dtype') {
+      if (v !== undefined && v !== 'float16' && v !== 'bfloat16') throw new TsrtError('USAGE', `conv dtype ${String(v)} is not float16 or bfloat16`);
+      continue;
+    }
     const min = nm.startsWith('pad') ? 0 : 1;
     if (!Number.isInteger(v) || v < min) throw new TsrtError('USAGE', `conv ${nm}=${v} must be an integer >= ${min}`);
   }
@@ -58,7 +64,7 @@ export function isPointwise(p: ConvProblem): boolean {
   return p.r === 1 && p.s === 1 && p.padH === 0 && p.padW === 0;
 }
 
-/** Tensor-core implicit-GEMM conv, fp16 NHWC. Kernel signature:
+/** Tensor-core implicit-GEMM conv, fp16 (or bf16: p.dtype) NHWC. Kernel signature:
  * (const half* x, const half* w, const float* bias, const half* residual, half* y[, unsigned char* workspace])
  * bias (fp32, length k) and residual (fp16, y's layout) may be null when the epilogue does not use them.
  * Throws TsrtError('UNSUPPORTED') when convTcPreconditions fails: use emitConvGeneric then. wgmma configs go
@@ -126,7 +132,7 @@ export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig)
   const xBytes = p.n * p.h * p.w * p.c, wBytes = p.k * K;
   const kind = pw ? (p.strideH === 1 && p.strideW === 1 ? '1x1' : `1x1s${p.strideH}`) : `${p.r}x${p.s}s${p.strideH}`;
   return {
-    prefix: `conv_tc_${kind}`, cfg: c, m: M, n: p.k, k: K, batch: 1, bKN: false,
+    prefix: `conv_tc_${p.dtype === 'bfloat16' ? 'bf16_' : ''}${kind}`, cfg: c, ...(p.dtype === 'bfloat16' ? { mma: 'bf16' as const } : {}), m: M, n: p.k, k: K, batch: 1, bKN: false,
     params: [
       { name: 'x', decl: 'const tc_half* __restrict__ x' },
       { name: 'w', decl: 'const tc_half* __restrict__ w' },
@@ -145,7 +151,7 @@ export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig)
  * layout), y [n,k,p,q]. The residual always has y's layout. */
 export interface GenericConvOptions { dtype?: GenericDType; layout?: 'nhwc' | 'nchw'; groups?: number }
 
-/** SIMT implicit-GEMM conv for any channel count, alignment, groups and either layout, fp16 or fp32
+/** SIMT implicit-GEMM conv for any channel count, alignment, groups and either layout, fp16, bf16 or fp32
  * storage with fp32 accumulation (no TF32). Same signature as emitConv (bias fp32, no workspace). */
 export function emitConvGeneric(p: ConvProblem, epi: Epilogue = {}, opts: GenericConvOptions = {}): TcKernelSource {
   checkShape(p);
@@ -209,9 +215,9 @@ export function emitConvGeneric(p: ConvProblem, epi: Epilogue = {}, opts: Generi
   const body = (name: string) => `// conv_generic ${dtype} ${nchw ? 'NCHW' : 'NHWC'} ${JSON.stringify(p)} groups=${g}\n` + genericKernel({
     name, params, setup, kTiles: ceil(Kg, bk), loadA, loadB,
     posA: (i) => `[tx][ty + 16 * ${i}]`, posB: (i) => `[tx][ty + 16 * ${i}]`,
-    epilogue, epi,
+    epilogue, epi, dtype,
   });
-  const name = `conv_generic_${dtype === 'float16' ? 'f16' : 'f32'}_${nchw ? 'nchw' : 'nhwc'}_${p.r}x${p.s}_${epilogueKey(epi)}_${shortHash(body('K'))}`;
+  const name = `conv_generic_${dtypeTag(dtype)}_${nchw ? 'nchw' : 'nhwc'}_${p.r}x${p.s}_${epilogueKey(epi)}_${shortHash(body('K'))}`;
   if (g > 65535) throw new TsrtError('USAGE', `groups ${g} exceeds grid.y`);
   return {
     name, source: body(name), grid: [mTiles * nTiles, g, 1], block: [256, 1, 1], sharedBytes: 0,

@@ -63,15 +63,30 @@ export const MAX_SMEM = 227 * 1024;
 // ---------------------------------------------------------------------------------------------------
 // Shared device code
 
-export const TC_HELPERS = `typedef unsigned short tc_half;
+/** Tensor-core element type of a kernel: the 16-bit storage its `tc_half` values hold. */
+export type TcElem = 'f16' | 'bf16';
+
+/** The tensor-core element of a storage dtype (float16 or bfloat16). */
+export function tcElem(d: 'float16' | 'bfloat16' | undefined): TcElem { return d === 'bfloat16' ? 'bf16' : 'f16'; }
+
+/** Shared device helpers for one element type. Kernels use the same names for both (`tc_half` storage,
+ * h2f/f2h/pack_h2/lo_h2f/hi_h2f conversions, mma16816), so every emitter is written once and a bf16 kernel
+ * differs from its fp16 twin only here. bf16 -> f32 is exact widening (the bits shifted up 16); f32 -> bf16
+ * rounds to nearest even (cvt.rn.bf16{x2}.f32, sm_80+), as the CPU reference does (f32ToBf16Bits). */
+export function tcHelpers(e: TcElem = 'f16'): string {
+  const bf = e === 'bf16';
+  const h2f = bf
+    ? 'return __uint_as_float((u32)h << 16);'
+    : 'float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;';
+  return `typedef unsigned short tc_half;
 typedef unsigned int u32;
 __device__ __forceinline__ u32 smem_u32(const void* p) {
   u32 r; asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p)); return r;
 }
-__device__ __forceinline__ float h2f(tc_half h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
-__device__ __forceinline__ tc_half f2h(float f) { tc_half h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+__device__ __forceinline__ float h2f(tc_half h) { ${h2f} }
+__device__ __forceinline__ tc_half f2h(float f) { tc_half h; asm("cvt.rn.${e}.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
 __device__ __forceinline__ u32 pack_h2(float lo, float hi) {
-  u32 r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+  u32 r; asm("cvt.rn.${e}x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
 }
 __device__ __forceinline__ float lo_h2f(u32 v) { return h2f((tc_half)(v & 0xffffu)); }
 __device__ __forceinline__ float hi_h2f(u32 v) { return h2f((tc_half)(v >> 16)); }
@@ -89,7 +104,7 @@ __device__ __forceinline__ void ldsm_x4_t(u32* r, u32 addr) {
     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
 __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\\n"
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.${e}.${e}.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\\n"
     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 __device__ __forceinline__ void st_cg4(float* p, float a, float b, float c, float d) {
@@ -99,6 +114,13 @@ __device__ __forceinline__ void ld_cg4(const float* p, float* v) {
   asm volatile("ld.global.cg.v4.f32 {%0,%1,%2,%3}, [%4];\\n" : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3]) : "l"(p) : "memory");
 }
 `;
+}
+
+/** The element type of a kernel description (fp16 unless it says bf16; int8 kernels use the fp16 helpers). */
+export const specElem = (s: Pick<TcSpec, 'mma'>): TcElem => (s.mma === 'bf16' ? 'bf16' : 'f16');
+
+/** The fp16 helpers (most kernels; bf16 ones call tcHelpers('bf16')). */
+export const TC_HELPERS = tcHelpers('f16');
 
 /** [int8] mma.sync for int8 operands (s32 accumulation); only int8 kernels include it. */
 export const TC_S8_HELPERS = `__device__ __forceinline__ void mma16832s8(int* d, const u32* a, const u32* b) {
@@ -163,6 +185,9 @@ export function epilogueKey(epi: Epilogue): string {
 // Tile configurations
 
 export interface TileShape { m: number; n: number; k: number; batch: number }
+
+/** Storage dtypes of the tensor-core conv/GEMM kernels. */
+export type TcDType = 'float16' | 'bfloat16';
 
 function regEstimate(c: TileConfig): number {
   if (c.wgmma) return wgmmaRegEstimate(c);
@@ -314,8 +339,9 @@ export interface TcSpec {
   flops: number;
   /** [int8] 's8': operands are int8 (mma.sync m16n8k32 .s8, s32 accumulators, `cfg.bk` counted in int8
    * elements), and `store` replaces the fp16 store code. Byte for byte an int8 k32 fragment is an fp16 k16
-   * fragment, so tiles, swizzles, cp.async and ldmatrix are shared unchanged (tc_int8.ts). */
-  mma?: 'f16' | 's8';
+   * fragment, so tiles, swizzles, cp.async and ldmatrix are shared unchanged (tc_int8.ts). 'bf16': bfloat16
+   * storage and mma (tcHelpers('bf16')); everything else is the fp16 kernel. */
+  mma?: 'f16' | 's8' | 'bf16';
   /** [int8] Store code run with `m`, `n`, `t` (this thread's two accumulators at (m, n), (m, n+1)) in scope. */
   store?: string;
   /** outOffset(m, n) for n % 8 == 0 is 16-byte aligned and n..n+7 are contiguous (N % 8 == 0): the ws
@@ -435,7 +461,7 @@ export function tcKernel(s: TcSpec): TcKernelSource {
   }` : '';
 
   const body = (name: string) => `// ${s.prefix} ${configName(cfg)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}
-${TC_HELPERS}${s8 ? TC_S8_HELPERS : ''}
+${tcHelpers(specElem(s))}${s8 ? TC_S8_HELPERS : ''}
 typedef ${s.bigIndex ? 'long long' : 'int'} idx_t;
 ${actFunction(s.epi)}
 __device__ __forceinline__ u32 sw_a(int row, int ch) { return (u32)((ch ^ ((row >> ${swA.sh}) & ${swA.mask})) << 4); }
@@ -564,9 +590,12 @@ export function rowChunkLoader(o: {
 // ---------------------------------------------------------------------------------------------------
 // GEMM
 
-/** C[b][M,N] = epilogue(A[b][M,K] * B[b]), fp16 in/out, fp32 accumulation. */
+/** C[b][M,N] = epilogue(A[b][M,K] * B[b]), fp16 (or bf16) in/out, fp32 accumulation. */
 export interface GemmProblem {
   m: number; n: number; k: number;
+  /** Storage of A, B, C and the residual: float16 (default; absent, so fp16 kernels and their timing-cache
+   * signatures stay as they were) or bfloat16. */
+  dtype?: TcDType;
   /** 'nk': B is [N,K] row-major (weights transposed, Q*K^T); 'kn': B is [K,N] row-major (P*V). */
   bLayout?: 'nk' | 'kn';
   /** Leading dimensions in elements; defaults: lda=k, ldb=k ('nk') or n ('kn'), ldc=n. */
@@ -686,7 +715,7 @@ export function gemmTcSpec(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig)
   const aBytes = r.m * r.k * (r.sA.some((s) => s === 0) ? 1 : r.batchCount);
   const bBytes = r.n * r.k * (r.sB.every((s) => s === 0) ? 1 : r.batchCount);
   return {
-    prefix: `gemm_tc_${r.kn ? 'kn' : 'nk'}`, cfg: c, m: r.m, n: r.n, k: r.k, batch: r.batchCount, bKN: r.kn,
+    prefix: `gemm_tc_${p.dtype === 'bfloat16' ? 'bf16_' : ''}${r.kn ? 'kn' : 'nk'}`, cfg: c, ...(p.dtype === 'bfloat16' ? { mma: 'bf16' as const } : {}), m: r.m, n: r.n, k: r.k, batch: r.batchCount, bKN: r.kn,
     params: [
       { name: 'a', decl: 'const tc_half* __restrict__ a' },
       { name: 'b', decl: 'const tc_half* __restrict__ b' },
@@ -704,13 +733,17 @@ export function gemmTcSpec(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig)
 // ---------------------------------------------------------------------------------------------------
 // Generic SIMT fallback (any alignment, fp16 or fp32, fp32 accumulation, no TF32)
 
-export type GenericDType = 'float16' | 'float32';
+export type GenericDType = 'float16' | 'bfloat16' | 'float32';
 
 export const GENERIC_TILE = { bm: 64, bn: 64, bk: 16, threads: 256 };
 
-export function storageType(d: GenericDType): string { return d === 'float16' ? 'tc_half' : 'float'; }
-export function loadF(d: GenericDType, e: string): string { return d === 'float16' ? `h2f(${e})` : `(${e})`; }
-export function storeF(d: GenericDType, e: string): string { return d === 'float16' ? `f2h(${e})` : `(${e})`; }
+// 16-bit storage goes through the kernel's tc_half helpers (tcHelpers of its element type)
+const isHalf = (d: GenericDType) => d !== 'float32';
+export function storageType(d: GenericDType): string { return isHalf(d) ? 'tc_half' : 'float'; }
+export function loadF(d: GenericDType, e: string): string { return isHalf(d) ? `h2f(${e})` : `(${e})`; }
+export function storeF(d: GenericDType, e: string): string { return isHalf(d) ? `f2h(${e})` : `(${e})`; }
+/** Kernel-name tag of a storage dtype. */
+export function dtypeTag(d: GenericDType): string { return d === 'float16' ? 'f16' : d === 'bfloat16' ? 'bf16' : 'f32'; }
 
 /** Shared skeleton of the SIMT kernels: 64x64x16 smem tiles, 16x16 threads each owning a 4x4 strided
  * micro-tile, next tile's global loads prefetched into registers during the math. `loadA(kt)`/`loadB(kt)`
@@ -719,9 +752,9 @@ export function storeF(d: GenericDType, e: string): string { return d === 'float
 export function genericKernel(o: {
   name: string; params: string; setup: string; kTiles: number;
   loadA: (kt: string) => string; loadB: (kt: string) => string; posA: (i: string) => string; posB: (i: string) => string;
-  epilogue: string; epi: Epilogue;
+  epilogue: string; epi: Epilogue; dtype: GenericDType;
 }): string {
-  return `${TC_HELPERS}
+  return `${tcHelpers(o.dtype === 'bfloat16' ? 'bf16' : 'f16')}
 ${actFunction(o.epi)}
 extern "C" __global__ void __launch_bounds__(256) ${o.name}(${o.params}) {
   __shared__ float As[16][65];
@@ -762,7 +795,7 @@ ${o.epilogue}
 }
 
 /** Generic GEMM for any sizes/alignment; same signature and problem type as emitGemm, storage dtype
- * fp16 or fp32 (bias is always fp32). */
+ * fp16, bf16 or fp32 (bias is always fp32). */
 export function emitGemmGeneric(p: GemmProblem, epi: Epilogue = {}, dtype: GenericDType = 'float16'): TcKernelSource {
   const r = resolveGemm(p);
   const T = storageType(dtype);
@@ -803,9 +836,9 @@ ${batchSetup(r, [['a', r.sA], ['b', r.sB], ['c', r.sC], ...(epi.residual ? [['re
     name, params, setup, kTiles: ceil(r.k, bk), loadA, loadB,
     posA: (i) => `[tx][ty + 16 * ${i}]`,
     posB: (i) => (r.kn ? `[(tid + 256 * ${i}) >> 6][(tid + 256 * ${i}) & 63]` : `[tx][ty + 16 * ${i}]`),
-    epilogue, epi,
+    epilogue, epi, dtype,
   });
-  const name = `gemm_generic_${dtype === 'float16' ? 'f16' : 'f32'}_${r.kn ? 'kn' : 'nk'}_${epilogueKey(epi)}_${shortHash(body('K'))}`;
+  const name = `gemm_generic_${dtypeTag(dtype)}_${r.kn ? 'kn' : 'nk'}_${epilogueKey(epi)}_${shortHash(body('K'))}`;
   if (r.batchCount > 65535) throw new TsrtError('USAGE', `batch ${r.batchCount} exceeds grid.y`);
   return {
     name, source: body(name), grid: [mTiles * nTiles, r.batchCount, 1], block: [256, 1, 1], sharedBytes: 0,

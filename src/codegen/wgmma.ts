@@ -41,11 +41,11 @@
 import { TsrtError } from '../errors.js';
 import { shortHash, type KernelParam } from './kernel.js';
 import {
-  actFunction, configName, configProblems, emitGemm, epilogueKey, epilogueStatements, gemmTcSpec, TC_HELPERS,
+  actFunction, configName, configProblems, emitGemm, epilogueKey, epilogueStatements, gemmTcSpec, specElem, tcHelpers,
   type Epilogue, type GemmProblem, type TcKernelSource, type TcSpec, type TileConfig, type TileShape,
 } from './tc_gemm.js';
 import { convShape, convTcSpec, emitConv, type ConvProblem } from './tc_conv.js';
-import { wgmmaGroups, wgmmaMBlocks } from './wgmma_config.js';
+import { WGMMA_ALIGN_SLACK, wgmmaGroups, wgmmaMBlocks, wgmmaStagingBytes } from './wgmma_config.js';
 import { wgmmaWsKernel } from './wgmma_ws.js';
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
@@ -142,14 +142,15 @@ __device__ __forceinline__ void wg_keep(float& x) { asm volatile("" : "+f"(x) ::
 `;
 
 /** The wgmma instruction wrapper for an n-wide tile: `wg_mma(d, descA, descB)`, D[64 x n] += A[64 x 16] *
- * B[n x 16]^T (f16 -> f32), or for 's8' `wg_mma_s8`, D[64 x n] += A[64 x 32] * B[n x 32]^T (s8 -> s32); both
- * operands K-major in shared memory. */
-export function wgmmaInstr(n: number, kind: 'f16' | 's8' = 'f16'): string {
+ * B[n x 16]^T (f16 or bf16 -> f32), or for 's8' `wg_mma_s8`, D[64 x n] += A[64 x 32] * B[n x 32]^T (s8 -> s32);
+ * both operands K-major in shared memory. The PTX ISA gives .bf16.bf16 (f32 accumulators only) the operand list
+ * of .f16.f16: scale-d, imm-scale-a, imm-scale-b, imm-trans-a, imm-trans-b, so only the type names differ. */
+export function wgmmaInstr(n: number, kind: 'f16' | 'bf16' | 's8' = 'f16'): string {
   const regs = n / 2;
-  const f16 = kind === 'f16';
+  const f16 = kind !== 's8';
   const list = Array.from({ length: regs }, (_, i) => `%${i}`).join(', ');
   const outs = Array.from({ length: regs }, (_, i) => `"+${f16 ? 'f' : 'r'}"(d[${i}])`).join(', ');
-  const op = f16 ? `m64n${n}k16.f32.f16.f16 {${list}}, %${regs}, %${regs + 1}, p, 1, 1, 0, 0` : `m64n${n}k32.s32.s8.s8 {${list}}, %${regs}, %${regs + 1}, p`;
+  const op = f16 ? `m64n${n}k16.f32.${kind}.${kind} {${list}}, %${regs}, %${regs + 1}, p, 1, 1, 0, 0` : `m64n${n}k32.s32.s8.s8 {${list}}, %${regs}, %${regs + 1}, p`;
   return `__device__ __forceinline__ void ${f16 ? 'wg_mma(float*' : 'wg_mma_s8(int*'} d, u64 da, u64 db) {
   asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${regs + 2}, 0;\\n"
     "wgmma.mma_async.sync.aligned.${op};\\n}\\n"
@@ -165,9 +166,15 @@ export function wgmmaGeometry(s: TcSpec) {
   const G = wgmmaGroups(c), MI = wgmmaMBlocks(c), S = c.stages;
   const mTiles = ceil(s.m, c.bm), nTiles = ceil(s.n, c.bn), kTiles = ceil(s.k, c.bk);
   if (mTiles * nTiles > 2 ** 31 - 1) throw new TsrtError('USAGE', 'too many tiles');
-  const aBytes = c.bm * 128, bBytes = c.bn * 128;
+  const aBytes = c.bm * 128, bBytes = c.bn * 128, stageBytes = aBytes + bBytes;
+  // Shared memory: only the stages a problem of kTiles k-tiles ever fills (stage = kt % S, so kTiles < S uses
+  // stages 0..kTiles-1). A ResNet-50 1x1 conv with K = 64 has one k-tile: three stages would hold one CTA per
+  // SM where one stage lets several overlap their epilogue traffic with each other's loads. The ws kernels'
+  // epilogue staging tile reuses this memory, so it is never less than that.
+  const used = Math.min(S, kTiles) * stageBytes;
+  const sharedBytes = Math.max(used, c.ws ? wgmmaStagingBytes(c) : 0) + WGMMA_ALIGN_SLACK;
   // NR: accumulator registers per m64 block
-  return { G, MI, S, mTiles, nTiles, kTiles, aBytes, bBytes, stageBytes: aBytes + bBytes, NR: c.bn / 2 };
+  return { G, MI, S, mTiles, nTiles, kTiles, aBytes, bBytes, stageBytes, NR: c.bn / 2, sharedBytes };
 }
 
 /** The fp16 store of this thread's accumulator pair t[0..1] at (m, n), (m, n+1): the mma.sync kernels'
@@ -268,7 +275,7 @@ ${s.loadB}
  * activation and the 128-B swizzle functions (the loaders' `sw_a` / `sw_b`). */
 export function wgmmaPreamble(s: TcSpec, o: { title: string; helpers: string[]; instr: string; swizzleNote?: string }): string {
   return `// ${s.prefix} ${o.title}
-${TC_HELPERS}
+${tcHelpers(specElem(s))}
 ${WGMMA_DESC}
 ${o.helpers.join('\n')}
 ${o.instr}
@@ -305,11 +312,11 @@ export function wgmmaKernel(s: TcSpec): TcKernelSource {
   if (bad.length) throw new TsrtError('USAGE', `tile config ${configName(c)}: ${bad.join('; ')}`);
   if (s.batch > 65535) throw new TsrtError('USAGE', `batch ${s.batch} exceeds grid.y`);
   if (c.ws) return wgmmaWsKernel(s);
-  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
+  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR, sharedBytes } = wgmmaGeometry(s);
   const threads = 128 * G;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
   const body = (name: string) => `${wgmmaPreamble(s, {
-    title: `wgmma ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}`, helpers: [WGMMA_ASM_HELPERS], instr: wgmmaInstr(c.bn),
+    title: `wgmma ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}`, helpers: [WGMMA_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
     swizzleNote: 'rows are 128 B',
   })}
 ${wgmmaMainloop({ s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes, acc: 'float', batchIndex: true })}
@@ -320,7 +327,7 @@ ${wgmmaFragmentStores(MI, c.bn, 'float', wgmmaStoreCode(s))}
   return {
     name, source: body(name),
     grid: [mTiles * nTiles, s.batch, 1], block: [threads, 1, 1],
-    sharedBytes: S * stageBytes + 1024, params, config: c,
+    sharedBytes, params, config: c,
     workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
   };
 }

@@ -29,7 +29,7 @@
 // The grid is the same one-CTA-per-tile grid as wgmma.ts (a persistent grid is not used).
 import type { KernelParam } from './kernel.js';
 import { shortHash } from './kernel.js';
-import { configName, epilogueKey, epilogueStatements, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { configName, epilogueKey, epilogueStatements, specElem, type TcKernelSource, type TcSpec } from './tc_gemm.js';
 import { WGMMA_ASM_HELPERS, wgmmaGeometry, wgmmaInstr, wgmmaPreamble, wgmmaStoreCode } from './wgmma.js';
 import { wgmmaStagingStride } from './wgmma_config.js';
 
@@ -81,7 +81,7 @@ function vecStoreCode(s: TcSpec): string {
  * validated the config). */
 export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
   const c = s.cfg;
-  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, bBytes, stageBytes, NR } = wgmmaGeometry(s);
+  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR, sharedBytes } = wgmmaGeometry(s);
   const threads = 128 * (G + 1); // a producer warpgroup besides the G consumers
   const rowsPerWg = MI * 64, ld = wgmmaStagingStride(c);
   const regs = G === 2;
@@ -125,7 +125,7 @@ export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
   }`;
   const body = (name: string) => `${wgmmaPreamble(s, {
     title: `wgmma warp-specialized ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}`,
-    helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn),
+    helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
   })}
 extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
   extern __shared__ __align__(1024) unsigned char tc_smem[];
@@ -200,7 +200,7 @@ ${s.vecStores ? stagedStores : fragmentStores}
   return {
     name, source: body(name),
     grid: [mTiles * nTiles, s.batch, 1], block: [threads, 1, 1],
-    sharedBytes: S * stageBytes + 1024, params, config: c,
+    sharedBytes, params, config: c,
     workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
   };
 }
