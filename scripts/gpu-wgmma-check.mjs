@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // GPU check of the Hopper wgmma conv/GEMM kernels (src/codegen/wgmma.ts) against the mma.sync kernels they
 // replace. Run on the H100/H200 after `npm run build`:
-//   node scripts/gpu-wgmma-check.mjs [--filter=SUBSTR] [--all-configs] [--no-ws] [--iters=N] [--budget-s=S] [--dry-run]
+//   node scripts/gpu-wgmma-check.mjs [--filter=SUBSTR] [--all-configs] [--no-ws] [--mma] [--iters=N] [--budget-s=S] [--dry-run]
+// (--mma: also every mma.sync config of the problem's tile space, and a top-8 of all kernels per case.)
 // (--dry-run: no GPU; emits every kernel and checks the mma.sync-free parts, e.g. on a machine without one.)
 // For every case (BERT GEMMs, ResNet-50 convs at batch 256 and 1, odd shapes) it builds random fp16 inputs,
 // runs the heuristic mma.sync kernel as the reference, then the wgmma configs, and prints PASS/FAIL with the
@@ -26,7 +27,7 @@ const { Cuda, cudaAvailable, packParams } = await imp('runtime/cuda.js');
 const { nvrtcVersion } = await imp('runtime/nvrtc.js');
 const { KernelCache } = await imp('runtime/kernel_cache.js');
 const { emitConv } = await imp('codegen/tc_conv.js');
-const { emitGemm, configName, estimateTime } = await imp('codegen/tc_gemm.js');
+const { emitGemm, configName, estimateTime, tileConfigSpace } = await imp('codegen/tc_gemm.js');
 const { convShape } = await imp('codegen/tc_conv.js');
 const { emitConvTc, emitGemmTc, engineArch, wgmmaConvSpace, wgmmaGemmSpace } = await imp('codegen/wgmma.js');
 
@@ -71,6 +72,12 @@ const CASES = [
   { id: 'rn50_bs256_1x1_1024_256_14', op: 'conv', p: conv(256, 14, 1024, 256, 1, 1), epi: br },
   { id: 'rn50_bs256_3x3s2_c128_56', op: 'conv', p: conv(256, 56, 128, 128, 3, 2), epi: br },
   { id: 'rn50_bs256_1x1s2_512_1024_28', op: 'conv', p: conv(256, 28, 512, 1024, 1, 2), epi: { bias: true } },
+  // memory-bound ResNet-50 bs256 layers (small K, large M: the epilogue's traffic dominates) and the stem
+  { id: 'rn50_bs256_1x1_64_256_56_ds', op: 'conv', p: conv(256, 56, 64, 256, 1, 1), epi: { bias: true } },
+  { id: 'rn50_bs256_1x1_128_512_28', op: 'conv', p: conv(256, 28, 128, 512, 1, 1), epi: brr },
+  { id: 'rn50_bs256_1x1_256_128_56', op: 'conv', p: conv(256, 56, 256, 128, 1, 1), epi: br },
+  { id: 'rn50_bs256_1x1_64_64_56', op: 'conv', p: conv(256, 56, 64, 64, 1, 1), epi: br },
+  { id: 'rn50_bs256_stem_7x7s2_c8', op: 'conv', p: conv(256, 224, 8, 64, 7, 2), epi: br },
   { id: 'rn50_bs1_3x3_c256_14', op: 'conv', p: conv(1, 14, 256, 256, 3, 1), epi: br },
   { id: 'rn50_bs1_1x1_2048_512_7', op: 'conv', p: conv(1, 7, 2048, 512, 1, 1), epi: br },
   // odd shapes: M, N and K tails, odd N (scalar stores), batch, residual after the activation; all configs, CPU-checked
@@ -227,7 +234,10 @@ for (const c of CASES) {
       cfgs = [...ranked.filter(([k]) => keep.has(k)).map(([, x]) => x), ...(args['no-ws'] ? [] : space.filter((x) => x.ws))];
     }
     const ref = emitRef();
-    const kernels = [ref, ...cfgs.map(emitWg)];
+    const shapeOf = () => (c.op === 'conv' ? convShape(c.p) : { m: c.p.m, n: c.p.n, k: c.p.k, batch: (c.p.batch ?? []).reduce((a, b) => a * b, 1) });
+    const mmaCfgs = args.mma ? tileConfigSpace(shapeOf()).filter((x) => configName(x) !== configName(ref.config)) : [];
+    const kernels = [ref, ...cfgs.map(emitWg), ...mmaCfgs.map((x) => (c.op === 'conv' ? emitConv(c.p, c.epi, x) : emitGemm(c.p, c.epi, x)))];
+    const timed = [{ name: configName(ref.config), ms: 0, flops: ref.flops, bytes: 0 }];
     if (DRY) {
       const t = performance.now();
       const cpu = c.cpu ? cpuReference(c, buffers(c)) : undefined;
@@ -253,6 +263,7 @@ for (const c of CASES) {
       if (d > TOL) failures++; else passes++;
     }
     console.log(`---- ${c.id}: mma.sync ${configName(ref.config)} ${r0.ms.toFixed(4)} ms ${tflops(ref.flops, r0.ms)} TFLOP/s`);
+    timed[0].ms = r0.ms;
     let best, bestWs;
     for (const k of kernels.slice(1)) {
       const img = images.get(k.name);
@@ -261,9 +272,10 @@ for (const c of CASES) {
         const r = run(k, img, dev, outName, outBytes);
         const d = relDiff(r.out, base);
         const ok = d <= TOL;
+        timed.push({ name: configName(k.config), ms: r.ms, flops: k.flops, smem: k.sharedBytes });
         if (ok) {
           passes++;
-          if (k.config.ws) { if (!bestWs || r.ms < bestWs.ms) bestWs = { k, ms: r.ms }; } else if (!best || r.ms < best.ms) best = { k, ms: r.ms };
+          if (!k.config.wgmma) { /* mma.sync sweep (--mma): only in the top list */ } else if (k.config.ws) { if (!bestWs || r.ms < bestWs.ms) bestWs = { k, ms: r.ms }; } else if (!best || r.ms < best.ms) best = { k, ms: r.ms };
         } else failures++;
         console.log(`${ok ? 'PASS' : 'FAIL'} ${c.id} ${configName(k.config)} rel diff ${d.toExponential(2)}  ${r.ms.toFixed(4)} ms ${tflops(k.flops, r.ms)} TFLOP/s (${(r0.ms / r.ms).toFixed(2)}x mma.sync)`);
       } catch (e) {
@@ -276,6 +288,10 @@ for (const c of CASES) {
       }
     }
     const show = (b) => (b ? `${tflops(b.k.flops, b.ms).padStart(6)} TFLOP/s ${configName(b.k.config).padEnd(26)} (${(r0.ms / b.ms).toFixed(2)}x)` : 'none passed'.padEnd(50));
+    if (args.mma) {
+      const top = timed.filter((x) => x.ms > 0).sort((a, b) => a.ms - b.ms).slice(0, 8);
+      summary.push(`${c.id} top: ${top.map((x) => `${x.name} ${x.ms.toFixed(4)}`).join(' | ')}`);
+    }
     summary.push(`${c.id.padEnd(30)} mma.sync ${tflops(ref.flops, r0.ms).padStart(6)}  wgmma ${show(best)}  ws ${show(bestWs)}${best && bestWs ? `  ws/wgmma ${(best.ms / bestWs.ms).toFixed(2)}x` : ''}`);
   } catch (e) {
     failures++;
