@@ -1,6 +1,8 @@
 // Lowerings for int8 execution: tsrt::QConv / tsrt::QGemm on the int8 tensor-core kernels (tc_int8.ts), and
 // QuantizeLinear / DequantizeLinear as elementwise kernels (fp16/fp32 <-> int8/uint8, per tensor or per axis).
 // Weights arrive quantized (int8, per output channel) from the quantize pass; here they only change layout.
+// qlinear=1 layers (QLinearConv / QLinearMatMul, passes/qlinear_int8.ts) take the kernels' qlinear epilogue: the
+// fp32 multiplier x_scale * w_scale / y_scale per channel and the int32 bias as they are.
 import { attrFloat, attrInt, attrInts, attrString } from '../ops/attrs.js';
 import { qOutType } from '../ops/qlinear.js';
 import { fromF64, makeTensor, size, toF64 } from '../ir/tensor.js';
@@ -39,6 +41,7 @@ function int8Epilogue(ctx: LowerCtx): Int8Epilogue {
   if (zt && !KERNEL_DTYPES.has(zt)) throw new NotLowerable(`${zt} residual`);
   const clip = act === 'clip' ? (p[0] === 0 && p[1] === 6 ? { act: 'relu6' as const } : { act, actArgs: [p[0] ?? -Infinity, p[1] ?? Infinity] }) : undefined;
   return {
+    ...(attrInt(node, 'qlinear', 0) ? { qlinear: true } : {}),
     out, outScale: attrFloat(node, 'y_scale'),
     bias: !!node.inputs[3], residual: !!zn, residualAfterAct: attrInt(node, 'residual_before_act', 1) === 0,
     residualType: zt as Int8Out | undefined, residualScale: attrFloat(node, 'z_scale'),
@@ -46,18 +49,21 @@ function int8Epilogue(ctx: LowerCtx): Int8Epilogue {
   };
 }
 
-/** Per-output-channel fp32 scale x_scale * w_scale[n] (rounded as the CPU reference rounds it), and fp32 bias. */
+/** Per-output-channel fp32 scale x_scale * w_scale[n] (rounded as the CPU reference rounds it), and fp32 bias;
+ * qlinear=1: the multiplier fp32(x_scale * w_scale[n]) / y_scale and the int32 bias. */
 function scaleAndBias(ctx: LowerCtx): { scale: string; bias?: string } {
   const { node } = ctx;
   const ws = ctx.constOf(node.inputs[2]);
   if (!ws) throw new NotLowerable('w_scale is not constant');
-  const xs = Math.fround(attrFloat(node, 'x_scale', 1));
-  const scale = ctx.addConst('scale_f32', fromF64('float32', ws.dims, Array.from(toF64(ws), (s) => Math.fround(xs * s))));
+  const f = Math.fround;
+  const xs = f(attrFloat(node, 'x_scale', 1));
+  const ql = attrInt(node, 'qlinear', 0) !== 0, ys = f(attrFloat(node, 'y_scale', 1));
+  const scale = ctx.addConst('scale_f32', fromF64('float32', ws.dims, Array.from(toF64(ws), (s) => (ql ? f(f(xs * s) / ys) : f(xs * s)))));
   let bias: string | undefined;
   if (node.inputs[3]) {
     const b = ctx.constOf(node.inputs[3]);
     if (!b) throw new NotLowerable('bias is not constant');
-    bias = ctx.addConst('bias_f32', fromF64('float32', b.dims, toF64(b)));
+    bias = ctx.addConst(ql ? 'bias_i32' : 'bias_f32', fromF64(ql ? 'int32' : 'float32', b.dims, toF64(b)));
   }
   return { scale, bias };
 }

@@ -4,6 +4,9 @@
 //   v = float(acc) * scale[n]          (scale = x_scale * w_scale[n], per output channel, fp32)
 //   v += bias[n]; v += residual (before or after the activation); v = act(v)
 //   y = int8: saturate(rint(v * (1 / y_scale)))  or  fp16 / fp32: v
+// The `qlinear` epilogue is ONNX QLinearConv / QLinearMatMul's instead: y = saturate(rint((acc + bias[n]) * scale[n]))
+// with an int32 bias and scale = fp32(fp32(x_scale * w_scale[n]) / y_scale), the sum and product in float64 as
+// the ONNX reference computes them (fp32 steps would round some products onto or off a .5 tie).
 // Products go through __fmul_rn/__fadd_rn so no multiply-add is contracted and the CPU reference
 // (ops/qlinear.ts) reproduces every rounding step. Weights arrive pre-quantized per output channel.
 import { TsrtError } from '../errors.js';
@@ -26,6 +29,8 @@ export interface Int8Epilogue extends Omit<Epilogue, 'alpha'> {
   /** Storage of the residual (default: the output's); an int8 residual is dequantized with `residualScale`. */
   residualType?: Int8Out;
   residualScale?: number;
+  /** ONNX QLinear requantize (see the header): int32 bias, float64 multiply, no activation or residual. */
+  qlinear?: boolean;
 }
 
 /** M x N x K GEMM with A [M,K] int8 row-major and B [N,K] int8 (weights, pre-transposed). */
@@ -81,6 +86,7 @@ export function chooseInt8Config(s: TileShape): TileConfig {
 
 function epiKey(e: Int8Epilogue): string {
   let s = e.out === 'int8' ? 'q' : e.out === 'float16' ? 'h' : 'f';
+  if (e.qlinear) s += 'l';
   if (e.bias) s += 'b';
   if (e.residual) s += `${e.residualAfterAct ? 'Ra' : 'r'}${(e.residualType ?? e.out) === 'int8' ? 'q' : ''}`;
   return s;
@@ -92,11 +98,18 @@ function checkEpilogue(e: Int8Epilogue): void {
   };
   if (e.out === 'int8') pos(e.outScale, 'outScale (y_scale)');
   if (e.residual && (e.residualType ?? e.out) === 'int8') pos(e.residualScale, 'residualScale');
+  if (e.qlinear && (e.out !== 'int8' || e.residual || (e.act ?? 'none') !== 'none')) {
+    throw new TsrtError('USAGE', 'int8 epilogue: qlinear requantize writes int8 and has no residual or activation');
+  }
 }
 
 /** Epilogue statements for element (m, n + j) reading accumulator t[j]; `res` reads its residual as float. */
 function elementCode(e: Int8Epilogue, j: number, res = residualElem(e, j)): string {
   const n = j ? `(n + ${j})` : 'n';
+  if (e.qlinear) {
+    const acc = e.bias ? `__dadd_rn((double)t[${j}], (double)bias[${n}])` : `(double)t[${j}]`;
+    return `const double v${j} = __dmul_rn(${acc}, (double)scale[${n}]);`;
+  }
   const s: string[] = [`float v${j} = __fmul_rn((float)t[${j}], scale[${n}]);`];
   if (e.bias) s.push(`v${j} = __fadd_rn(v${j}, bias[${n}]);`);
   if (e.residual && !e.residualAfterAct) s.push(`v${j} = __fadd_rn(v${j}, ${res});`);
@@ -113,6 +126,7 @@ function residualElem(e: Int8Epilogue, j: number): string {
 }
 
 function storeExpr(e: Int8Epilogue, v: string): string {
+  if (e.qlinear) return `(signed char)max(-128, min(127, __double2int_rn(${v})))`;
   if (e.out === 'int8') return `(signed char)max(-128, min(127, __float2int_rn(__fmul_rn(${v}, ${flit(1 / e.outScale!)}))))`;
   return e.out === 'float16' ? `f2h(${v})` : v;
 }
@@ -190,7 +204,7 @@ function params(e: Int8Epilogue, a: string, b: string, y: string) {
     { name: a, decl: `const signed char* __restrict__ ${a}` },
     { name: b, decl: `const signed char* __restrict__ ${b}` },
     { name: 'scale', decl: 'const float* __restrict__ scale' },
-    { name: 'bias', decl: 'const float* __restrict__ bias' },
+    { name: 'bias', decl: `const ${e.qlinear ? 'int' : 'float'}* __restrict__ bias` },
     { name: 'residual', decl: `const ${ELEM[e.residualType ?? e.out]}* __restrict__ residual` },
     { name: y, decl: `${ELEM[e.out]}* __restrict__ ${y}` },
   ];

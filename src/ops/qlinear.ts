@@ -5,6 +5,9 @@
 // Attributes: x_scale, y_scale (present: int8 output, requantized; absent: float output of `out_dtype`), z_scale
 // (int8 residual), the FusedConv/FusedGemm epilogue attributes (activation, activation_params,
 // residual_before_act), and for QConv the Conv attributes plus `layout` (NCHW or NHWC). Zero points are 0.
+// `qlinear=1` (QLinearConv / QLinearMatMul converted by passes/qlinear_int8.ts): B is int32 and the output is ONNX's
+// saturate(rint((acc + B[n]) * M[n])), M[n] = fp32(fp32(x_scale * w_scale[n]) / y_scale), sum and product in
+// float64 exactly as the ONNX reference (and this repo's QLinearConv CPU reference) computes them.
 // The CPU reference sums the integer products exactly (float64), then rounds every float step to fp32 in the
 // kernel's order, so the GPU is checked against it to the last bit (activations with exp/erf/tanh aside).
 import { GraphError } from '../errors.js';
@@ -27,7 +30,13 @@ export function qOutType(node: Node): DType {
   return t;
 }
 
+const isQlinear = (node: Node) => attrInt(node, 'qlinear', 0) !== 0;
+
 function qSupports(node: Node): string | undefined {
+  if (isQlinear(node)) {
+    if (attrFloat(node, 'y_scale') === undefined) return 'qlinear=1 needs y_scale (the QLinear ops write int8)';
+    if (attrString(node, 'activation', 'none') !== 'none' || node.inputs[4]) return 'qlinear=1 has no activation or residual';
+  }
   const act = attrString(node, 'activation', 'none');
   if (!(ACTIVATIONS as readonly string[]).includes(act)) return `activation '${act}' is not one of ${ACTIVATIONS.join(', ')}`;
   const xs = attrFloat(node, 'x_scale');
@@ -46,12 +55,17 @@ function checkInputs(node: Node, ins: (TensorType | Tensor | undefined)[], wRank
   if (wsDims.length !== 1 || wsDims[0] !== wDims[0]) {
     throw new GraphError(`w_scale ${shapeStr(wsDims)} must have one value per output channel (${wDims[0]})`, node.name, 'quantize weights per output channel');
   }
+  const b = ins[3];
+  if (b && b.dtype !== (isQlinear(node) ? 'int32' : 'float32')) {
+    throw new GraphError(`bias is ${b.dtype}; ${isQlinear(node) ? 'qlinear=1 takes an int32 bias (ONNX QLinearConv B)' : 'the bias must be float32'}`, node.name);
+  }
   const z = ins[4];
   if (z && z.dtype === 'int8' && attrFloat(node, 'z_scale') === undefined) throw new GraphError('an int8 residual Z needs z_scale', node.name);
 }
 
 /** The kernel's epilogue on exact integer sums `acc` (channel of element i: `chan(i)`), returning the output. */
 function epilogue(node: Node, acc: Float64Array, dims: number[], chan: (i: number) => number, ins: (Tensor | undefined)[], ctx: CpuCtx): Tensor {
+  if (isQlinear(node)) return qlinearEpilogue(node, acc, dims, chan, ins);
   const xs = f(attrFloat(node, 'x_scale', 1));
   const ws = toF64(need(node, ins, 2));
   const scale = Float64Array.from(ws, (s) => f(xs * s));
@@ -77,6 +91,20 @@ function epilogue(node: Node, acc: Float64Array, dims: number[], chan: (i: numbe
   const inv = f(1 / attrFloat(node, 'y_scale', 1));
   const q = new Int8Array(y.length);
   for (let i = 0; i < y.length; i++) { const r = rint(f(y[i] * inv)); q[i] = r < -128 ? -128 : r > 127 ? 127 : r; }
+  return makeTensor('int8', dims, q);
+}
+
+/** The qlinear=1 epilogue: QLinearConv's requantize (ops/quant.ts qlinearConvCpu) on the exact integer sums. */
+function qlinearEpilogue(node: Node, acc: Float64Array, dims: number[], chan: (i: number) => number, ins: (Tensor | undefined)[]): Tensor {
+  const xs = f(attrFloat(node, 'x_scale', 1)), ys = f(attrFloat(node, 'y_scale', 1));
+  const mult = Float64Array.from(toF64(need(node, ins, 2)), (s) => f(f(xs * s) / ys));
+  const bias = ins[3] ? toF64(ins[3]) : undefined;
+  const q = new Int8Array(acc.length);
+  for (let i = 0; i < acc.length; i++) {
+    const n = chan(i);
+    const r = rint((bias ? acc[i] + bias[n] : acc[i]) * mult[n]);
+    q[i] = r < -128 ? -128 : r > 127 ? 127 : r;
+  }
   return makeTensor('int8', dims, q);
 }
 

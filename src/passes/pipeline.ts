@@ -8,6 +8,7 @@ import { recognizePatterns } from './patterns.js';
 import { channelsLast } from './layout.js';
 import { fuseAttention } from './attention.js';
 import { quantizeInt8, recordQdqWeights } from './quantize.js';
+import { qlinearInt8 } from './qlinear_int8.js';
 import { concatInPlace } from './concat.js';
 import { fuseQkv } from './horizontal.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
@@ -34,6 +35,9 @@ export const PIPELINE: Pass[] = [
   fuseAttention,
   fuseQkv,
   inferTypes,
+  // QLinearConv/QLinearMatMul onto the int8 kernels with ONNX's requantize (their own scales; no calibration),
+  // before layout, which makes QConv channels-last
+  qlinearInt8,
   // after the epilogue fusions (int8 kernels fuse them too) and before layout (which makes QConv channels-last)
   quantizeInt8,
   inferTypes,
