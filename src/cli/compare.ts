@@ -78,7 +78,7 @@ function table(head: string[], rows: string[][]): void {
 
 export function registerCompare(program: Command): void {
   withBuildOptions(program.command('compare').argument('<model>', 'ONNX model file'))
-    .description('compare the engine (--fp16, --int8, precision rules) with fp32 per output, and per layer with --per-layer')
+    .description('compare the engine (--fp16, --bf16, --int8, precision rules) with fp32 per output, and per layer with --per-layer')
     .option('--per-layer', 'also compare every tensor of the optimized graph (fusion unchanged) and name the layer that loses the most')
     .option('--input <name=file...>', 'input data (.pb or .npy); default: the model\'s test_data_set_0 or seeded random')
     .option('--calib-data <dir>', 'measure over batches of this folder (same layout as tsrt calibrate)')
@@ -96,7 +96,7 @@ CPU reference of the unoptimized model. Per layer, NHWC tensors are transposed b
       const { feeds, source } = await gatherSamples(modelPath, model, bo, o);
       console.log(`inputs: ${source}`);
       const res = await compareModel(model, { build: bo, feeds, perLayer: !!o.perLayer });
-      const desc = `${bo.int8 ? 'int8' : bo.fp16 ? 'fp16' : 'fp32'} engine${bo.layerPrecisions?.length ? ` with ${bo.layerPrecisions.length} precision rule(s)` : ''}`;
+      const desc = `${bo.int8 ? 'int8' : bo.fp16 ? 'fp16' : bo.bf16 ? 'bf16' : 'fp32'} engine${bo.layerPrecisions?.length ? ` with ${bo.layerPrecisions.length} precision rule(s)` : ''}`;
       printComparison(res, desc);
       if (o.json) { writeFileSync(o.json, JSON.stringify({ model: modelPath, engine: desc, inputs: source, ...res }, jsonNumbers, 1)); console.log(`wrote ${o.json}`); }
       if (bounds) {

@@ -52,7 +52,7 @@ export async function openEngine(path: string, bo: BuildOptions, hooks: {
   });
   const ms = performance.now() - t0;
   const r = engine.report;
-  console.log(`loaded ${path} in ${ms.toFixed(0)} ms (no passes, no NVRTC): ${r.kernels} kernel launches (${r.uniqueKernels} unique kernels), ${r.hostSteps} host steps; built for ${engine.built.arch}${engine.built.options.fp16 ? ', fp16' : ''}${engine.built.model ? ` from ${engine.built.model}` : ''} in ${(r.buildMs / 1000).toFixed(2)} s`);
+  console.log(`loaded ${path} in ${ms.toFixed(0)} ms (no passes, no NVRTC): ${r.kernels} kernel launches (${r.uniqueKernels} unique kernels), ${r.hostSteps} host steps; built for ${engine.built.arch}${engine.built.options.fp16 ? ', fp16' : engine.built.options.bf16 ? ', bf16' : ''}${engine.built.model ? ` from ${engine.built.model}` : ''} in ${(r.buildMs / 1000).toFixed(2)} s`);
   for (const [i, p] of (engine.profileSet?.profiles ?? []).entries()) console.log(`  ${describeProfile(p, i)}`);
   console.log(`  backend: ${engine.backend}${engine.backend === 'cpu' ? ' (no GPU found: the plan\'s graph runs on the CPU reference)' : ''}`);
   return { engine, plan: true };

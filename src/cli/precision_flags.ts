@@ -8,7 +8,7 @@ export interface PrecisionFlags { layerPrecisions?: string; opPrecisions?: strin
 
 export function withPrecisionOptions(c: Command): Command {
   return c
-    .option('--layer-precisions <spec>', 'per-layer precision, trtexec style: name:fp32|fp16|int8, comma-separated, * wildcards or /regex/ names, later entries win (e.g. \'/attn.*softmax/:fp32,conv1:fp32\')')
+    .option('--layer-precisions <spec>', 'per-layer precision, trtexec style: name:fp32|fp16|bf16|int8, comma-separated, * wildcards or /regex/ names, later entries win (e.g. \'/attn.*softmax/:fp32,conv1:fp32\')')
     .option('--op-precisions <spec>', 'per-op-type precision, e.g. Softmax:fp32,LayerNormalization:fp32 (--layer-precisions entries win over these)')
     .option('--best', 'fastest precisions allowed: fp16, plus int8 where calibration scales are given (--calib-cache)');
 }

@@ -70,7 +70,7 @@ export function renderReport(d: ReportData, opts: ReportOptions = {}): string {
     const f = fusedInto.get(n);
     return f && depth < 64 ? f.nodes.flatMap((x) => originals(x, depth + 1)) : [n];
   };
-  const precision = opts.int8 ? 'int8 where scales are known, fp16 elsewhere' : opts.fp16 ? 'fp16 storage, fp32 accumulation' : 'fp32';
+  const precision = opts.int8 ? 'int8 where scales are known, fp16 elsewhere' : opts.fp16 ? 'fp16 storage, fp32 accumulation' : opts.bf16 ? 'bf16 storage, fp32 accumulation' : 'fp32';
   const summary: [string, string][] = [
     ['model', d.model],
     ['nodes', `${d.imported.nodes.length} imported, ${d.beforeFusion.nodes.length} before fusion, ${e.graph.nodes.length} after`],

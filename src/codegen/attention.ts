@@ -2,23 +2,23 @@
 // straight from the projections' [B, S, H*D] layout and writing Y as [B, Sq, H*D], so no head split or merge
 // is materialized.
 //
-//  - fp16 'tc': flash-attention forward. One CTA per (query block of BM = 64/128 rows, head, batch), one warp per 16
+//  - fp16/bf16 'tc': flash-attention forward. One CTA per (query block of BM = 64/128 rows, head, batch), one warp per 16
 //    query rows. Q is loaded into shared memory once; K/V tiles of 64 keys stream through a 2-stage cp.async
 //    pipeline; S = Q K^T and O += P V run on mma.sync m16n8k16 with fp32 accumulation; the softmax is online (running
 //    row max and sum in fp32 registers, base-2 exponentials). D in {32, 64, 128}.
-//  - 'simt' (fp32, and fp16 with other head sizes): one warp per query row, each lane owning D/32 of the head dims,
+//  - 'simt' (fp32, and fp16/bf16 with other head sizes): one warp per query row, each lane owning D/32 of the head dims,
 //    keys one at a time with the same online softmax. Simple and exact enough to be the reference on the GPU.
 //
-// Like tc_gemm.ts the sources include no headers (fp16 is raw 16-bit storage converted with PTX cvt), so they
-// compile under any NVRTC. Sizes are baked into the source; the kernel takes only pointers.
+// Like tc_gemm.ts the sources include no headers (fp16/bf16 are raw 16-bit storage converted with PTX cvt, through
+// the tc_half helpers of the element type: tcHelpers), so they compile under any NVRTC. Sizes are baked into the source; the kernel takes only pointers.
 import { strides } from '../ir/tensor.js';
 import { attentionAttrs } from '../ops/attention_fused.js';
 import { shortHash, type KernelParam, type KernelSource } from './kernel.js';
 import { NotLowerable, registerLowering } from './lower.js';
-import { MAX_SMEM, TC_HELPERS, flit } from './tc_gemm.js';
+import { MAX_SMEM, flit, tcHelpers, type TcElem } from './tc_gemm.js';
 
 export interface AttentionProblem {
-  dtype: 'float16' | 'float32';
+  dtype: 'float16' | 'bfloat16' | 'float32';
   b: number; h: number; sq: number; sk: number; d: number;
   scale: number;
   /** Additive mask in the kernel's dtype, with dims that broadcast (numpy rules) to [b, h, sq, sk]. */
@@ -28,7 +28,7 @@ export interface AttentionProblem {
   ldq?: number; ldk?: number; ldv?: number; ldo?: number;
   /** Element offsets of Q, K and V from their pointers (a packed QKV buffer passed as q, k and v: 0, h*d, 2*h*d). */
   offq?: number; offk?: number; offv?: number;
-  /** 'tc' (fp16, d in 32/64/128; the default for fp16) or 'simt' (any d up to 1024; the only one for fp32). */
+  /** 'tc' (fp16/bf16, d in 32/64/128; the default for them) or 'simt' (any d up to 1024; the only one for fp32). */
   impl?: 'tc' | 'simt';
   /** Query rows per CTA of the tc kernel; default 128 when that still gives two CTAs per SM, else 64. */
   blockM?: 64 | 128;
@@ -54,13 +54,13 @@ function resolve(p: AttentionProblem): Resolved {
     if (!Number.isInteger(x) || x < 1) throw new NotLowerable(`attention ${k}=${x} must be a positive integer`);
   }
   if (!Number.isFinite(p.scale)) throw new NotLowerable(`attention scale ${p.scale} is not finite`);
-  if (p.dtype !== 'float16' && p.dtype !== 'float32') throw new NotLowerable(`${p.dtype} attention`);
+  if (p.dtype !== 'float16' && p.dtype !== 'bfloat16' && p.dtype !== 'float32') throw new NotLowerable(`${p.dtype} attention`);
   const hd = p.h * p.d;
   const r = {
     dtype: p.dtype, b: p.b, h: p.h, sq: p.sq, sk: p.sk, d: p.d, scale: p.scale,
     ldq: p.ldq ?? hd, ldk: p.ldk ?? hd, ldv: p.ldv ?? hd, ldo: p.ldo ?? hd,
     offq: p.offq ?? 0, offk: p.offk ?? 0, offv: p.offv ?? 0,
-    impl: p.impl ?? (p.dtype === 'float16' ? 'tc' : 'simt'),
+    impl: p.impl ?? (p.dtype === 'float32' ? 'simt' : 'tc'),
   } as const;
   for (const [k, x] of Object.entries({ ldq: r.ldq, ldk: r.ldk, ldv: r.ldv, ldo: r.ldo })) {
     if (!Number.isInteger(x) || x < hd) throw new NotLowerable(`${k}=${x} is less than h*d=${hd}`);
@@ -80,6 +80,9 @@ function resolve(p: AttentionProblem): Resolved {
   const ends = [r.offq + p.b * p.sq * r.ldq, r.offk + p.b * p.sk * r.ldk, r.offv + p.b * p.sk * r.ldv, p.b * p.sq * r.ldo, maskDims ? maskDims.reduce((a, x) => a * x, 1) : 0];
   return { ...r, maskStrides, maskDims, big: Math.max(...ends) >= 2 ** 31 };
 }
+
+/** The tc_half element of a 16-bit problem (the fp32 SIMT kernel includes the fp16 helpers unused, as before). */
+const elem = (r: Resolved): TcElem => (r.dtype === 'bfloat16' ? 'bf16' : 'f16');
 
 /** Moves q/k/v to their parts of a packed buffer (they alias it read-only, so __restrict__ still holds). */
 const packedOffsets = (r: Resolved) => (r.offq || r.offk || r.offv ? `  q += ${r.offq}; k += ${r.offk}; v += ${r.offv};\n` : '');
@@ -113,7 +116,7 @@ const maskBase = (r: Resolved, b: string, h: string) => (r.maskStrides
 export function emitFlashAttention(p: AttentionProblem): KernelSource {
   const r = resolve(p);
   if (r.impl === 'simt') return emitSimt(r);
-  if (r.dtype !== 'float16') throw new NotLowerable('the tensor-core attention kernel is fp16 only');
+  if (r.dtype === 'float32') throw new NotLowerable('the tensor-core attention kernel is fp16/bf16 only');
   if (!(TC_HEAD_DIMS as readonly number[]).includes(r.d)) throw new NotLowerable(`head size ${r.d} is not one of ${TC_HEAD_DIMS.join(', ')} (tensor-core attention)`);
   for (const [k, x] of Object.entries({ ldq: r.ldq, ldk: r.ldk, ldv: r.ldv, ldo: r.ldo, offq: r.offq, offk: r.offk, offv: r.offv })) {
     if (x % 8) throw new NotLowerable(`${k}=${x} is not a multiple of 8 (16-byte rows for cp.async)`);
@@ -162,8 +165,9 @@ function emitTc(r: Resolved, BM: number): KernelSource {
   const tail = r.sk % BN !== 0;
   // register budget: 128 per thread up to D = 64 (two 8-warp or four 4-warp CTAs per SM), 255 beyond
   const minBlocks = Math.max(1, Math.floor(65536 / (T * (D <= 64 ? 128 : 255))));
-  const body = (name: string) => `// flash attention fp16 (mma.sync m16n8k16) BM=${BM} BN=${BN} ${problemComment(r)}
-${TC_HELPERS}
+  const e = elem(r);
+  const body = (name: string) => `// flash attention ${e === 'bf16' ? 'bf16' : 'fp16'} (mma.sync m16n8k16) BM=${BM} BN=${BN} ${problemComment(r)}
+${tcHelpers(e)}
 typedef ${r.big ? 'long long' : 'int'} idx_t;
 __device__ __forceinline__ u32 fa_sw(int row, int ch) { return (u32)((ch ^ ((row >> ${SH}) & ${SWM})) << 4); }
 __device__ __forceinline__ float fa_quad_max(float x) {
@@ -312,7 +316,7 @@ ${packedOffsets(r)}  extern __shared__ __align__(128) unsigned char tc_smem[];
   }
 }
 `;
-  const name = `flash_attn_f16_d${D}_m${BM}${r.maskDims ? '_mask' : ''}_${shortHash(body('K'))}`;
+  const name = `flash_attn_${e}_d${D}_m${BM}${r.maskDims ? '_mask' : ''}_${shortHash(body('K'))}`;
   return {
     name, source: body(name),
     grid: [Math.ceil(r.sq / BM), r.h, r.b], block: [T, 1, 1],
@@ -326,7 +330,7 @@ const SIMT_WARPS = 4;
 
 function emitSimt(r: Resolved): KernelSource {
   if (r.d > 1024) throw new NotLowerable(`head size ${r.d} exceeds 1024 (SIMT attention)`);
-  const f16 = r.dtype === 'float16';
+  const f16 = r.dtype !== 'float32'; // 16-bit storage (fp16 or bf16) through the tc_half helpers
   const T = f16 ? 'tc_half' : 'float';
   const ld = (e: string) => (f16 ? `h2f(${e})` : e);
   const st = (e: string) => (f16 ? `f2h(${e})` : e);
@@ -335,7 +339,7 @@ function emitSimt(r: Resolved): KernelSource {
   const { params: ps, decls } = params(r, T);
   const guard = (body: string) => (r.d % 32 === 0 ? body : `if (dd < ${r.d}) { ${body} }`);
   const body = (name: string) => `// attention ${r.dtype} SIMT (warp per query row) ${problemComment(r)}
-${TC_HELPERS}
+${tcHelpers(elem(r))}
 typedef ${r.big ? 'long long' : 'int'} idx_t;
 
 extern "C" __global__ void __launch_bounds__(${32 * SIMT_WARPS}) ${name}(${decls.join(', ')}) {
@@ -391,7 +395,7 @@ ${packedOffsets(r)}  const float NEG_INF = -__int_as_float(0x7f800000);
   }
 }
 `;
-  const name = `attn_simt_${f16 ? 'f16' : 'f32'}_d${r.d}${r.maskDims ? '_mask' : ''}_${shortHash(body('K'))}`;
+  const name = `attn_simt_${f16 ? elem(r) : 'f32'}_d${r.d}${r.maskDims ? '_mask' : ''}_${shortHash(body('K'))}`;
   return {
     name, source: body(name),
     grid: [Math.ceil(rows / SIMT_WARPS), 1, 1], block: [32 * SIMT_WARPS, 1, 1],
@@ -409,7 +413,7 @@ registerLowering('FusedAttention', (ctx) => {
   const kn = a.packed ? qn : kn0, vn = a.packed ? qn : vn0;
   const hd = a.numHeads * a.headDim;
   const q = ctx.t(qn), k = ctx.t(kn), y = ctx.t(node.outputs[0]);
-  if (q.dtype !== 'float16' && q.dtype !== 'float32') throw new NotLowerable(`${q.dtype} attention`);
+  if (q.dtype !== 'float16' && q.dtype !== 'bfloat16' && q.dtype !== 'float32') throw new NotLowerable(`${q.dtype} attention`);
   if (y.dims.reduce((s, x) => s * x, 1) === 0) return;
   const m = mn ? ctx.t(mn) : undefined;
   if (m && m.dtype !== q.dtype) throw new NotLowerable(`mask is ${m.dtype}, Q is ${q.dtype}`);
@@ -422,8 +426,8 @@ registerLowering('FusedAttention', (ctx) => {
   try {
     ks = emitFlashAttention(prob);
   } catch (e) {
-    // fp16 head sizes without a tensor-core kernel still run fused, on the SIMT kernel
-    if (!(e instanceof NotLowerable) || q.dtype !== 'float16') throw e;
+    // fp16/bf16 head sizes without a tensor-core kernel still run fused, on the SIMT kernel
+    if (!(e instanceof NotLowerable) || q.dtype === 'float32') throw e;
     ks = emitFlashAttention({ ...prob, impl: 'simt' });
   }
   const names: Record<string, string> = { q: qn, k: kn, v: vn, mask: mn ?? '', y: node.outputs[0] };

@@ -16,7 +16,7 @@ import { TsrtError } from '../errors.js';
 import { shortHash } from './kernel.js';
 import type { ConvProblem } from './tc_conv.js';
 import {
-  actFunction, epilogueKey, epilogueStatements, SM_COUNT, storageType, TC_HELPERS,
+  actFunction, dtypeTag, epilogueKey, epilogueStatements, SM_COUNT, storageType, tcHelpers,
   type Epilogue, type GenericDType, type TcKernelSource,
 } from './tc_gemm.js';
 
@@ -61,7 +61,7 @@ export function tapPairs(t: number, taps: number, stride: number, dil: number): 
 }
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
-const elemBytes = (d: GenericDType) => (d === 'float16' ? 2 : 4);
+const elemBytes = (d: GenericDType) => (d === 'float32' ? 4 : 2);
 
 function checkProblem(p: ConvProblem): void {
   for (const [nm, v] of Object.entries(p)) {
@@ -114,12 +114,13 @@ export function chooseDepthwiseTile(p: ConvProblem, layout: 'nhwc' | 'nchw', vec
 function vectorHelpers(dtype: GenericDType, vec: number): string {
   const T = storageType(dtype);
   if (vec === 1) {
-    const ld = dtype === 'float16' ? 'h2f(*p)' : '*p', st = dtype === 'float16' ? 'f2h(f[0])' : 'f[0]';
+    // fp16 and bf16 both go through the tc_half helpers of the kernel's element type (tcHelpers)
+    const ld = dtype !== 'float32' ? 'h2f(*p)' : '*p', st = dtype !== 'float32' ? 'f2h(f[0])' : 'f[0]';
     return `__device__ __forceinline__ void dw_load(const ${T}* p, float* f) { f[0] = ${ld}; }
 __device__ __forceinline__ void dw_store(${T}* p, const float* f) { *p = ${st}; }`;
   }
   const bytes = vec * elemBytes(dtype);
-  if (dtype === 'float16') {
+  if (dtype !== 'float32') {
     const words = vec / 2;
     return `struct alignas(${bytes}) dw_vec { u32 w[${words}]; };
 __device__ __forceinline__ void dw_load(const ${T}* p, float* f) {
@@ -149,7 +150,7 @@ __device__ __forceinline__ void dw_store(float* p, const float* f) {
 }
 
 /** Direct depthwise conv (see the file comment). Signature, like emitConv / emitConvGeneric:
- * (const T* x, const T* w, const float* bias, const T* residual, T* y), T = tc_half (fp16) or float;
+ * (const T* x, const T* w, const float* bias, const T* residual, T* y), T = tc_half (fp16, bf16) or float;
  * bias (fp32, length c) and residual may be null when the epilogue does not use them. Weights in the
  * layout depthwiseWeightLayout produces. x, w, residual and y must be aligned to vec * sizeof(T) bytes. */
 export function emitDepthwiseConv(p: ConvProblem, epi: Epilogue, opts: DepthwiseOptions): TcKernelSource {
@@ -175,9 +176,9 @@ export function emitDepthwiseConv(p: ConvProblem, epi: Epilogue, opts: Depthwise
   const I = big ? 'long long' : 'int';
   const body = nhwc ? nhwcBody(p, epi, T, vec, tileH, tileW, I) : nchwBody(p, epi, T, tileH, I);
   const params = `const ${T}* __restrict__ x, const ${T}* __restrict__ w, const float* __restrict__ bias, const ${T}* __restrict__ residual, ${T}* __restrict__ y`;
-  const tag = `${dtype === 'float16' ? 'f16' : 'f32'}_${layout}_${p.r}x${p.s}s${p.strideH}${p.strideW === p.strideH ? '' : `x${p.strideW}`}`;
+  const tag = `${dtypeTag(dtype)}_${layout}_${p.r}x${p.s}s${p.strideH}${p.strideW === p.strideH ? '' : `x${p.strideW}`}`;
   const source = (name: string) => `// dwconv ${dtype} ${layout.toUpperCase()} ${JSON.stringify(p)} vec=${vec} tile=${tileH}x${tileW}
-${TC_HELPERS}
+${tcHelpers(dtype === 'bfloat16' ? 'bf16' : 'f16')}
 ${vectorHelpers(dtype, vec)}
 ${actFunction(epi)}
 extern "C" __global__ void __launch_bounds__(${DW_THREADS}) ${name}(${params}) {

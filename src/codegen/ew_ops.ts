@@ -114,6 +114,7 @@ function castExpr(x: string, from: DType, to: DType): string {
     return `(isfinite((double)${x}) ? (${ct})(${x}) : (${ct})0)`;
   }
   if (to === 'float16' && fromFloat) return `__half2float(__float2half_rn((float)${x}))`;
+  if (to === 'bfloat16' && fromFloat) return `__bfloat162float(__float2bfloat16_rn((float)${x}))`;
   return `(${ct})(${x})`;
 }
 

@@ -46,7 +46,11 @@ function bindByName(ctx: LowerCtx, k: TcKernelSource, names: Record<string, stri
 
 function f32Const(t: Tensor): Tensor { return t.dtype === 'float32' ? t : fromF64('float32', t.dims, toF64(t)); }
 
-function isFloatStorage(d: DType): d is 'float16' | 'float32' { return d === 'float16' || d === 'float32'; }
+function isFloatStorage(d: DType): d is 'float16' | 'bfloat16' | 'float32' { return d === 'float16' || d === 'bfloat16' || d === 'float32'; }
+
+/** fp16 and bf16 run the tensor-core kernels; a bf16 problem says so (fp16 problems carry no dtype, so their
+ * kernels and timing-cache signatures are what they were before bf16 existed). */
+function tcDtype(d: DType): { dtype?: 'bfloat16' } { return d === 'bfloat16' ? { dtype: d } : {}; }
 
 function lowerConv(ctx: LowerCtx): void {
   const { node } = ctx;
@@ -81,30 +85,30 @@ function lowerConv(ctx: LowerCtx): void {
     ctx.kernel(ks, bindByName(ctx, ks, { x: xn, w: wname, bias, residual: zn, y: node.outputs[0] }));
     return;
   }
-  const useTc = x.dtype === 'float16' && nhwc && group === 1;
+  const useTc = (x.dtype === 'float16' || x.dtype === 'bfloat16') && nhwc && group === 1;
   if (useTc) {
     // pad channels to a multiple of 8 (zero weights and zero activations contribute nothing)
     const cp = Math.ceil(c / 8) * 8;
     let xin = xn;
     if (cp !== c) {
-      xin = ctx.temp('float16', [n, h, w, cp]);
-      ctx.kernel(emitPad({ dtype: 'float16', inDims: [n, h, w, c], pads: [0, 0, 0, 0, 0, 0, 0, cp - c], mode: 'constant', value: 0 }), [ctx.v(xn), ctx.v(xin)]);
+      xin = ctx.temp(x.dtype, [n, h, w, cp]);
+      ctx.kernel(emitPad({ dtype: x.dtype, inDims: [n, h, w, c], pads: [0, 0, 0, 0, 0, 0, 0, cp - c], mode: 'constant', value: 0 }), [ctx.v(xn), ctx.v(xin)]);
     }
-    // KCRS -> KRSC', moving fp16 bits as they are (no round trip through float64: ResNet-50 has 25M weights)
-    const wt = makeTensor('float16', [k, r, s, cp]);
-    const src = wc.dtype === 'float16' ? wc.data as Uint16Array : (fromF64('float16', wc.dims, wv()).data as Uint16Array);
+    // KCRS -> KRSC', moving 16-bit bits as they are (no round trip through float64: ResNet-50 has 25M weights)
+    const wt = makeTensor(x.dtype, [k, r, s, cp]);
+    const src = wc.dtype === x.dtype ? wc.data as Uint16Array : (fromF64(x.dtype, wc.dims, wv()).data as Uint16Array);
     const dst = wt.data as Uint16Array;
     for (let ko = 0; ko < k; ko++) for (let ci = 0; ci < c; ci++) for (let ri = 0; ri < r; ri++) for (let si = 0; si < s; si++) {
       dst[((ko * r + ri) * s + si) * cp + ci] = src[((ko * c + ci) * r + ri) * s + si];
     }
     const wname = ctx.addConst('w_krsc', wt);
-    const pp = { ...prob, c: cp };
+    const pp: ConvProblem = { ...prob, c: cp, ...tcDtype(x.dtype) };
     if (!convTcPreconditions(pp).length) {
       // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's.
       // On sm_90a the wgmma configs join the candidates; the heuristic (no timing) keeps mma.sync until the
       // wgmma kernels have been checked on a GPU (scripts/gpu-wgmma-check.mjs).
       const space = [...convConfigSpace(pp), ...(wgmmaEnabled(ctx.arch) ? wgmmaConvSpace(pp) : [])];
-      const cfg = ctx.tactic?.(tacticSignature('conv', pp, epi, 'float16'), space, (c) => emitConvTc(pp, epi, c)) ?? undefined;
+      const cfg = ctx.tactic?.(tacticSignature('conv', pp, epi, x.dtype), space, (c) => emitConvTc(pp, epi, c)) ?? undefined;
       const ks = emitConvTc(pp, epi, cfg);
       ctx.kernel(ks, bindByName(ctx, ks, { x: xin, w: wname, bias, residual: zn, y: node.outputs[0] }));
       return;
@@ -196,7 +200,8 @@ function lowerGemm(ctx: LowerCtx): void {
   epi.bias = !!bias;
   epi.residual = !!residual;
   if (node.domain === 'tsrt') epi.residualAfterAct = attrInt(node, 'residual_before_act', 1) === 0;
-  const tc = a.dtype === 'float16' && !gemmTcPreconditions(prob).length;
+  if (a.dtype === 'bfloat16') prob = { ...prob, ...tcDtype(a.dtype) };
+  const tc = (a.dtype === 'float16' || a.dtype === 'bfloat16') && !gemmTcPreconditions(prob).length;
   // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's
   const space = tc ? [...gemmConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? wgmmaGemmSpace(prob) : [])] : [];
   const cfg = tc ? ctx.tactic?.(tacticSignature('gemm', prob, epi, a.dtype), space, (c) => emitGemmTc(prob, epi, c)) ?? undefined : undefined;

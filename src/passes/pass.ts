@@ -9,7 +9,10 @@ import type { PrecisionReport, PrecisionRule } from './precision_rules.js';
 export interface PassOptions {
   /** 0: only what correctness needs; 1: + folding and cleanup; 2 (default): + fusion and layout; 3+: + autotuning */
   optLevel: number;
+  /** Reduced-precision float build (also set by int8 and bf16): tensors stored in float16, or bfloat16 with `bf16`. */
   fp16: boolean;
+  /** With fp16: the reduced precision is bfloat16 (same kernels and policy, 8-bit mantissa, fp32's range). */
+  bf16?: boolean;
   /** Concrete sizes for symbolic input dims, by input name. */
   shapes?: Record<string, number[]>;
   /** Sizes for named symbolic dims (e.g. { batch: 32 }). */

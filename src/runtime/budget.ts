@@ -70,8 +70,8 @@ export async function buildWithBudget(model: Model | string, opts: BuildOptions,
   const log = budget.log ?? (() => {});
   const maxMoves = budget.maxMoves ?? 32;
   if (!budget.feeds.length) throw new TsrtError('USAGE', 'the accuracy budget needs at least one sample of inputs', 'pass calibration data (--calib-data DIR) or let tsrt use seeded random inputs');
-  if (!opts.fp16 && !(opts as Record<string, unknown>).int8) {
-    throw new TsrtError('USAGE', 'an accuracy budget needs a reduced-precision build', 'add --fp16 (or --int8 / --best): an fp32 engine has nothing to move back');
+  if (!opts.fp16 && !opts.bf16 && !(opts as Record<string, unknown>).int8) {
+    throw new TsrtError('USAGE', 'an accuracy budget needs a reduced-precision build', 'add --fp16 (or --bf16 / --int8 / --best): an fp32 engine has nothing to move back');
   }
   const outputs = m.graph.outputs.map((o) => o.name);
   const rules: PrecisionRule[] = [...(opts.layerPrecisions ?? [])];

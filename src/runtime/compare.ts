@@ -70,7 +70,7 @@ export interface Reference {
 
 /** The build options without reduced precision (int8 and its scales, engineer B's options, dropped too). */
 export function fp32Options(opts: BuildOptions): BuildOptions {
-  const { fp16: _f, layerPrecisions: _l, markOutputs: _m, ...rest } = opts;
+  const { fp16: _f, bf16: _b, layerPrecisions: _l, markOutputs: _m, ...rest } = opts;
   const out: BuildOptions = { ...rest, fp16: false };
   for (const k of ['int8', 'int8Scales']) delete (out as Record<string, unknown>)[k];
   return out;
@@ -245,7 +245,7 @@ export async function compareModel(model: Model | string, opts: CompareOptions):
   const reference = await makeReference(m, opts.build ?? {}, opts.feeds, engine.backend, perLayer);
   try {
     const res = await measure(engine, reference, opts.feeds, perLayer, m.graph.outputs.map((o) => o.name));
-    if (!opts.build?.fp16 && !(opts.build as Record<string, unknown> | undefined)?.int8) res.notes.push('the engine is fp32: differences are fusion and summation order only');
+    if (!opts.build?.fp16 && !opts.build?.bf16 && !(opts.build as Record<string, unknown> | undefined)?.int8) res.notes.push('the engine is fp32: differences are fusion and summation order only');
     return res;
   } finally {
     engine.dispose();

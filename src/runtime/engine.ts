@@ -28,6 +28,9 @@ import { saveEngine } from './plan.js';
 
 export interface BuildOptions {
   fp16?: boolean;
+  /** bfloat16 storage and tensor cores (fp32 accumulation) instead of fp16: fp32's range, 8 mantissa bits. Not with
+   * fp16 or int8 (whose fallback is fp16). */
+  bf16?: boolean;
   /** Run Conv/Gemm/MatMul in int8 where `int8Scales` has their input's scale, fp16 elsewhere (implies fp16, as
    * TensorRT's --int8). Models with Q/DQ nodes build their int8 layers without it. */
   int8?: boolean;
@@ -235,12 +238,20 @@ export class Engine {
   }
 }
 
+/** One reduced float type per engine: --fp16 and --bf16 exclude each other, and int8's fallback is fp16. */
+function checkPrecisionFlags(opts: BuildOptions): void {
+  if (!opts.bf16) return;
+  if (opts.fp16) throw new TsrtError('USAGE', '--fp16 and --bf16 (BuildOptions.fp16 / bf16) ask for two reduced precisions', 'pick one: an engine stores its reduced-precision tensors in one type (--best means fp16)');
+  if (opts.int8) throw new TsrtError('USAGE', '--int8 with --bf16: int8 layers fall back to fp16, not bf16', 'drop --bf16 (int8 builds are int8 + fp16), or drop --int8 for a bf16 engine');
+}
+
 export async function build(model: Model | string, opts: BuildOptions = {}): Promise<Engine> {
   const t0 = performance.now();
   const m = typeof model === 'string' ? loadModel(model) : model;
   if (opts.profiles?.length) return buildProfiles(m, opts, build);
   const log = opts.log ?? (() => {});
-  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16 || !!opts.int8, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues, layerPrecisions: opts.layerPrecisions, int8: !!opts.int8, int8Scales: opts.int8Scales });
+  checkPrecisionFlags(opts);
+  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16 || !!opts.int8 || !!opts.bf16, bf16: !!opts.bf16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues, layerPrecisions: opts.layerPrecisions, int8: !!opts.int8, int8Scales: opts.int8Scales });
   ctx.log = log;
   const verify = opts.verify ?? Number(process.env.TSRT_DEBUG ?? 0) >= 2;
   const instruments = [...(opts.instruments ?? []), ...(verify ? [verifyInstrument((g) => verifyGraph(g).map((p) => `${p.graph}${p.node ? ` node '${p.node}'` : ''}: ${p.message}`))] : [])];
@@ -257,7 +268,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const tuner = runner && optLevel >= 3 && opts.compileKernels !== false
     ? Autotuner.open({ arch, level: optLevel, timingCache: opts.timingCache, budgetMs: opts.tuningBudgetMs, cacheDir: opts.cacheDir, log })
     : undefined;
-  const lowerOpts = { fp16: !!opts.fp16 || !!opts.int8, allowHost: opts.allowHost ?? true, arch };
+  const lowerOpts = { fp16: !!opts.fp16 || !!opts.int8 || !!opts.bf16, allowHost: opts.allowHost ?? true, arch };
   let lowered: Lowered;
   let tuning: TuningReport = { timed: 0, cached: 0, heuristic: 0, ms: 0, warnings: [] };
   const tactics: Record<string, string> = {};

@@ -31,7 +31,8 @@ function positiveInts(o: Record<string, unknown>, fields: string[], what: string
 /** Tile shape, heuristic config and scratch sizes of a signature's problem (fp16 storage, fp32 bias). */
 export function problemInfo(sig: ParsedSignature): ProblemInfo {
   if (sig.dtype === 'int8') return int8ProblemInfo(sig);
-  if (sig.dtype !== 'float16') throw new TsrtError('USAGE', `autotuning covers fp16 and int8 tensor-core kernels, not ${sig.dtype}`);
+  // bf16 kernels are the fp16 ones with another 16-bit type: same tiles, same buffer sizes
+  if (sig.dtype !== 'float16' && sig.dtype !== 'bfloat16') throw new TsrtError('USAGE', `autotuning covers fp16, bf16 and int8 tensor-core kernels, not ${sig.dtype}`);
   const epi = sig.epi;
   const tryHeuristic = (f: () => TileConfig) => { try { return f(); } catch { return undefined; } };
   if (sig.kind === 'conv') {
