@@ -15,6 +15,7 @@ import { concatInPlace } from '../src/passes/concat.js';
 import { PIPELINE } from '../src/passes/pipeline.js';
 import { fuseQkv } from '../src/passes/horizontal.js';
 import { quantizeInt8, recordQdqWeights } from '../src/passes/quantize.js';
+import { qlinearInt8 } from '../src/passes/qlinear_int8.js';
 import { checkPass, fusions, prep, rejections } from './ir-cases.js';
 import { newPassContext, runPasses } from '../src/passes/pass.js';
 
@@ -418,11 +419,101 @@ describe('int8 bookkeeping', () => {
   });
 });
 
+describe('int8 quantization', () => {
+  // a 1x1 conv, 16 -> 2 channels; int8 weights q (channel 1 reaches 127) as ONNX int8 and as float q/16
+  const q = Array.from({ length: 32 }, (_, i) => (i === 17 ? 127 : ((i * 37) % 255) - 127));
+  const wf = q.map((v) => v / 16);
+  cover(quantizeInt8.name);
+  it('quantize-int8 (explicit Q/DQ): DQ(x), DQ(w) -> Conv -> Q becomes one QConv with the model scales and an int8 output', () => {
+    checkPass({
+      // the pipeline's order: the int8 weights are recorded before folding turns DequantizeLinear(w) into floats
+      pass: [recordQdqWeights, foldConstants, quantizeInt8, deadCode], tol: { rtol: 0, atol: 0.75 * 1.0001 },
+      before: `graph g(%x: float32[1,16,2,2]) -> (%y: float32[1,2,2,2]) opset 13 {
+        const %s: float32[] = [0.5]
+        const %z: int8[] = [0]
+        const %wq: int8[2,16,1,1] = [${q}]
+        const %ws: float32[] = [0.25]
+        const %ys: float32[] = [0.75]
+        %xq = QuantizeLinear(%x, %s, %z)
+        %xd = DequantizeLinear(%xq, %s, %z)
+        %w = DequantizeLinear(%wq, %ws, %z)
+        %c = Conv(%xd, %w)
+        %cq = QuantizeLinear(%c, %ys, %z)
+        %y = DequantizeLinear(%cq, %ys, %z) }`,
+      after: `graph g(%x: float32[1,16,2,2]) -> (%y: float32[1,2,2,2]) opset 13 {
+        const %s: float32[] = [0.5]
+        const %z: int8[] = [0]
+        const %ys: float32[] = [0.75]
+        const %w8: int8[2,16,1,1] = [${q}]
+        const %wsc: float32[2] = [0.25, 0.25]
+        %xq = QuantizeLinear(%x, %s, %z)
+        %cq = tsrt::QConv(%xq, %w8, %wsc) {x_scale=0.5, y_scale=0.75}
+        %y = DequantizeLinear(%cq, %ys, %z) }`,
+    });
+  });
+  it('quantize-int8 (calibrated): a Conv with an input scale quantizes its input and its weights per channel; no scale, no int8', () => {
+    const before = `graph g(%x: float32[1,16,2,2]) -> (%y: float32[1,2,2,2]) opset 13 {
+        const %w: float32[2,16,1,1] = [${wf}]
+        %y = Conv(%x, %w) name="conv" }`;
+    const { ctx } = checkPass({
+      // (deadCode: the float weights the pass leaves for the pipeline's last dead-code pass)
+      pass: [quantizeInt8, deadCode], options: { int8: true, int8Scales: { x: 0.015625 } }, tol: { rtol: 0.05, atol: 0.05 }, before,
+      // amax per channel: 127/16 -> scale 1/16 exactly, so the int8 weights are q
+      after: `graph g(%x: float32[1,16,2,2]) -> (%y: float32[1,2,2,2]) opset 13 {
+        const %xs: float32[] = [0.015625]
+        const %xz: int8[] = [0]
+        const %w8: int8[2,16,1,1] = [${q}]
+        const %wsc: float32[2] = [0.0625, 0.0625]
+        %xq = QuantizeLinear(%x, %xs, %xz)
+        %y = tsrt::QConv(%xq, %w8, %wsc) {x_scale=0.015625, out_dtype=1} }`,
+    });
+    expect(fusions(ctx, quantizeInt8.name)).toEqual(['int8 conv [conv]']);
+    const { ctx: none } = checkPass({ pass: quantizeInt8, options: { int8: true, int8Scales: {} }, before });
+    expect(rejections(none, quantizeInt8.name)).toEqual(["int8: no int8 scale for input 'x'"]);
+  });
+
+  cover(qlinearInt8.name);
+  it('qlinear-int8: symmetric int8 QLinearConv / QLinearMatMul become qlinear QConv / QGemm (B transposed to [N, K]); uint8 stays', () => {
+    const conv = (xType: string, zp: string) => `graph g(%x: ${xType}[1,16,2,2]) -> (%y: ${xType}[1,2,2,2]) opset 13 {
+        const %s: float32[] = [0.5]
+        const %z: ${xType}[] = [${zp}]
+        const %w: int8[2,16,1,1] = [${q}]
+        const %wz: int8[] = [0]
+        const %ws: float32[2] = [0.25, 0.125]
+        const %b: int32[2] = [-7, 300]
+        %y = QLinearConv(%x, %s, %z, %w, %ws, %wz, %s, %z, %b) name="qc" }`;
+    const { ctx } = checkPass({
+      pass: qlinearInt8, before: conv('int8', '0'),
+      after: `graph g(%x: int8[1,16,2,2]) -> (%y: int8[1,2,2,2]) opset 13 {
+        const %w: int8[2,16,1,1] = [${q}]
+        const %ws: float32[2] = [0.25, 0.125]
+        const %b: int32[2] = [-7, 300]
+        %y = tsrt::QConv(%x, %w, %ws, %b) {x_scale=0.5, y_scale=0.5, qlinear=1} }`,
+    });
+    expect(fusions(ctx, qlinearInt8.name)).toEqual(['int8 conv [qlinear] [qc]']);
+    const { ctx: u8 } = checkPass({ pass: qlinearInt8, before: conv('uint8', '128') });
+    expect(rejections(u8, qlinearInt8.name)).toEqual(['int8: zero point 128 (uint8) on input x: int8 kernels are symmetric (int8, zero point 0); runs its CPU reference on the host']);
+    // MatMul: B [K=16, N=2] is q read as [16, 2]; the kernel takes its transpose
+    const t = Array.from({ length: 32 }, (_, i) => q[(i % 16) * 2 + Math.floor(i / 16)]);
+    checkPass({
+      pass: qlinearInt8,
+      before: `graph g(%a: int8[3,16]) -> (%y: int8[3,2]) opset 13 {
+        const %s: float32[] = [0.5]
+        const %z: int8[] = [0]
+        const %b: int8[16,2] = [${q}]
+        const %bs: float32[] = [0.0625]
+        %y = QLinearMatMul(%a, %s, %z, %b, %bs, %z, %s, %z) }`,
+      after: `graph g(%a: int8[3,16]) -> (%y: int8[3,2]) opset 13 {
+        const %w: int8[2,16] = [${t}]
+        const %ws: float32[2] = [0.0625, 0.0625]
+        %y = tsrt::QGemm(%a, %w, %ws) {x_scale=0.5, y_scale=0.5, qlinear=1} }`,
+    });
+  });
+});
+
 /** Passes whose Before/After cases live in another file (cover() there would need that file loaded here). */
 const ELSEWHERE: Record<string, string> = {
   [concatInPlace.name]: 'concat-in-place.test.ts',
-  // TODO(int8 owner): a text-IR case; the pass is exercised end to end by int8.test.ts
-  [quantizeInt8.name]: 'int8.test.ts (engine level)',
 };
 
 describe('coverage', () => {

@@ -246,7 +246,8 @@ function candidate(g: Graph, n: Node, kind: 'conv' | 'gemm', l: Lookup): Candida
     xScale = l.scaleOf(xn);
     if (xScale === undefined) return `no int8 scale for input '${l.behindCasts(xn)}'`;
   }
-  const xt = g.valueTypes.get(xn);
+  // graph inputs have no valueTypes entry (a conv reading the model input directly, without an fp16 Cast)
+  const xt = g.valueTypes.get(xn) ?? g.inputs.find((i) => i.name === xn)?.type;
   let w: { q: Int8Array; scales: Float64Array };
   let attrs: Record<string, Attr>;
   let bias: Tensor | undefined = bn ? g.initializers.get(bn) : undefined;
