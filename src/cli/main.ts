@@ -8,6 +8,7 @@ import { TsrtError } from '../errors.js';
 import { loadModel } from '../onnx/import.js';
 import { build, buildForFeeds, type BuildOptions, type Engine } from '../runtime/engine.js';
 import { runModelCpu } from '../runtime/cpu_executor.js';
+import { familySummary } from '../runtime/autotune.js'; // [autotune]
 import type { Model, Tensor } from '../ir/types.js';
 import { compareTensors, runConformance, summarize } from './conformance.js';
 import { accuracy, concreteShape, describe, parseDims, parseShapes, randomTensor, readTensor } from './io.js';
@@ -94,6 +95,7 @@ function printBuild(engine: Engine, model: string): void {
   if (r.tuning.timed || r.tuning.cached) { // [autotune]
     console.log(`  autotune: ${r.tuning.timed} kernels timed, ${r.tuning.cached} from the timing cache, ${r.tuning.heuristic} heuristic, ${(r.tuning.ms / 1000).toFixed(1)} s`);
   }
+  if (r.tuning.families) console.log(`  autotune kernel tactics: ${familySummary(r.tuning.families)}`); // [autotune]
   for (const w of r.tuning.warnings) console.log(`  autotune warning: ${w}`); // [autotune]
   console.log(`  memory: activations ${mb(r.arenaBytes)} planned (naive ${mb(r.naiveBytes)}), weights ${mb(r.constBytes)}`);
   console.log(`  backend: ${engine.backend}${engine.backend === 'cpu' ? ' (no GPU found: kernels compiled, run on the CPU reference)' : ''}; build ${(r.buildMs / 1000).toFixed(2)} s`);

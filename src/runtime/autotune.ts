@@ -18,10 +18,14 @@ import { configName, configProblems, estimateTime, type TileConfig, type TileSha
 import { asHalf, asInt8, halfShape, int8ConfigProblems } from '../codegen/tc_int8.js';
 import { problemInfo, type ProblemInfo } from './tune_problems.js';
 export { problemInfo, type ProblemInfo } from './tune_problems.js';
-import { packParams, type Cuda, type CuEvent, type CuModule, type CuStream, type DevicePtr } from './cuda.js';
+import type { Cuda } from './cuda.js';
+import { asError, ContextLost, firstLine, GpuTimer } from './gpu_timer.js';
+export { ContextLost, median } from './gpu_timer.js';
 import { sharedCuda } from './device_runner.js';
 import { KernelCache } from './kernel_cache.js';
 import { nvrtcVersion } from './nvrtc.js';
+import type { Lowered } from '../codegen/lower.js';
+import { emptyFamilyCounts, tuneKernelSteps, type FamilyCounts } from './kernel_tuner.js';
 import {
   defaultTimingCachePath, parseSignature, TimingCache, type CandidateTiming, type DeviceId,
 } from './timing_cache.js';
@@ -36,6 +40,9 @@ export interface TuningReport {
   /** Wall time spent tuning (collect pass, compiles, timing), ms. */
   ms: number;
   warnings: string[];
+  /** [kernel tactics] LayerNorm / softmax / reduce / elementwise signatures, per family (not in the counts above,
+   * which are the tensor-core kernels'); absent when none was tuned. */
+  families?: Record<string, FamilyCounts>;
 }
 
 export interface AutotunerOptions {
@@ -147,6 +154,11 @@ function pickValid(level: number, info: ProblemInfo, candidates: TileConfig[]): 
   return picked.map((t) => valid[twins.indexOf(t)] ?? asInt8(t));
 }
 
+/** `layernorm 2 timed, 1 cached; elementwise 9 timed` for the build summary (TuningReport.families). */
+export function familySummary(families: Record<string, FamilyCounts>): string {
+  return Object.entries(families).map(([f, c]) => `${f} ${[c.timed && `${c.timed} timed`, c.cached && `${c.cached} cached`, c.heuristic && `${c.heuristic} default`].filter(Boolean).join(', ')}`).join('; ');
+}
+
 /** Short readable form of a signature for logs. */
 export function describeKey(key: string): string {
   const sig = parseSignature(key);
@@ -163,25 +175,6 @@ const MODULE_KERNELS = 8;
 
 export function candidateModules(kernels: KernelSource[]): ModuleSource[] {
   return packModules(kernels, MODULE_KERNELS);
-}
-
-function asError(e: unknown): Error {
-  return e instanceof Error ? e : new Error(String(e));
-}
-
-function firstLine(e: unknown): string {
-  return asError(e).message.split('\n')[0];
-}
-
-function workspaceOf(k: KernelSource): number {
-  const w = (k as KernelSource & { workspaceBytes?: number }).workspaceBytes;
-  return typeof w === 'number' && w > 0 ? w : 0;
-}
-
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
 const now = () => performance.now();
@@ -202,6 +195,7 @@ interface Plan {
 
 export class Autotuner {
   readonly stats = { timed: 0, cached: 0, heuristic: 0 };
+  readonly familyStats = emptyFamilyCounts();
   readonly warnings: string[] = [];
   readonly level: number;
   readonly cache: TimingCache;
@@ -320,6 +314,22 @@ export class Autotuner {
     return pick;
   };
 
+  /** [kernel tactics] `lowered` with its LayerNorm, softmax, reduction and elementwise kernels re-emitted with their
+   * measured best tactic (kernel_tuner.ts), under the same budget, cache and timer; `tactics` gets each pick. */
+  async tuneKernels(lowered: Lowered, tactics: Record<string, string>): Promise<Lowered> {
+    const t0 = now();
+    try {
+      return await tuneKernelSteps(lowered, tactics, {
+        level: this.level, cache: this.cache, kernelCache: this.kernelCache, log: this.log, counts: this.familyStats,
+        parallel: Math.max(1, this.o.parallel ?? Math.min(availableParallelism(), 16)),
+        overBudget: () => this.overBudget(now() - t0), budgetSpent: () => this.budgetSpent(),
+        measure: (key, kernels, buffers) => this.measure(key, kernels, buffers),
+      });
+    } finally {
+      this.ms += now() - t0;
+    }
+  }
+
   /** Saves the timing cache and frees the GPU scratch; returns the report. Safe to call more than once. */
   finish(): TuningReport {
     const w = this.cache.save();
@@ -329,11 +339,13 @@ export class Autotuner {
     this.plans.clear();
     const r = this.report();
     this.log(`autotune: ${r.timed} kernels timed, ${r.cached} from the timing cache, ${r.heuristic} left to the heuristic, ${(r.ms / 1000).toFixed(1)} s`);
+    if (r.families) this.log(`autotune: ${familySummary(r.families)}`);
     return r;
   }
 
   report(): TuningReport {
-    return { ...this.stats, ms: Math.round(this.ms), warnings: [...this.warnings] };
+    const used = Object.entries(this.familyStats).filter(([, c]) => c.timed + c.cached + c.heuristic > 0);
+    return { ...this.stats, ms: Math.round(this.ms), warnings: [...this.warnings], ...(used.length ? { families: Object.fromEntries(used.map(([f, c]) => [f, { ...c }])) } : {}) };
   }
 
   // ---- internals ----
@@ -356,7 +368,7 @@ export class Autotuner {
   private cachedChoice(key: string, candidates: TileConfig[], emit: Request['emit']): TileConfig | undefined {
     const e = this.cache.get(key);
     if (!e || (e.level ?? 0) < this.level) return undefined;
-    const name = configName(e.config);
+    const name = configName(e.config as TileConfig); // conv/gemm keys hold tile configs (timing_cache.ts validates)
     const c = candidates.find((x) => configName(x) === name);
     if (!c) return undefined;
     if (e.kernel !== undefined) {
@@ -399,7 +411,7 @@ export class Autotuner {
     const plan = this.plan(key, candidates, emit);
     this.plans.delete(key);
     if (!plan || !plan.entries.length) return undefined;
-    const results = this.measure(key, plan);
+    const results = this.measure(key, plan.entries.map((e) => e.kernel), plan.info.buffers);
     const timings: CandidateTiming[] = [...plan.failed];
     let best: { cfg: TileConfig; kernel: KernelSource; ms: number } | undefined;
     for (const { cfg, kernel } of plan.entries) {
@@ -422,9 +434,8 @@ export class Autotuner {
   }
 
   /** Median ms (or the failure) per kernel name. */
-  private measure(key: string, plan: Plan): Map<string, number | Error> {
+  private measure(key: string, kernels: KernelSource[], buffers: Record<string, number>): Map<string, number | Error> {
     const out = new Map<string, number | Error>();
-    const kernels = plan.entries.map((e) => e.kernel);
     const images = this.kernelCache ? this.compile(kernels) : undefined;
     const runnable: { k: KernelSource; image?: Uint8Array }[] = [];
     for (const k of kernels) {
@@ -443,7 +454,7 @@ export class Autotuner {
       iterations: Math.max(1, this.o.iterations ?? 10), warmup: Math.max(0, this.o.warmup ?? 3), flushL2: this.o.flushL2 ?? true,
     });
     const items = runnable.filter((r): r is { k: KernelSource; image: Uint8Array } => r.image !== undefined);
-    for (const [name, r] of this.timer.time(plan.info, items)) out.set(name, r instanceof Error ? r : valid(r));
+    for (const [name, r] of this.timer.time(buffers, items)) out.set(name, r instanceof Error ? r : valid(r));
     return out;
   }
 
@@ -467,129 +478,4 @@ export class Autotuner {
     }
     return out;
   }
-}
-
-/** The CUDA context died while timing (a sticky kernel fault): nothing after this can run. */
-export class ContextLost extends TsrtError {}
-
-// ---- GPU timing -----------------------------------------------------------------------------------------------
-
-/** Byte pattern of the timing inputs: fp16 0x2020 (~0.008), int8 32, and a tiny fp32 bias/scale, so no sum
- * overflows (int8: 32 * 32 * K stays far inside int32). */
-const FILL = 0x20;
-const NULLABLE = new Set(['bias', 'residual']);
-
-class GpuTimer {
-  private stream: CuStream = 0n;
-  private events: CuEvent[] = [];
-  private flushPtr: DevicePtr = 0n;
-  private flushBytes = 0;
-
-  constructor(private readonly cu: Cuda, private readonly o: { iterations: number; warmup: number; flushL2: boolean }) {}
-
-  /** Median ms of each kernel over `iterations` launches on scratch buffers sized from the problem. */
-  time(info: ProblemInfo, items: { k: KernelSource; image: Uint8Array }[]): Map<string, number | Error> {
-    const cu = this.cu;
-    cu.makeCurrent();
-    this.setup();
-    const s = this.stream;
-    const out = new Map<string, number | Error>();
-    const allocs: DevicePtr[] = [];
-    const modules = new Map<Uint8Array, CuModule>();
-    try {
-      const ptrs = new Map<string, DevicePtr>();
-      for (const [name, bytes] of Object.entries(info.buffers)) {
-        const p = cu.malloc(bytes);
-        allocs.push(p);
-        ptrs.set(name, p);
-        cu.memsetD8Async(p, FILL, bytes, s);
-      }
-      const wsBytes = Math.max(0, ...items.map((i) => workspaceOf(i.k)));
-      let ws: DevicePtr = 0n;
-      if (wsBytes > 0) { ws = cu.malloc(wsBytes); allocs.push(ws); }
-      for (const { k, image } of items) {
-        try {
-          out.set(k.name, this.timeOne(k, image, ptrs, ws, modules));
-        } catch (e) {
-          out.set(k.name, asError(e));
-          if (!this.alive()) {
-            throw new ContextLost('CUDA', `autotuning: candidate kernel ${k.name} left the CUDA context unusable: ${firstLine(e)}`,
-              'rebuild with --opt-level 2 (no autotuning), and report the kernel and its tile config');
-          }
-        }
-      }
-      return out;
-    } finally {
-      quiet(() => cu.syncStream(s));
-      for (const m of modules.values()) quiet(() => cu.unloadModule(m));
-      for (const p of allocs) quiet(() => cu.free(p));
-    }
-  }
-
-  dispose(): void {
-    const cu = this.cu;
-    if (this.stream) quiet(() => cu.syncStream(this.stream));
-    for (const e of this.events) quiet(() => cu.destroyEvent(e));
-    if (this.flushPtr) quiet(() => cu.free(this.flushPtr));
-    if (this.stream) quiet(() => cu.destroyStream(this.stream));
-    this.events = [];
-    this.flushPtr = 0n;
-    this.stream = 0n;
-  }
-
-  private setup(): void {
-    if (this.stream) return;
-    const cu = this.cu;
-    this.stream = cu.createStream();
-    for (let i = 0; i < 2 * this.o.iterations; i++) this.events.push(cu.createEvent());
-    if (this.o.flushL2) {
-      this.flushBytes = Math.max(64 << 20, 2 * (cu.deviceInfo().l2Bytes || 0));
-      this.flushPtr = cu.malloc(this.flushBytes);
-    }
-  }
-
-  private alive(): boolean {
-    try { this.cu.synchronize(); return true; } catch { return false; }
-  }
-
-  private timeOne(k: KernelSource, image: Uint8Array, ptrs: Map<string, DevicePtr>, ws: DevicePtr, modules: Map<Uint8Array, CuModule>): number {
-    const cu = this.cu, s = this.stream;
-    const spec = k.params.map((p) => {
-      if (p.type !== 'ptr') throw new TsrtError('USAGE', `kernel ${k.name}: parameter '${p.name}' is not a pointer`);
-      if (p.name === 'workspace') {
-        if (!workspaceOf(k) || !ws) throw new TsrtError('USAGE', `kernel ${k.name} takes a workspace but declares no size`);
-        return { type: 'ptr' as const, value: ws };
-      }
-      const v = ptrs.get(p.name) ?? (NULLABLE.has(p.name) ? 0n : undefined);
-      if (v === undefined) throw new TsrtError('USAGE', `kernel ${k.name}: no scratch buffer for parameter '${p.name}'`);
-      return { type: 'ptr' as const, value: v };
-    });
-    let mod = modules.get(image);
-    if (mod === undefined) { mod = cu.loadModule(image); modules.set(image, mod); }
-    const fn = cu.getFunction(mod, k.name);
-    if (k.sharedBytes > 48 * 1024) cu.setMaxDynamicShared(fn, k.sharedBytes);
-    // split-K tile counters start at zero; the kernel resets them after each use
-    if (workspaceOf(k)) cu.memsetD8Async(ws, 0, workspaceOf(k), s);
-    const params = packParams(spec);
-    try {
-      for (let i = 0; i < this.o.warmup; i++) cu.launch(fn, k.grid, k.block, k.sharedBytes, s, params);
-      cu.syncStream(s);
-      for (let i = 0; i < this.o.iterations; i++) {
-        if (this.flushPtr) cu.memsetD8Async(this.flushPtr, i & 0xff, this.flushBytes, s);
-        cu.record(this.events[2 * i], s);
-        cu.launch(fn, k.grid, k.block, k.sharedBytes, s, params);
-        cu.record(this.events[2 * i + 1], s);
-      }
-      cu.syncStream(s);
-      const times: number[] = [];
-      for (let i = 0; i < this.o.iterations; i++) times.push(cu.elapsedMs(this.events[2 * i], this.events[2 * i + 1]));
-      return median(times);
-    } finally {
-      params.dispose();
-    }
-  }
-}
-
-function quiet(f: () => void): void {
-  try { f(); } catch { /* cleanup after a failure: the first error is the one reported */ }
 }

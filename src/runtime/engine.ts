@@ -280,6 +280,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
       return pick;
     });
     lowered = lowerGraph(graph, { ...lowerOpts, tactic: choose });
+    if (tuner) lowered = await tuner.tuneKernels(lowered, tactics); // [autotune] LayerNorm/softmax/reduce/elementwise tactics
   } finally {
     if (tuner) tuning = tuner.finish();
   }

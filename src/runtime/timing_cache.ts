@@ -9,6 +9,7 @@ import { epilogueKey, type Epilogue, type TileConfig } from '../codegen/tc_gemm.
 import type { ConvProblem } from '../codegen/tc_conv.js';
 import type { GemmProblem } from '../codegen/tc_gemm.js';
 import { defaultCacheDir } from './kernel_cache.js';
+import { KERNEL_FAMILIES, type KernelTactic } from '../codegen/tactics.js';
 
 export const TIMING_CACHE_VERSION = 1;
 
@@ -30,7 +31,9 @@ export interface CandidateTiming {
 }
 
 export interface TimingEntry {
-  config: TileConfig;
+  /** A TileConfig for conv/gemm signatures; a KernelTactic for the LayerNorm/softmax/reduce/elementwise families
+   * (keys starting with the family name, kernel_tactics.ts). */
+  config: TileConfig | KernelTactic;
   /** Median ms of the winner. */
   ms: number;
   candidates: CandidateTiming[];
@@ -63,7 +66,7 @@ export interface ParsedSignature {
 }
 
 /** Plain data with object keys sorted and undefined dropped, so equal problems print equally. */
-function canonical(v: unknown): unknown {
+export function canonical(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(canonical);
   if (v && typeof v === 'object') {
     const out: Record<string, unknown> = {};
@@ -129,9 +132,26 @@ function configShape(c: unknown): string | undefined {
   return undefined;
 }
 
-function entryShape(e: unknown): string | undefined {
+/** [kernel tactics] tpr/rpb/block/vec/ept, each a positive integer when present, at least one present. */
+function tacticShape(c: unknown): string | undefined {
+  if (!isObj(c)) return 'config is not an object';
+  const fields = Object.keys(c);
+  if (!fields.length) return 'config is empty';
+  for (const f of fields) {
+    if (!['tpr', 'rpb', 'block', 'vec', 'ept'].includes(f)) return `config.${f} is not a tactic field`;
+    if (!Number.isInteger(c[f]) || (c[f] as number) < 1) return `config.${f} is not a positive integer`;
+  }
+  return undefined;
+}
+
+/** Whether a key belongs to a kernel-tactic family (kernel_tactics.ts kernelTacticSignature) rather than conv/gemm. */
+export function isKernelTacticKey(key: string): boolean {
+  return (KERNEL_FAMILIES as string[]).includes(key.slice(0, key.indexOf(' ')));
+}
+
+function entryShape(e: unknown, tactic = false): string | undefined {
   if (!isObj(e)) return 'not an object';
-  const bad = configShape(e.config);
+  const bad = tactic ? tacticShape(e.config) : configShape(e.config);
   if (bad) return bad;
   if (!isNum(e.ms)) return 'ms is not a number';
   if (!Array.isArray(e.candidates)) return 'candidates is not a list';
@@ -185,7 +205,7 @@ export class TimingCache {
     }
     if (!isObj(data.entries)) throw corrupt('entries is not an object');
     for (const [k, e] of Object.entries(data.entries)) {
-      const bad = entryShape(e);
+      const bad = entryShape(e, isKernelTacticKey(k));
       if (bad) throw corrupt(`entry '${k.slice(0, 80)}': ${bad}`);
     }
     const theirs = d as unknown as DeviceId;
