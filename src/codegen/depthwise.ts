@@ -65,6 +65,7 @@ const elemBytes = (d: GenericDType) => (d === 'float32' ? 4 : 2);
 
 function checkProblem(p: ConvProblem): void {
   for (const [nm, v] of Object.entries(p)) {
+    if (nm === 'dtype') continue; // the storage dtype comes in DepthwiseOptions
     const min = nm.startsWith('pad') ? 0 : 1;
     if (!Number.isInteger(v) || v < min) throw new TsrtError('USAGE', `depthwise conv ${nm}=${v} must be an integer >= ${min}`);
   }
