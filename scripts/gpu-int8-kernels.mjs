@@ -22,6 +22,7 @@ const conv = (n, h, c, k, r, stride) => {
 };
 const Q = (s, extra = {}) => ({ out: 'int8', outScale: s, bias: true, act: 'relu', ...extra });
 const RES = { residual: true, residualType: 'int8', residualScale: 0.05 };
+const QL = (s, bias) => ({ out: 'int8', outScale: s, bias, qlinear: true });
 export const INT8_CASES = [
   { id: 'rn50_bs256_3x3_c64_56', op: 'conv', p: conv(256, 56, 64, 64, 3, 1), epi: Q(0.5) },
   { id: 'rn50_bs256_3x3_c128_28', op: 'conv', p: conv(256, 28, 128, 128, 3, 1), epi: Q(0.7) },
@@ -37,6 +38,11 @@ export const INT8_CASES = [
   { id: 'odd_conv_3x3_n3_h17_c48_k40_h', op: 'conv', p: conv(3, 17, 48, 40, 3, 1), epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', residualAfterAct: true, act: 'clip', actArgs: [-1, 2] }, all: true, cpu: true },
   { id: 'odd_conv_1x1s2_n2_h15_c96_k80_q', op: 'conv', p: conv(2, 15, 96, 80, 1, 2), epi: Q(0.2, RES), all: true, cpu: true },
   { id: 'odd_gemm_333x200x320_f32', op: 'gemm', p: { m: 333, n: 200, k: 320 }, epi: { out: 'float32', bias: true }, all: true, cpu: true },
+  // the qlinear epilogue (QLinearConv / QLinearMatMul: int32 bias, float64 requantize), CPU-checked at full size
+  { id: 'qlinear_conv_3x3_n4_c128_28_bias', op: 'conv', p: conv(4, 28, 128, 128, 3, 1), epi: QL(0.05, true), cpu: true },
+  { id: 'qlinear_conv_1x1s2_n2_c96_15_k80', op: 'conv', p: conv(2, 15, 96, 80, 1, 2), epi: QL(0.01, false), all: true, cpu: true },
+  { id: 'qlinear_gemm_308x768x3072_bias', op: 'gemm', p: { m: 308, n: 3072, k: 768 }, epi: QL(0.04, true), cpu: true },
+  { id: 'qlinear_gemm_333x200x320', op: 'gemm', p: { m: 333, n: 200, k: 320 }, epi: QL(0.02, false), all: true, cpu: true },
 ];
 
 /** Runs the checks; `report(ok, name, detail)` per kernel. Options: filter, allConfigs, iters, budgetMs, dry. */
@@ -76,14 +82,16 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
     const y = c.op === 'conv' ? c.p.n * c.p.p * c.p.q * c.p.k : c.p.m * c.p.n;
     const kk = c.op === 'conv' ? c.p.r * c.p.s * c.p.c : c.p.k;
     // per-channel w_scale; the kernel's scale is fp32(fp32(x_scale 0.02) * w_scale), as lower_int8.ts computes it
-    const ws = Float64Array.from({ length: K }, () => Math.fround(1e-3 * (0.5 + rnd())));
+    // (qlinear: that divided by y_scale in fp32; w_scale a power of two on every 4th channel, so ties occur)
+    const ws = Float64Array.from({ length: K }, (_, i) => (e.qlinear && i % 4 === 0 ? 2 ** -(9 + (i % 3)) : Math.fround(1e-3 * (0.5 + rnd()))));
+    const f = Math.fround;
     const h = {
       [c.op === 'conv' ? 'x' : 'a']: i8(c.op === 'conv' ? c.p.n * c.p.h * c.p.w * c.p.c : c.p.m * c.p.k),
       [c.op === 'conv' ? 'w' : 'b']: i8(K * kk),
-      scale: Float32Array.from(ws, (v) => Math.fround(Math.fround(0.02) * v)),
+      scale: Float32Array.from(ws, (v) => (e.qlinear ? f(f(f(0.02) * v) / f(e.outScale)) : f(f(0.02) * v))),
       [c.op === 'conv' ? 'y' : 'c']: new Uint8Array(y * OB[e.out]),
     };
-    if (e.bias) h.bias = Float32Array.from({ length: K }, () => Math.fround(rnd() * 2 - 1));
+    if (e.bias) h.bias = e.qlinear ? Int32Array.from({ length: K }, () => Math.floor(rnd() * 40000) - 20000) : Float32Array.from({ length: K }, () => Math.fround(rnd() * 2 - 1));
     if (e.residual) {
       const rt = e.residualType ?? e.out;
       h.residual = rt === 'int8' ? i8(y) : new Uint8Array(fromF64(rt, [y], Array.from({ length: y }, () => rnd() * 4 - 2)).data.buffer);
@@ -100,6 +108,7 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
     if (e.residualAfterAct) attrs.residual_before_act = { kind: 'int', value: 0 };
     if (e.out === 'int8') attrs.y_scale = f(e.outScale); else attrs.out_dtype = { kind: 'int', value: e.out === 'float16' ? 10 : 1 };
     if (e.residual && (e.residualType ?? e.out) === 'int8') attrs.z_scale = f(e.residualScale);
+    if (e.qlinear) attrs.qlinear = { kind: 'int', value: 1 };
     let x, w, yDims;
     if (c.op === 'conv') {
       const p = c.p;
@@ -117,7 +126,7 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
     const rt = e.residualType ?? e.out;
     const z = e.residual ? (rt === 'int8' ? makeTensor('int8', yDims, h.residual) : makeTensor(rt, yDims, rt === 'float16' ? new Uint16Array(h.residual.buffer) : new Float32Array(h.residual.buffer))) : undefined;
     const node = { name: c.id, op: c.op === 'conv' ? 'QConv' : 'QGemm', domain: 'tsrt', inputs: ['x', 'w', 'ws', 'b', 'z'], outputs: ['y'], attrs };
-    const ref = getOp(node.op, 'tsrt').cpu(node, [x, w, fromF64('float32', [K], Array.from(ws)), e.bias ? makeTensor('float32', [K], h.bias) : undefined, z], { opset: 17, runGraph: () => [] })[0];
+    const ref = getOp(node.op, 'tsrt').cpu(node, [x, w, fromF64('float32', [K], Array.from(ws)), e.bias ? makeTensor(e.qlinear ? 'int32' : 'float32', [K], h.bias) : undefined, z], { opset: 17, runGraph: () => [] })[0];
     return new Uint8Array(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength);
   }
 

@@ -1,9 +1,9 @@
 // INT8 quantization passes: Conv / Gemm / MatMul (plain or with fused epilogues) become tsrt::QConv / tsrt::QGemm,
 // which run on the int8 tensor-core kernels (codegen/tc_int8.ts).
 //  - explicit: QDQ models (DequantizeLinear on the activation and the weights feeding the layer, optionally
-//    QuantizeLinear after it; onnxruntime's QDQ format and pytorch-quantization's export) and QLinearConv /
-//    QLinearMatMul, with the model's scales. Asymmetric (non-zero zero point) or uint8 quantization keeps the
-//    dequantized float path, with the reason in the fusion report.
+//    QuantizeLinear after it; onnxruntime's QDQ format and pytorch-quantization's export), with the model's
+//    scales. Asymmetric (non-zero zero point) or uint8 quantization keeps the dequantized float path, with the
+//    reason in the fusion report. (QLinearConv / QLinearMatMul: qlinear_int8.ts, which runs just before.)
 //  - implicit (BuildOptions.int8 with int8Scales, TensorRT's calibrated mode): every layer whose input activation
 //    has a calibration scale runs int8, with weights quantized symmetrically per output channel here.
 // Consecutive int8 layers hand int8 tensors to each other: a layer requantizes in its epilogue when every reader
