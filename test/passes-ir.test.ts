@@ -14,6 +14,7 @@ import { channelsLast } from '../src/passes/layout.js';
 import { concatInPlace } from '../src/passes/concat.js';
 import { PIPELINE } from '../src/passes/pipeline.js';
 import { fuseQkv } from '../src/passes/horizontal.js';
+import { gemmRowOrder } from '../src/passes/row_order.js';
 import { quantizeInt8, recordQdqWeights } from '../src/passes/quantize.js';
 import { qlinearInt8 } from '../src/passes/qlinear_int8.js';
 import { checkPass, fusions, prep, rejections } from './ir-cases.js';
@@ -508,6 +509,106 @@ describe('int8 quantization', () => {
         const %ws: float32[2] = [0.0625, 0.0625]
         %y = tsrt::QGemm(%a, %w, %ws) {x_scale=0.5, y_scale=0.5, qlinear=1} }`,
     });
+  });
+});
+
+describe('sequence-first attention (nn.MultiheadAttention as torchvision ViT exports it)', () => {
+  cover(gemmRowOrder.name);
+  it('gemm-row-order: a Gemm whose rows are transposed back afterwards reads its input rows in that order instead', () => {
+    const { ctx } = checkPass({
+      pass: gemmRowOrder,
+      before: `graph g(%x: float32[2,3,2]) -> (%y: float32[2,3,2]) opset 17 {
+        const %rows: int64[2] = [6, 2]
+        const %back: int64[3] = [3, 2, 2]
+        const %w: float32[2,2] = [1, 2, -3, 0.5]
+        const %b: float32[2] = [0.25, -1]
+        %t = Transpose(%x) {perm=[1, 0, 2]}
+        %a = Reshape(%t, %rows)
+        %r = Gemm(%a, %w, %b) {transB=1}
+        %r3 = Reshape(%r, %back)
+        %y = Transpose(%r3) {perm=[1, 0, 2]} }`,
+      // the two row transposes cancel: a MatMul of x itself (weight transposed once, at build time) and the bias
+      after: `graph g(%x: float32[2,3,2]) -> (%y: float32[2,3,2]) opset 17 {
+        const %wt: float32[2,2] = [1, -3, 2, 0.5]
+        const %b: float32[2] = [0.25, -1]
+        %m = MatMul(%x, %wt)
+        %y = Add(%m, %b) }`,
+    });
+    expect(fusions(ctx, gemmRowOrder.name)).toHaveLength(1);
+    // the input is no data movement: moving the transpose there would only move the copy
+    const neg = checkPass({
+      pass: gemmRowOrder,
+      before: `graph g(%x: float32[3,2,2]) -> (%y: float32[2,3,2]) opset 17 {
+        const %w: float32[2,2] = [1, 2, -3, 0.5]
+        %r = MatMul(%x, %w)
+        %y = Transpose(%r) {perm=[1, 0, 2]} }`,
+    });
+    expect(rejections(neg.ctx, gemmRowOrder.name)).toHaveLength(1);
+    expect(rejections(neg.ctx, gemmRowOrder.name)[0]).toMatch(/^GemmRowOrder: the input 'x' is not data movement read only by '.*': reordering it adds a copy$/);
+  });
+
+  // x [B=2,S=3,E=4], 2 heads of 2: the in-projection runs on Transpose(x) ([S,B,E]) and Q, K, V are Gathers of it
+  const w = Array.from({ length: 48 }, (_, i) => (((i * 7) % 11) - 5) / 8).join(', ');
+  const bias = Array.from({ length: 12 }, (_, i) => ((i % 5) - 2) / 4).join(', ');
+  const mha = (order: number[]) => `graph g(%x: float32[2,3,4]) -> (%y: float32[2,3,4]) opset 17 {
+        const %w: float32[4,12] = [${w}]
+        const %b: float32[12] = [${bias}]
+        const %s5: int64[4] = [3, 2, 3, 4]
+        const %ax0: int64[1] = [0]
+        const %ax3: int64[1] = [3]
+        const %i0: int64[] = [${order[0]}]
+        const %i1: int64[] = [${order[1]}]
+        const %i2: int64[] = [${order[2]}]
+        const %heads: int64[3] = [3, 4, 2]
+        const %bhsd: int64[4] = [2, 2, 3, 2]
+        const %merge: int64[3] = [2, 3, 4]
+        const %s: float32[] = [0.5]
+        %t = Transpose(%x) {perm=[1, 0, 2]}
+        %p = tsrt::FusedGemm(%t, %w, %b)
+        %p5 = Reshape(%p, %s5)
+        %pu = Unsqueeze(%p5, %ax0)
+        %pt = Transpose(%pu) {perm=[3, 1, 2, 0, 4]}
+        %ps = Squeeze(%pt, %ax3)
+        %q0 = Gather(%ps, %i0) {axis=0}
+        %k0 = Gather(%ps, %i1) {axis=0}
+        %v0 = Gather(%ps, %i2) {axis=0}
+        %q1 = Reshape(%q0, %heads)
+        %k1 = Reshape(%k0, %heads)
+        %v1 = Reshape(%v0, %heads)
+        %q2 = Transpose(%q1) {perm=[1, 0, 2]}
+        %k2 = Transpose(%k1) {perm=[1, 0, 2]}
+        %v2 = Transpose(%v1) {perm=[1, 0, 2]}
+        %q3 = Reshape(%q2, %bhsd)
+        %k3 = Reshape(%k2, %bhsd)
+        %v3 = Reshape(%v2, %bhsd)
+        %kt = Transpose(%k3) {perm=[0, 1, 3, 2]}
+        %qs = Mul(%q3, %s)
+        %ks = Mul(%kt, %s)
+        %sc = MatMul(%qs, %ks)
+        %pr = Softmax(%sc) {axis=-1}
+        %o = MatMul(%pr, %v3)
+        %ot = Transpose(%o) {perm=[0, 2, 1, 3]}
+        %y = Reshape(%ot, %merge) }`;
+
+  it('fuse-attention: Q, K, V gathered out of one sequence-first in-projection => packed tsrt::FusedAttention on the projection of x', () => {
+    const { ctx } = checkPass({
+      pass: fuseAttention, tol: { rtol: 1e-5, atol: 1e-6 },
+      before: mha([0, 1, 2]),
+      // the projection reads x: its rows come out [B,S], which the packed kernel reads in place
+      after: `graph g(%x: float32[2,3,4]) -> (%y: float32[2,3,4]) opset 17 {
+        const %w: float32[4,12] = [${w}]
+        const %b: float32[12] = [${bias}]
+        %qkv = tsrt::FusedGemm(%x, %w, %b)
+        %y = tsrt::FusedAttention(%qkv, _, _) {num_heads=2, head_dim=2, scale=0.25, mask_kind="none", packed=1} }`,
+    });
+    expect(fusions(ctx, fuseAttention.name)).toHaveLength(1);
+    expect(ctx.fusions[0].kind).toBe('Attention(packed QKV)');
+  });
+
+  it('fuse-attention: K taken first out of the packed projection is no packed Q/K/V, with the reason', () => {
+    const { ctx } = checkPass({ pass: fuseAttention, before: mha([1, 0, 2]) });
+    expect(rejections(ctx, fuseAttention.name)).toHaveLength(1);
+    expect(rejections(ctx, fuseAttention.name)[0]).toMatch(/as views of the projections: Q is not part 0 of a \[B,S,3\*H\*D\] view of '.*'/);
   });
 });
 

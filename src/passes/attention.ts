@@ -9,12 +9,21 @@
 // multiply into one `scale`. The scale and mask ops may also come as a tsrt::Fused group (when fuseElementwise ran
 // first). An all-zero constant mask is dropped. Every value between the head split and the head merge must have
 // exactly one reader. Anything else leaves the graph as it is, with the reason in ctx.rejected.
+//
+// When Q, K and V are not such head splits, they may still be strided views (./views.ts) of the projections: any
+// chain of Reshape/Squeeze/Unsqueeze/Transpose/Gather(constant) that reads Q, K and V as [B,S,H,D] out of values
+// laid out [B,S,H*D], or out of one packed [B,S,3*H*D] projection (nn.MultiheadAttention's in_proj, as torchvision's
+// ViT exports it: Reshape -> Unsqueeze -> Transpose -> Squeeze -> Gather 0/1/2 -> Reshape -> Transpose -> Reshape).
+// The packed case becomes FusedAttention packed=1 on the projection's output. nn.MultiheadAttention runs sequence
+// first ([S,B,E]): when the projection is a row-wise GEMM of Transpose(x [B,S,E]), the GEMM reads x instead, so its
+// rows come out in [B,S] order (the sequence-first out-projection is turned around before fusion: ./row_order.ts).
 import { fromF64, size, toF64 } from '../ir/tensor.js';
 import type { Dim, Graph, Node, Tensor, TensorType } from '../ir/types.js';
 import { attrGraph, attrInt, attrInts } from '../ops/attrs.js';
 import { attentionAttrMap } from '../ops/attention_fused.js';
 import type { Pass } from './pass.js';
 import { GraphEdit, GraphView, broadcastsInto, recordFusion, recordRejection, scopedPass } from './patterns.js';
+import { applyMove, canonical, contiguous, isMove, staticShape, transpose, type View } from './views.js';
 
 const FUSE_ATTN = 'fuse-attention';
 const KIND = 'Attention';
@@ -104,6 +113,144 @@ function headSplit(v: GraphView, x: string, reader: Node, want: number[], scaled
   if (is.length === 3 && is[0] === b && is[1] === s && is[2] === h * d) return base;
   if (staticDims(is) && staticDims(rt.shape) && size(is) === size(rt.shape)) return { ...base, flat: [b as number, s as number, h * d] };
   return `head-split Reshape '${reshape.name}' reads [${is}], not [B,S,H*D] = [${b},${s},${h * d}]`;
+}
+
+// ---- Q / K / V as strided views of their projections -----------------------------------------------------
+
+/** Nodes from a Q/K/V operand back to the value its data comes from (data movement, and scalar Mul/Div when
+ * `scaled`), last node first. */
+interface ViewChain { root: string; nodes: Node[]; scale: number }
+
+function viewChain(v: GraphView, x: string, scaled: boolean): ViewChain {
+  const nodes: Node[] = [];
+  let scale = 1, cur = x;
+  for (let p = v.prod(cur); p; p = v.prod(cur)) {
+    const sc = scaled ? scalarScale(v, p) : undefined;
+    if (sc) { scale *= sc[1]; cur = sc[0]; }
+    else if (isMove(v, p)) cur = p.inputs[0];
+    else break;
+    nodes.push(p);
+  }
+  return { root: cur, nodes, scale };
+}
+
+/** The operand's view of its root, starting from `base` (the root's own layout, or the layout it has relative to
+ * the GEMM it will be re-read from). */
+function replay(v: GraphView, c: ViewChain, base: View): View | string {
+  let view = base;
+  for (const n of [...c.nodes].reverse()) {
+    if (n.op === 'Mul' || n.op === 'Div') continue;
+    const next = applyMove(v, n, view);
+    if (!next) return `${n.op} '${n.name}' moves data in a way no strided view describes`;
+    view = next;
+  }
+  return view;
+}
+
+/** Whether `view` reads a [B,H,S,D] operand (dims named by `order`) out of a [B,S,ld] buffer at column `off`. */
+function fits(view: View, order: string, s: number, ld: number, d: number, off: number): boolean {
+  const stride: Record<string, number> = { b: s * ld, s: ld, h: d, d: 1 };
+  return view.offset === off && view.dims.every((atoms, i) => {
+    const c = canonical(atoms);
+    return c.length === 0 || (c.length === 1 && c[0].stride === stride[order[i]]);
+  });
+}
+
+/** A row-wise GEMM (FusedGemm without residual, MatMul of a constant 2-D weight) of Transpose(x) that keeps the
+ * feature axis last: it can read x instead, and its output is then the root's rows in x's order. */
+interface Regemm { gemm: Node; transpose: Node; x: string; shape: number[]; perm: number[] }
+
+function rowGemmOfTranspose(v: GraphView, root: string): Regemm | undefined {
+  const g = v.prod(root);
+  const rowWise = g && ((g.domain === 'tsrt' && g.op === 'FusedGemm' && !g.inputs[3] && !attrInt(g, 'transA', 0))
+    || (g.domain === '' && g.op === 'MatMul' && v.const(g.inputs[1])?.dims.length === 2));
+  const t = rowWise ? v.prod(g!.inputs[0]) : undefined;
+  if (!t || t.domain !== '' || t.op !== 'Transpose' || v.blocked(t.outputs[0])) return undefined;
+  const xs = staticShape(v, t.inputs[0]), rs = staticShape(v, root);
+  const perm = permOf(v, t);
+  if (!xs || !rs || !perm || xs.length < 2 || perm.length !== xs.length || perm[perm.length - 1] !== perm.length - 1) return undefined;
+  return { gemm: g!, transpose: t, x: t.inputs[0], shape: [...xs.slice(0, -1), rs[rs.length - 1]], perm };
+}
+
+interface ViewSplits { q: HeadSplit; k: HeadSplit; v: HeadSplit; packed?: { input: string; flat?: number[] }; regemm?: Regemm }
+
+/** Q, K and V as views of three [B,S,H*D] values, or of one packed [B,S,3*H*D] projection (see the top). */
+function viewSplits(v: GraphView, qk: Node, pv: Node): ViewSplits | string {
+  const ops = [qk.inputs[0], qk.inputs[1], pv.inputs[1]];
+  const shapes = ops.map((x) => staticShape(v, x));
+  if (shapes.some((s) => !s || s.length !== 4)) return 'Q, K and V are not 4-D with static shapes';
+  const [[b, h, s, d], [, , , sk]] = shapes as number[][];
+  const dtype = v.type(ops[0])?.dtype;
+  if (!dtype) return `the type of '${ops[0]}' is unknown`;
+  const chains = [viewChain(v, ops[0], true), viewChain(v, ops[1], true), viewChain(v, ops[2], false)];
+  const orders = ['bhsd', 'bhds', 'bhsd'];
+  const lens = [s, sk, sk];
+  const split = (i: number, input: string, flat?: number[]): HeadSplit => ({ input, flat, nodes: chains[i].nodes, scale: chains[i].scale, b, s: lens[i], h, d, dtype });
+  const rootSize = (x: string) => { const r = staticShape(v, x); return r && r.reduce((p, q) => p * q, 1); };
+  const flatOf = (x: string, dims: number[]) => (staticShape(v, x)?.join() === dims.join() ? undefined : dims);
+  const roots = new Set(chains.map((c) => c.root));
+  if (roots.size === 3) {
+    for (let i = 0; i < 3; i++) {
+      const view = replay(v, chains[i], contiguous(staticShape(v, chains[i].root) ?? []));
+      if (typeof view === 'string') return view;
+      if (rootSize(chains[i].root) !== b * lens[i] * h * d || !fits(view, orders[i], lens[i], h * d, d, 0)) {
+        return `${'QKV'[i]} is no [B,S,H*D] view of '${chains[i].root}'`;
+      }
+    }
+    return { q: split(0, chains[0].root, flatOf(chains[0].root, [b, s, h * d])), k: split(1, chains[1].root, flatOf(chains[1].root, [b, sk, h * d])), v: split(2, chains[2].root, flatOf(chains[2].root, [b, sk, h * d])) };
+  }
+  if (roots.size !== 1) return 'Q, K and V come from two different projections';
+  if (s !== sk) return `packed self-attention with query length ${s} and key length ${sk}`;
+  const root = chains[0].root;
+  const ld = 3 * h * d;
+  if (rootSize(root) !== b * s * ld) return `'${root}' is not one [B,S,3*H*D] = [${b},${s},${ld}] projection`;
+  const tryBase = (base: View): string | undefined => {
+    for (let i = 0; i < 3; i++) {
+      const view = replay(v, chains[i], base);
+      if (typeof view === 'string') return view;
+      if (!fits(view, orders[i], s, ld, d, i * h * d)) return `${'QKV'[i]} is not part ${i} of a [B,S,3*H*D] view of '${root}'`;
+    }
+    return undefined;
+  };
+  const parts = { q: split(0, root), k: split(1, root), v: split(2, root) };
+  const re = rowGemmOfTranspose(v, root);
+  if (re && !tryBase(transpose(contiguous(re.shape), re.perm))) {
+    return { ...parts, packed: { input: root, flat: re.shape.join() === [b, s, ld].join() ? undefined : [b, s, ld] }, regemm: re };
+  }
+  const why = tryBase(contiguous(staticShape(v, root)!));
+  return why ?? { ...parts, packed: { input: root, flat: flatOf(root, [b, s, ld]) } };
+}
+
+/** The longest chain of single-reader data movement after P.V [B,H,Sq,D] that ends in its heads merged, [B,Sq,H,D]
+ * in memory order (a reshape of it), whatever the ops: Transpose [2,0,1,3] -> Reshape [Sq*B, H*D] at B = 1, say. */
+function mergeView(v: GraphView, pv: Node): { nodes: Node[]; out: string } | undefined {
+  const o = staticShape(v, pv.outputs[0]);
+  if (!o || o.length !== 4) return undefined;
+  const want = canonical(transpose(contiguous(o), Q_PERM).dims.flat());
+  const same = (x: View) => { const c = canonical(x.dims.flat()); return x.offset === 0 && c.length === want.length && c.every((a, i) => a.size === want[i].size && a.stride === want[i].stride); };
+  let view: View | undefined = contiguous(o), cur = pv.outputs[0];
+  const nodes: Node[] = [];
+  let best: { nodes: Node[]; out: string } | undefined;
+  for (let n = v.sole(cur); n && isMove(v, n) && n.op !== 'Gather'; n = v.sole(cur)) {
+    if (!(view = applyMove(v, n, view))) break;
+    nodes.push(n);
+    cur = n.outputs[0];
+    if (same(view)) best = { nodes: [...nodes], out: cur };
+  }
+  return best;
+}
+
+/** Why the nodes that split heads cannot go: an output read outside them and `readers`. */
+function escapes(v: GraphView, nodes: Node[], readers: Node[]): string | undefined {
+  const inside = new Set([...nodes, ...readers]);
+  for (const n of nodes) {
+    for (const o of n.outputs) {
+      if (v.graphOutputs.has(o)) return `'${o}' is a graph output`;
+      const u = v.usersOf(o).find((x) => !inside.has(x));
+      if (u) return `'${o}' is also read by ${u.op} '${u.name}'`;
+    }
+  }
+  return undefined;
 }
 
 // ---- scores: Q.K^T -> scale -> mask -> Softmax ----------------------------------------------------------
@@ -230,6 +377,9 @@ interface Match {
   /** Value the fused node must produce, and its dims when they are not [B,Sq,H*D]. */
   out: string;
   outFlat?: number[];
+  /** Q, K and V are parts of one packed projection read in place (and the GEMM that makes it, re-read in order). */
+  packed?: ViewSplits['packed'];
+  regemm?: Regemm;
 }
 
 function matchAttention(v: GraphView, sm: Node, pv: Node, guard?: NanGuard): Match | { reason: string; nodes: Node[] } {
@@ -248,13 +398,20 @@ function matchAttention(v: GraphView, sm: Node, pv: Node, guard?: NanGuard): Mat
   if (typeof sc === 'string') return fail(sc);
   const qk = sc.qk!;
   const core = [...sc.nodes];
-  const q = headSplit(v, qk.inputs[0], qk, Q_PERM, true);
-  if (typeof q === 'string') return fail(`Q: ${q}`, core);
-  const k = headSplit(v, qk.inputs[1], qk, K_PERM, true);
-  if (typeof k === 'string') return fail(`K: ${k}`, core);
-  const vv = headSplit(v, pv.inputs[1], pv, Q_PERM, false);
-  if (typeof vv === 'string') return fail(`V: ${vv}`, core);
-  const split = [...q.nodes, ...k.nodes, ...vv.nodes];
+  const heads = [headSplit(v, qk.inputs[0], qk, Q_PERM, true), headSplit(v, qk.inputs[1], qk, K_PERM, true), headSplit(v, pv.inputs[1], pv, Q_PERM, false)];
+  let views: ViewSplits | undefined;
+  const bad = heads.findIndex((x) => typeof x === 'string');
+  if (bad >= 0) {
+    const vs = viewSplits(v, qk, pv);
+    const why = typeof vs === 'string' ? vs : escapes(v, [...new Set([vs.q, vs.k, vs.v].flatMap((x) => x.nodes))], [qk, pv]);
+    if (typeof vs === 'string' || why) return fail(`${'QKV'[bad]}: ${heads[bad]as string}; as views of the projections: ${why ?? vs}`, core);
+    if (vs.regemm && v.usersOf(vs.packed!.input).some((u) => !vs.q.nodes.includes(u) && !vs.k.nodes.includes(u) && !vs.v.nodes.includes(u))) {
+      return fail(`the sequence-first projection '${vs.packed!.input}' is also read outside the attention`, core);
+    }
+    views = vs;
+  }
+  const [q, k, vv] = views ? [views.q, views.k, views.v] : (heads as HeadSplit[]);
+  const split = [...q.nodes, ...k.nodes, ...vv.nodes, ...(views?.regemm ? [views.regemm.transpose, views.regemm.gemm] : [])];
   if (new Set([q.dtype, k.dtype, vv.dtype]).size !== 1) return fail(`Q, K, V dtypes differ (${q.dtype}, ${k.dtype}, ${vv.dtype})`, [...split, ...core]);
   if (q.h !== k.h || q.h !== vv.h || q.d !== k.d || q.d !== vv.d) {
     return fail(`heads differ: Q ${q.h}x${q.d}, K ${k.h}x${k.d}, V ${vv.h}x${vv.d}`, [...split, ...core]);
@@ -274,12 +431,15 @@ function matchAttention(v: GraphView, sm: Node, pv: Node, guard?: NanGuard): Mat
     cur = n.outputs[0];
   }
   const all = [...split, ...core, sm, ...(guard?.nodes ?? []), pv, ...merge];
-  if (!samePerm(perm, Q_PERM)) {
+  const mv = samePerm(perm, Q_PERM) ? undefined : mergeView(v, pv);
+  if (mv) { all.splice(all.length - merge.length, merge.length, ...mv.nodes); cur = mv.out; }
+  else if (!samePerm(perm, Q_PERM)) {
     const next = v.usersOf(cur).map((u) => `${u.op} '${u.name}'`).join(', ') || 'nothing';
     return fail(`no head merge after P.V: '${cur}' is [B,H,Sq,D] permuted by [${perm}] and read by ${v.blocked(cur) ?? next}`, all);
+  } else {
+    const r = v.sole(cur);
+    if (r && r.domain === '' && r.op === 'Reshape') { merge.push(r); all.push(r); cur = r.outputs[0]; }
   }
-  const r = v.sole(cur);
-  if (r && r.domain === '' && r.op === 'Reshape') { merge.push(r); all.push(r); cur = r.outputs[0]; }
   const ot = v.type(cur);
   const full = [q.b, q.s, q.h * q.d];
   let outFlat: number[] | undefined;
@@ -306,7 +466,7 @@ function matchAttention(v: GraphView, sm: Node, pv: Node, guard?: NanGuard): Mat
   if (!Number.isFinite(scale)) return fail(`the combined scale ${scale} is not finite`, all);
   // order the nodes topologically for the report
   const nodes = [...new Set(all)].sort((a, b) => v.index.get(a)! - v.index.get(b)!);
-  return { nodes, q, k, v: vv, scale, mask, out: cur, outFlat };
+  return { nodes, q, k, v: vv, scale, mask, out: cur, outFlat, packed: views?.packed, regemm: views?.regemm };
 }
 
 /** The mask input of the fused node: the value itself, a new initializer, or the output of the mask's own
@@ -372,7 +532,15 @@ export const fuseAttention: Pass = scopedPass(FUSE_ATTN, 2, (g, ctx, scope) => {
       return out;
     };
     const input = (h: HeadSplit, hint: string) => (h.flat ? reshape(before, h.input, h.flat, h.dtype, hint) : h.input);
-    const qi = input(m.q, 'q_flat'), ki = input(m.k, 'k_flat'), vi = input(m.v, 'v_flat');
+    let [qi, ki, vi] = m.packed ? [m.packed.input, '', ''] : [input(m.q, 'q_flat'), input(m.k, 'k_flat'), input(m.v, 'v_flat')];
+    if (m.regemm) {
+      // the projection reads x itself: its rows come out in [B,S] order, which is what the packed kernel reads
+      const r = m.regemm, out = e.fresh(`${r.gemm.outputs[0]}_rows`);
+      e.types.set(out, { dtype: m.q.dtype, shape: r.shape });
+      before.push({ ...r.gemm, inputs: [r.x, ...r.gemm.inputs.slice(1)], outputs: [out] });
+      qi = out;
+    }
+    if (m.packed?.flat) qi = reshape(before, qi, m.packed.flat, m.q.dtype, 'qkv_flat');
     const mask = maskValue(e, name, m.mask, before);
     // the fused node writes [B,Sq,H*D]; a Reshape gives the merged output its own dims where they differ
     const y = m.outFlat ? e.fresh(`${name}_out`) : m.out;
@@ -383,10 +551,11 @@ export const fuseAttention: Pass = scopedPass(FUSE_ATTN, 2, (g, ctx, scope) => {
     const node: Node = {
       name, op: 'FusedAttention', domain: 'tsrt',
       inputs: mask ? [qi, ki, vi, mask] : [qi, ki, vi], outputs: [y],
-      attrs: attentionAttrMap({ numHeads: m.q.h, headDim: m.q.d, scale: m.scale, maskKind: mask ? 'add' : 'none' }),
+      attrs: attentionAttrMap({ numHeads: m.q.h, headDim: m.q.d, scale: m.scale, maskKind: mask ? 'add' : 'none', packed: !!m.packed }),
     };
     e.replace(m.nodes, [...before, node, ...after]);
-    recordFusion(ctx, FUSE_ATTN, KIND, name, m.nodes);
+    // the projection GEMM of a sequence-first block is rewritten, not merged into the attention
+    recordFusion(ctx, FUSE_ATTN, m.packed ? `${KIND}(packed QKV)` : KIND, name, m.nodes.filter((n) => n !== m.regemm?.gemm));
     fused++;
   }
   return fused ? e.finish() : g;

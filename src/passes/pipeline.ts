@@ -11,6 +11,7 @@ import { quantizeInt8, recordQdqWeights } from './quantize.js';
 import { qlinearInt8 } from './qlinear_int8.js';
 import { concatInPlace } from './concat.js';
 import { fuseQkv } from './horizontal.js';
+import { gemmRowOrder } from './row_order.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
 
 export const PIPELINE: Pass[] = [
@@ -31,6 +32,8 @@ export const PIPELINE: Pass[] = [
   // precision before fusion, so fusion sees the final dtypes and Casts fuse like any elementwise op
   fp16Precision,
   inferTypes,
+  // before the epilogue fusions: a GEMM that writes its rows in the order they are read can take the residual Add
+  gemmRowOrder,
   ...FUSION_PASSES,
   fuseAttention,
   fuseQkv,
