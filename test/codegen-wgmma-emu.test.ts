@@ -14,7 +14,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { getFloat16, setFloat16 } from '@petamoriken/float16';
 import type { ConvProblem } from '../src/codegen/tc_conv.js';
-import { TC_HELPERS, type Epilogue, type GemmProblem, type TileConfig } from '../src/codegen/tc_gemm.js';
+import { tcHelpers, type Epilogue, type GemmProblem, type TileConfig } from '../src/codegen/tc_gemm.js';
+import { bf16BitsToF32, f32ToBf16Bits } from '../src/ir/tensor.js';
 import { emitConvTc, emitGemmTc, WGMMA_ASM_HELPERS, wgmmaInstr } from '../src/codegen/wgmma.js';
 import { WGMMA_WS_ASM_HELPERS } from '../src/codegen/wgmma_ws.js';
 import { EMU_PRELUDE } from './tc_emu.js';
@@ -119,12 +120,25 @@ let seed = 777;
 const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return (seed / 2 ** 32) * 2 - 1; };
 const dv2 = new DataView(new ArrayBuffer(2));
 const f16 = (v: number) => { setFloat16(dv2, 0, v, true); return getFloat16(dv2, 0, true); };
-function half(n: number, scale = 1) {
+/** n random 16-bit floats (fp16, or bf16 bits for the bf16 kernels) and their exact values. */
+function halfOf(n: number, scale = 1, bf16 = false) {
   const buf = Buffer.alloc(Math.ceil((n * 2) / 16) * 16 + 16);
   const vals = new Float64Array(n);
-  for (let i = 0; i < n; i++) { vals[i] = f16(rnd() * scale); setFloat16(new DataView(buf.buffer, buf.byteOffset), i * 2, vals[i], true); }
+  for (let i = 0; i < n; i++) {
+    if (bf16) { const b = f32ToBf16Bits(rnd() * scale); vals[i] = bf16BitsToF32(b); buf.writeUInt16LE(b, i * 2); continue; }
+    vals[i] = f16(rnd() * scale); setFloat16(new DataView(buf.buffer, buf.byteOffset), i * 2, vals[i], true);
+  }
   return { buf, vals };
 }
+/** The prelude's fp16 conversions swapped for bf16 ones (widening; round to nearest even, NaN kept quiet), so the
+ * emulated wgmma and epilogue see the bf16 kernel's numbers. */
+const BF16_PRELUDE = (() => {
+  const h2f = 'inline float h2f(tc_half h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }';
+  const f2h = 'inline tc_half f2h(float f) { _Float16 h = (_Float16)f; tc_half r; memcpy(&r, &h, 2); return r; }';
+  if (!EMU_PRELUDE.includes(h2f) || !EMU_PRELUDE.includes(f2h)) throw new Error('tc_emu.ts conversions changed: update BF16_PRELUDE');
+  return EMU_PRELUDE.replace(h2f, 'inline float h2f(tc_half h) { u32 u = (u32)h << 16; float f; memcpy(&f, &u, 4); return f; }')
+    .replace(f2h, 'inline tc_half f2h(float f) { u32 u; memcpy(&u, &f, 4); if ((u & 0x7fffffffu) > 0x7f800000u) return (tc_half)((u >> 16) | 0x40); u += 0x7fffu + ((u >> 16) & 1u); return (tc_half)(u >> 16); }');
+})();
 function f32(n: number) {
   const buf = Buffer.alloc(Math.ceil((n * 4) / 16) * 16 + 16);
   const vals = new Float64Array(n);
@@ -149,6 +163,7 @@ function epi(acc: number, e: Epilogue, bias: number, res: number): number {
  * catches reads of a stage before its data arrived, early landing (with the wgmma reads still deferred to
  * wait_group) catches loads into a stage that an in-flight wgmma still reads. */
 interface Case { id: string; op: 'conv' | 'gemm'; p: ConvProblem | GemmProblem; e: Epilogue; cfg: TileConfig; early?: boolean }
+const isBf16 = (c: Case) => c.p.dtype === 'bfloat16';
 const wg = (bm: number, bn: number, warpsM: number, stages: number, ws = false): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}) });
 const conv = (n: number, h: number, c: number, k: number, r: number, stride: number): ConvProblem => {
   const pad = (r - 1) >> 1, p = Math.floor((h + 2 * pad - r) / stride) + 1;
@@ -174,10 +189,14 @@ const CASES: Case[] = [
   { id: 'ws_conv_3x3_w2x2_s4', op: 'conv', p: conv(2, 9, 48, 40, 3, 1), e: { bias: true, residual: true, act: 'silu' }, cfg: wg(256, 64, 8, 4, true) },
   { id: 'ws_conv_3x3_w2x2_s4_early', op: 'conv', p: conv(2, 9, 48, 40, 3, 1), e: { bias: true, residual: true, act: 'silu' }, cfg: wg(256, 64, 8, 4, true), early: true },
   { id: 'ws_conv_1x1_n256_s3', op: 'conv', p: conv(1, 9, 72, 264, 1, 1), e: { bias: true, residual: true, residualAfterAct: true, act: 'relu' }, cfg: wg(64, 256, 4, 3, true) },
+  // bf16 (wgmma .bf16.bf16, cvt.rn.bf16): the all-threads kernel with tails, and the ws conv with the staged epilogue
+  { id: 'bf16_gemm_w2_tails_s3', op: 'gemm', p: { m: 200, n: 136, k: 264, dtype: 'bfloat16' }, e: { bias: true, act: 'gelu_tanh' }, cfg: wg(128, 64, 8, 3) },
+  { id: 'bf16_ws_conv_3x3_w2x2_s4', op: 'conv', p: { ...conv(2, 9, 48, 40, 3, 1), dtype: 'bfloat16' }, e: { bias: true, residual: true, act: 'silu' }, cfg: wg(256, 64, 8, 4, true), early: true },
 ];
 
 function reference(c: Case) {
   const bufs: Record<string, { buf: Buffer; vals: Float64Array }> = {};
+  const half = (n: number, scale = 1) => halfOf(n, scale, isBf16(c));
   let ref: Float64Array;
   if (c.op === 'conv') {
     const p = c.p as ConvProblem, K = p.r * p.s * p.c;
@@ -223,7 +242,9 @@ async function emulate(c: Case): Promise<{ rel: number; unwritten: number }> {
   }
   lines.push(`  unsigned char* out_p = (unsigned char*)aligned_alloc(256, ${Math.ceil((outN * 2) / 256) * 256 + 256}); g_bufs.push_back(Buf{out_p, ${outN * 2}});`);
   const args = k.params.map((q) => `(${q.name === 'bias' ? 'float' : 'tc_half'}*)(${q.name === outName ? 'out' : q.name}_p)`);
-  const kernelSrc = k.source.replace(TC_HELPERS, '').replace(WGMMA_ASM_HELPERS, '').replace(WGMMA_WS_ASM_HELPERS, '').replace(wgmmaInstr(c.cfg.bn), '')
+  const elem = isBf16(c) ? 'bf16' : 'f16', prelude = isBf16(c) ? BF16_PRELUDE : EMU_PRELUDE;
+  expect(k.source).toContain(wgmmaInstr(c.cfg.bn, elem));
+  const kernelSrc = k.source.replace(tcHelpers(elem), '').replace(WGMMA_ASM_HELPERS, '').replace(WGMMA_WS_ASM_HELPERS, '').replace(wgmmaInstr(c.cfg.bn, elem), '')
     .replace('extern __shared__ __align__(1024) unsigned char tc_smem[];', '')
     .replace('smem_u32(tc_smem)', `smem_u32(tc_smem + ${SHIFT})`);
   expect(kernelSrc).not.toMatch(/asm/);
@@ -232,9 +253,9 @@ async function emulate(c: Case): Promise<{ rel: number; unwritten: number }> {
     + `\nint main() {\n${lines.join('\n')}\n  memset(out_p, 0xff, ${outN * 2});\n`
     + `  run_grid(${k.grid[0]}, ${k.grid[1]}, ${k.block[0]}, ${k.sharedBytes + SHIFT}, [&] { ${k.name}(${args.join(', ')}); });\n`
     + `  save_file("out.bin", out_p, ${outN * 2});\n  return 0;\n}\n`;
-  writeFileSync(join(dir, 'emu_prelude.h'), `typedef unsigned long long u64;\n${EMU_PRELUDE}`);
+  writeFileSync(join(dir, 'emu_prelude.h'), `typedef unsigned long long u64;\n${prelude}`);
   writeFileSync(join(dir, 'k.cpp'), src);
-  const exe = join(dir, `k_${createHash('sha1').update(src).update(EMU_PRELUDE).update(String(!!c.early)).digest('hex').slice(0, 10)}`);
+  const exe = join(dir, `k_${createHash('sha1').update(src).update(prelude).update(String(!!c.early)).digest('hex').slice(0, 10)}`);
   const sh = (cmd: string, a: string[]) => new Promise<void>((res, rej) => execFile(cmd, a, { cwd: dir, maxBuffer: 16 << 20 }, (err, _o, e) => (err ? rej(new Error(`${cmd}: ${e}`)) : res())));
   if (!existsSync(exe)) await sh('g++', ['-std=c++20', '-O1', '-w', ...(c.early ? ['-DEMU_EARLY'] : []), '-o', exe, 'k.cpp']);
   await sh(exe, []);
@@ -242,7 +263,7 @@ async function emulate(c: Case): Promise<{ rel: number; unwritten: number }> {
   const dv = new DataView(ob.buffer, ob.byteOffset, ob.length);
   let maxErr = 0, maxRef = 0, unwritten = 0;
   for (let i = 0; i < outN; i++) {
-    const v = getFloat16(dv, i * 2, true);
+    const v = isBf16(c) ? bf16BitsToF32(dv.getUint16(i * 2, true)) : getFloat16(dv, i * 2, true);
     if (Number.isNaN(v)) { unwritten++; continue; }
     maxErr = Math.max(maxErr, Math.abs(v - ref[i]));
     maxRef = Math.max(maxRef, Math.abs(ref[i]));
@@ -258,6 +279,7 @@ describe.skipIf(!hasGxx)('wgmma kernels under the CPU emulator', () => {
     for (const x of CASES) void start(x).catch(() => undefined);
     const r = await start(c);
     expect(r.unwritten).toBe(0);
-    expect(r.rel).toBeLessThan(4e-3);
+    // the output rounding alone: half an ulp, 2^-12 of fp16 and 2^-9 of bf16
+    expect(r.rel).toBeLessThan(isBf16(c) ? 1e-2 : 4e-3);
   }, 300_000);
 });
