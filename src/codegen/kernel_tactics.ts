@@ -54,9 +54,9 @@ function blockProblems(block: number): string[] {
 /** Checks shared by every row kernel: tpr one of ROW_TPR, the block within limits, no idle threads past a warp. */
 function rowProblems(t: KernelTactic, len: number): string[] {
   const tpr = t.tpr ?? 0, rpb = t.rpb ?? 1;
+  if (t.block !== undefined || (t.ept ?? 1) !== 1) return ['block/ept are flat-kernel fields; a row kernel takes tpr, rpb, vec'];
   if (!ROW_TPR.includes(tpr)) return [`tpr ${tpr} is not one of ${ROW_TPR.join('/')}`];
   if (!Number.isInteger(rpb) || rpb < 1) return [`rpb ${rpb} is not a positive integer`];
-  if (t.block !== undefined || (t.ept ?? 1) !== 1) return ['block/ept are flat-kernel fields; a row kernel takes tpr, rpb, vec'];
   const out = blockProblems(tpr * rpb);
   if (tpr > 32 && tpr > len) out.push(`${tpr} threads per row for rows of ${len}: threads would idle`);
   return out;
