@@ -150,6 +150,24 @@ describe('qlinear-int8: the full pipeline lowers to int8 kernels that compile', 
     %h = QLinearConv(%x, %s1, %z, %w1, %ws1, %z, %s2, %z, %b1) {pads=[1, 1, 1, 1], strides=[2, 2]} name="c1"
     %y = QLinearConv(%h, %s2, %z, %w2, %ws2, %z, %s1, %z) name="c2" }`;
 
+  it('auto_pad SAME_UPPER with dilation 2 and 1-D convs: the first lowers to an int8 kernel, the second stays on the host', () => {
+    const same = prep(convText({ n: 1, c: 16, h: 9, m: 16, k: 3, stride: 2, pad: 0, perChannel: true, bias: true })
+      .replace('int8[1,16,4,4]', 'int8[1,16,5,5]').replace(/pads=\[0, 0, 0, 0\]/, 'auto_pad="SAME_UPPER", dilations=[2, 2]'));
+    const g = optimize(same, newPassContext({ optLevel: 2 }));
+    expect(g.nodes.filter((n) => n.op === 'QConv').length).toBe(1);
+    expectBitIdentical(same, g);
+    const ks = lowerGraph(g, { fp16: false, allowHost: false, arch: 'sm_90' }).steps.flatMap((x) => (x.kind === 'kernel' ? [x.kernel.name] : []));
+    expect(ks.filter((k) => k.startsWith('conv_i8_3x3s2_qlb'))).toHaveLength(1);
+    const oneD = prep(`graph g(%x: int8[1,16,8]) -> (%y: int8[1,4,8]) opset 13 {
+      const %s: float32[] = [0.5]
+      const %z: int8[] = [0]
+      const %w: int8[4,16,3] = [${i8s(4 * 16 * 3)}]
+      %y = QLinearConv(%x, %s, %z, %w, %s, %z, %s, %z) {pads=[1, 1]} name="c1d" }`);
+    const ctx = newPassContext({ optLevel: 2 });
+    expect(runPasses(oneD, [qlinearInt8], ctx)).toBe(oneD);
+    expect(ctx.rejected.map((x) => x.reason)).toEqual(['1-D convolution: the int8 kernels are 2-D; runs its CPU reference on the host']);
+  }, 60_000);
+
   it.each([['conv chain', chain], ['matmul', matmulText([8, 64], 48, true)]])('%s: int8 layers, no host step, same bits as the unoptimized graph', (_id, text) => {
     const g0 = prep(text);
     const ctx = newPassContext({ optLevel: 2 });
