@@ -15,6 +15,7 @@ import { concatInPlace } from '../src/passes/concat.js';
 import { PIPELINE } from '../src/passes/pipeline.js';
 import { fuseQkv } from '../src/passes/horizontal.js';
 import { gemmRowOrder } from '../src/passes/row_order.js';
+import { fuseRelayout } from '../src/passes/relayout.js';
 import { quantizeInt8, recordQdqWeights } from '../src/passes/quantize.js';
 import { qlinearInt8 } from '../src/passes/qlinear_int8.js';
 import { checkPass, fusions, prep, rejections } from './ir-cases.js';
@@ -609,6 +610,38 @@ describe('sequence-first attention (nn.MultiheadAttention as torchvision ViT exp
     const { ctx } = checkPass({ pass: fuseAttention, before: mha([1, 0, 2]) });
     expect(rejections(ctx, fuseAttention.name)).toHaveLength(1);
     expect(rejections(ctx, fuseAttention.name)[0]).toMatch(/as views of the projections: Q is not part 0 of a \[B,S,3\*H\*D\] view of '.*'/);
+  });
+});
+
+describe('input and output preparation', () => {
+  cover(fuseRelayout.name);
+  it('fuse-relayout: Cast -> NCHW->NHWC Transpose -> tensor-core conv of 3 channels => one Relayout that also pads to 8 channels (zero weights)', () => {
+    const { ctx } = checkPass({
+      pass: fuseRelayout, tol: { rtol: 1e-3, atol: 1e-3 },
+      before: `graph g(%x: float32[1,3,2,2]) -> (%y: float16[1,2,2,2]) opset 17 {
+        const %w: float16[2,3,1,1] = [1, -1, 0.5, 2, 0.25, 1]
+        %h = Cast(%x) {to=10}
+        %t = Transpose(%h) {perm=[0, 2, 3, 1]}
+        %y = tsrt::FusedConv(%t, %w) {layout="NHWC"} }`,
+      after: `graph g(%x: float32[1,3,2,2]) -> (%y: float16[1,2,2,2]) opset 17 {
+        const %w8: float16[2,8,1,1] = [1, -1, 0.5, 0, 0, 0, 0, 0, 2, 0.25, 1, 0, 0, 0, 0, 0]
+        %p = tsrt::Relayout(%x) {perm=[0, 2, 3, 1], pads=[0, 0, 0, 0, 0, 0, 0, 5], to=10}
+        %y = tsrt::FusedConv(%p, %w8) {layout="NHWC"} }`,
+    });
+    expect(fusions(ctx, fuseRelayout.name)).toEqual(['Cast+Transpose+ChannelPad [Cast_0, Transpose_1]']);
+  });
+
+  it('fuse-relayout: NHWC->NCHW Transpose and the Cast back to fp32 at an output => one Relayout; a Transpose alone stays', () => {
+    checkPass({
+      pass: fuseRelayout,
+      before: `graph g(%x: float16[1,2,2,3]) -> (%y: float32[1,3,2,2], %z: float16[1,3,2,2]) opset 17 {
+        %t = Transpose(%x) {perm=[0, 3, 1, 2]}
+        %y = Cast(%t) {to=1}
+        %z = Transpose(%x) {perm=[0, 3, 1, 2]} }`,
+      after: `graph g(%x: float16[1,2,2,3]) -> (%y: float32[1,3,2,2], %z: float16[1,3,2,2]) opset 17 {
+        %y = tsrt::Relayout(%x) {perm=[0, 3, 1, 2], to=1}
+        %z = Transpose(%x) {perm=[0, 3, 1, 2]} }`,
+    });
   });
 });
 

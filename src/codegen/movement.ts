@@ -1,7 +1,10 @@
-// Data movement kernels that are not plain views: Gather, Concat, Pad, Resize. (Transpose, Slice, Expand
-// and broadcasting are views fused into elementwise kernels, see indexing.ts.)
+// Data movement kernels that are not plain views: Gather, Concat, Pad, Resize, and tsrt::Relayout (transpose + pad
+// + dtype conversion in one pass). (Transpose, Slice, Expand and broadcasting are views fused into elementwise
+// kernels, see indexing.ts.)
 import type { DType } from '../ir/types.js';
-import { cType, computeType, finalizeKernel, grid1d, store, type KernelSource } from './kernel.js';
+import { relayoutAttrs } from '../ops/relayout.js';
+import { cType, computeType, finalizeKernel, grid1d, load, store, type KernelSource } from './kernel.js';
+import { NotLowerable, registerLowering } from './lower.js';
 
 const floatLit = (v: number) => (Number.isFinite(v) ? `${v}` : Number.isNaN(v) ? 'NAN' : v > 0 ? 'INFINITY' : '(-INFINITY)');
 import { strides } from '../ir/tensor.js';
@@ -82,3 +85,42 @@ ${lines.join('\n')}
 `,
   });
 }
+
+/** tsrt::Relayout: y = convert(pad(transpose(x, perm), pads, 0)): each thread one output element, read through the
+ * transposed strides of x, zero in the padding. One pass over the data where Cast, Transpose and Pad took three. */
+export function emitRelayout(p: { from: DType; to: DType; inDims: number[]; perm: number[]; pads: number[] }): KernelSource {
+  const r = p.inDims.length;
+  const outDims = p.perm.map((q, i) => p.inDims[q] + p.pads[i] + p.pads[i + r]);
+  const n = prod(outDims);
+  const ist = strides(p.inDims);
+  const lines: string[] = [];
+  let rem = 'i';
+  for (let d = r - 1; d >= 0; d--) {
+    lines.push(`    const long long c${d} = (${rem}) % ${outDims[d]}LL - ${p.pads[d]}LL;`);
+    rem = `(${rem}) / ${outDims[d]}LL`;
+    if (p.pads[d] || p.pads[d + r]) lines.push(`    if (c${d} < 0 || c${d} >= ${p.inDims[p.perm[d]]}LL) inside = false;`);
+  }
+  const off = p.perm.map((q, d) => `c${d} * ${ist[q]}LL`).join(' + ') || '0';
+  const X = cType(p.from), Y = cType(p.to);
+  return finalizeKernel({
+    prefix: 'relayout', grid: grid1d(n), block: [256, 1, 1], sharedBytes: 0,
+    params: [{ name: 'x', type: 'ptr' }, { name: 'y', type: 'ptr' }],
+    body: (name) => `
+extern "C" __global__ void ${name}(const ${X}* __restrict__ x, ${Y}* __restrict__ y) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < ${n}LL; i += (long long)gridDim.x * blockDim.x) {
+    bool inside = true;
+${lines.join('\n')}
+    y[i] = ${store(p.to, `inside ? ${load(p.from, `x[${off}]`)} : 0.0f`)};
+  }
+}
+`,
+  });
+}
+
+registerLowering('Relayout', (ctx) => {
+  const x = ctx.t(ctx.node.inputs[0]);
+  const a = relayoutAttrs(ctx.node, x.dims.length, x.dtype);
+  if (typeof a === 'string') throw new NotLowerable(a);
+  if (!prod(x.dims)) return;
+  ctx.kernel(emitRelayout({ from: x.dtype, to: a.to, inDims: x.dims, perm: a.perm, pads: a.pads }), [ctx.v(ctx.node.inputs[0]), ctx.v(ctx.node.outputs[0])]);
+}, 'tsrt');

@@ -15,6 +15,7 @@ import './attention_fused.js';
 import './qlinear.js';
 import './layout.js';
 import './concat_in_place.js';
+import './relayout.js';
 
 export { getOp, allOps, register } from './registry.js';
 export type { OpDef, InferCtx, CpuCtx, UpgradeCtx, PrecisionPolicy } from './registry.js';

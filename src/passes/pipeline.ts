@@ -12,6 +12,7 @@ import { qlinearInt8 } from './qlinear_int8.js';
 import { concatInPlace } from './concat.js';
 import { fuseQkv } from './horizontal.js';
 import { gemmRowOrder } from './row_order.js';
+import { fuseRelayout } from './relayout.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
 
 export const PIPELINE: Pass[] = [
@@ -46,6 +47,8 @@ export const PIPELINE: Pass[] = [
   inferTypes,
   channelsLast,
   inferTypes,
+  // after layout, which adds the NCHW -> NHWC transposes it merges with the input Cast and the stem's channel pad
+  fuseRelayout,
   // last: it needs the final layout (which axis is concatenated) and every producer in place
   concatInPlace,
   deadCode,
