@@ -73,6 +73,9 @@ const CASES: WCase[] = [
   { id: 'wg_conv1x1s2_q_directstores', kind: 'conv', conv: conv(3, 9, 48, 40, 1, 2, 0), cfg: wg(64, 64, 4, 5), epi: { out: 'int8', outScale: 0.3, bias: true } },
   // 2 warpgroups x 2 m64 (bm 256), fp32 out without bias
   { id: 'wg_gemm_bm256_f32', kind: 'gemm', gemm: { m: 300, n: 64, k: 384 }, cfg: wg(256, 64, 8, 3), epi: { out: 'float32' } },
+  // the qlinear epilogue (QLinearConv / QLinearMatMul: int32 bias, float64 requantize), staged and direct stores
+  { id: 'wg_conv3x3_qlinear_bias', kind: 'conv', conv: conv(2, 6, 32, 64, 3, 1, 1), cfg: wg(128, 64, 8, 3), epi: { out: 'int8', outScale: 0.04, bias: true, qlinear: true } },
+  { id: 'wg_gemm_qlinear_n40', kind: 'gemm', gemm: { m: 70, n: 40, k: 256 }, cfg: wg(64, 64, 4, 3), epi: { out: 'int8', outScale: 0.02, qlinear: true } },
 ];
 
 const emitK = (c: KCase) => (c.kind === 'conv' ? emitConvInt8(c.conv!, c.epi, c.cfg) : emitGemmInt8(c.gemm!, c.epi, c.cfg));

@@ -39,7 +39,9 @@ export function setup(c: KCase) {
   const x = makeTensor('int8', xDims, randI8(xDims.reduce((a, b) => a * b)));
   const w = makeTensor('int8', wDims, randI8(wDims.reduce((a, b) => a * b)));
   const xs = 0.02, ws = Float64Array.from({ length: K }, () => Math.fround(1e-3 * (0.5 + rnd())));
-  const bias = e.bias ? fromF64('float32', [K], Array.from({ length: K }, () => rnd() * 4 - 2)) : undefined;
+  // (qlinear: ONNX QLinearConv's int32 bias)
+  const bias = !e.bias ? undefined : e.qlinear ? makeTensor('int32', [K], Int32Array.from({ length: K }, () => Math.floor(rnd() * 40000) - 20000))
+    : fromF64('float32', [K], Array.from({ length: K }, () => rnd() * 4 - 2));
   const yN = yDims.reduce((a, b) => a * b);
   const z = e.residual ? (e.residualType === 'int8' ? makeTensor('int8', yDims, randI8(yN)) : fromF64(e.residualType!, yDims, Array.from({ length: yN }, () => rnd() * 4 - 2))) : undefined;
   const f = (v: number): Attr => ({ kind: 'float', value: v });
@@ -48,13 +50,15 @@ export function setup(c: KCase) {
   if (e.residualAfterAct) attrs.residual_before_act = { kind: 'int', value: 0 };
   if (e.out === 'int8') attrs.y_scale = f(e.outScale!); else attrs.out_dtype = { kind: 'int', value: DTYPE_ONNX[e.out] };
   if (e.residualType === 'int8') attrs.z_scale = f(e.residualScale!);
+  if (e.qlinear) attrs.qlinear = { kind: 'int', value: 1 };
   if (c.kind === 'conv') {
     const p = c.conv!;
     Object.assign(attrs, { layout: { kind: 'string', value: 'NHWC' }, strides: { kind: 'ints', value: [p.strideH, p.strideW] }, pads: { kind: 'ints', value: [p.padH, p.padW, p.padH, p.padW] } });
   }
   const node: Node = { name: c.id, op: c.kind === 'conv' ? 'QConv' : 'QGemm', domain: 'tsrt', inputs: ['x', 'w', 'ws', 'b', 'z'], outputs: ['y'], attrs };
   const ref = getOp(node.op, 'tsrt')!.cpu(node, [x, w, fromF64('float32', [K], ws), bias, z], { opset: 17, runGraph: () => [] })[0];
-  // kernel operands: weights [K][R][S][C], scale = fp32(x_scale * w_scale) as the lowering computes it
+  // kernel operands: weights [K][R][S][C], scale = fp32(x_scale * w_scale) as the lowering computes it (qlinear:
+  // divided by y_scale in fp32)
   let wk = w.data as Int8Array;
   if (c.kind === 'conv') {
     const p = c.conv!;
@@ -64,10 +68,11 @@ export function setup(c: KCase) {
     }
   }
   const buf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-  const scale = Float32Array.from(ws, (s) => Math.fround(Math.fround(xs) * s));
+  const fr = Math.fround;
+  const scale = Float32Array.from(ws, (s) => (e.qlinear ? fr(fr(fr(xs) * s) / fr(e.outScale!)) : fr(fr(xs) * s)));
   const [xn, wn] = c.kind === 'conv' ? ['x', 'w'] : ['a', 'b'];
   const bufs: Record<string, Buffer> = { [xn]: buf(x.data as Int8Array), [wn]: buf(wk), scale: buf(scale) };
-  if (bias) bufs.bias = buf(bias.data as Float32Array);
+  if (bias) bufs.bias = buf(bias.data as Float32Array | Int32Array);
   if (z) bufs.residual = buf(z.data as ArrayBufferView as Int8Array);
   return { ref, bufs, outBytes: yN * (e.out === 'int8' ? 1 : e.out === 'float16' ? 2 : 4) };
 }

@@ -193,4 +193,8 @@ inline int __float_as_int(float x) { int i; memcpy(&i, &x, 4); return i; }
 inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
 inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
 inline int __float2int_rn(float x) { return (int)nearbyintf(x); }
+// float64 ones of the int8 qlinear epilogue (IEEE double on the host as on the GPU; cvt.rni.s32.f64 saturates, NaN -> 0)
+inline double __dmul_rn(double a, double b) { volatile double r = a * b; return r; }
+inline double __dadd_rn(double a, double b) { volatile double r = a + b; return r; }
+inline int __double2int_rn(double x) { return x != x ? 0 : x >= 2147483647.0 ? 2147483647 : x <= -2147483648.0 ? (-2147483647 - 1) : (int)nearbyint(x); }
 `;
