@@ -180,6 +180,10 @@ const CASES: Case[] = [
   { id: 'conv_3x3_w2x2_s4', op: 'conv', p: conv(2, 9, 24, 40, 3, 1), e: { bias: true, residual: true, act: 'silu' }, cfg: wg(256, 64, 8, 4), early: true },
   // 1x1 stride 2, residual after the activation
   { id: 'conv_1x1s2_w2_s3', op: 'conv', p: conv(3, 15, 40, 72, 1, 2), e: { bias: true, residual: true, residualAfterAct: true, act: 'hardswish' }, cfg: wg(128, 128, 8, 3) },
+  // staged epilogue (wgmma_epilogue.ts): one k-tile (shared memory for one stage), residual prefetched under the
+  // mainloop, M tail; and a batched GEMM whose output offset depends on the batch index
+  { id: 'staged_conv_1x1_k64_1ktile', op: 'conv', p: conv(2, 11, 64, 136, 1, 1), e: { bias: true, residual: true, act: 'relu' }, cfg: wg(128, 128, 4, 3) },
+  { id: 'staged_gemm_b2_plain', op: 'gemm', p: { m: 130, n: 72, k: 200, batch: [2] }, e: { bias: true, act: 'relu' }, cfg: wg(128, 64, 8, 3) },
   // warp-specialized (wgmma_ws.ts): producer warpgroup + consumers on mbarriers. More k-tiles than stages so
   // every barrier goes through several phases (parity wrap); late and early cp.async landing; staged
   // 16-B epilogue (N % 8 == 0) with residual, and the fragment-store fallback (odd N)

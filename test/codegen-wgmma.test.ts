@@ -79,7 +79,10 @@ describe('wgmma: configs and API', () => {
     expect(k.name).toMatch(/^conv_tc_3x3s1_wg_m128n128k64_w8x1_s4_br_relu_[0-9a-f]{12}$/);
     expect(k.block).toEqual([256, 1, 1]);
     expect(k.grid).toEqual([Math.ceil((2 * 56 * 56) / 128) * 1, 1, 1]);
-    expect(k.sharedBytes).toBe(smemBytes(wg(128, 128, 8)));
+    // the residual tile (128 rows of 128 + 8 halves) is prefetched beside the 4 stages (wgmma_epilogue.ts)
+    expect(k.sharedBytes).toBe(smemBytes(wg(128, 128, 8)) + 128 * 136 * 2);
+    expect(k.source).toContain('residual tile -> staging tile');
+    expect(k.source).toContain('reinterpret_cast<uint4*>(y + off)');
     expect(k.workspaceBytes).toBe(0);
     expect(k.flops).toBe(ref.flops);
     expect(k.source).toContain('wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16');
@@ -88,6 +91,21 @@ describe('wgmma: configs and API', () => {
     expect(g.grid).toEqual([Math.ceil(300 / 64) * Math.ceil(200 / 256), 3, 1]);
     // without a wgmma config the dispatchers are the mma.sync emitters
     expect(emitGemmTc({ m: 64, n: 64, k: 64 }).name).toBe(emitGemm({ m: 64, n: 64, k: 64 }).name);
+  });
+
+  it('allocates only the stages a problem fills, and stages the epilogue over them without a residual', () => {
+    // K = 64: one k-tile, so one of the 3 stages (48 KB) + the 256 x (128 + 8) fp16 staging tile after it
+    const p = conv1(256, 56, 64, 256);
+    const res = emitConvTc(p, { bias: true, residual: true, act: 'relu' }, wg(256, 128, 8, 3));
+    expect(res.sharedBytes).toBe(48 * 1024 + 256 * 136 * 2 + 1024);
+    // no residual: the staging tile overlays the (larger of) pipeline and staging memory
+    const plain = emitConvTc(p, { bias: true }, wg(256, 128, 8, 3));
+    expect(plain.sharedBytes).toBe(256 * 136 * 2 + 1024);
+    expect(plain.source).not.toContain('residual tile -> staging tile');
+    // odd N keeps the fragment stores and the capped pipeline
+    const odd = emitGemmTc({ m: 4096, n: 45, k: 64 }, { bias: true, residual: true }, wg(128, 64, 4, 3));
+    expect(odd.sharedBytes).toBe(16 * 1024 + 8 * 1024 + 1024);
+    expect(odd.source).not.toContain('staged epilogue');
   });
 
   it('emits the warp-specialized variant with a producer warpgroup, mbarriers and the staged epilogue', () => {

@@ -47,6 +47,7 @@ import {
 import { convShape, convTcSpec, emitConv, type ConvProblem } from './tc_conv.js';
 import { WGMMA_ALIGN_SLACK, wgmmaGroups, wgmmaMBlocks, wgmmaStagingBytes } from './wgmma_config.js';
 import { wgmmaWsKernel } from './wgmma_ws.js';
+import { stagedCopyOut, stagedDecl, stagedFragmentStore, stagedResidualPrefetch, stagingPlan } from './wgmma_epilogue.js';
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
 
@@ -205,6 +206,8 @@ export interface WgmmaMainloop {
   acc: 'float' | 'int';
   /** Declare bz = blockIdx.y (batched GEMMs' loaders read it). */
   batchIndex: boolean;
+  /** Code after the setup, before the first tile load (the staged epilogue's residual prefetch). */
+  prologue?: string;
 }
 
 /** The kernel's signature, tile indices and multistage cp.async + wgmma mainloop, shared by the fp16 kernels and
@@ -221,7 +224,7 @@ ${o.batchIndex ? '  const int bz = blockIdx.y;\n' : ''}  const int mBase = mTile
 ${o.batchIndex ? '  (void)bz;\n' : ''}  // the descriptors assume 1024-B aligned swizzle atoms (base offset 0)
   const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
 ${s.setup}
-  const int ktCount = ${kTiles};
+${o.prologue ?? ''}  const int ktCount = ${kTiles};
 
   auto load_tile = [&](int stage, int kt) {
     const u32 sA = smemBase + stage * ${stageBytes};
@@ -287,14 +290,14 @@ __device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row &
 }
 
 /** The epilogue walk over this thread's wgmma accumulator fragments: `store` sees the pair t[0..1] at (m, n), (m, n+1). */
-export function wgmmaFragmentStores(MI: number, bn: number, acc: 'float' | 'int', store: string): string {
+export function wgmmaFragmentStores(MI: number, bn: number, acc: 'float' | 'int', store: string, wgVar = 'wg'): string {
   return `  #pragma unroll
   for (int mi = 0; mi < ${MI}; ++mi) {
     #pragma unroll
     for (int nj = 0; nj < ${bn / 8}; ++nj) {
       #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int m = mBase + (wg * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
+        const int m = mBase + (${wgVar} * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
         const int n = nBase + nj * 8 + (lane & 3) * 2;
         const ${acc}* t = &acc[mi][nj * 4 + h * 2];
         ${store}
@@ -312,15 +315,25 @@ export function wgmmaKernel(s: TcSpec): TcKernelSource {
   if (bad.length) throw new TsrtError('USAGE', `tile config ${configName(c)}: ${bad.join('; ')}`);
   if (s.batch > 65535) throw new TsrtError('USAGE', `batch ${s.batch} exceeds grid.y`);
   if (c.ws) return wgmmaWsKernel(s);
-  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR, sharedBytes } = wgmmaGeometry(s);
+  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR, sharedBytes: plainBytes } = wgmmaGeometry(s);
   const threads = 128 * G;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
+  // staged epilogue (wgmma_epilogue.ts) when the output rows allow 16-B stores
+  const plan = stagingPlan(s, Math.min(S, kTiles) * stageBytes);
+  const scope = { rowBase: '0', rows: c.bm, threads, tid: 'tid' };
+  const epilogue = plan
+    ? `  __syncthreads(); // every warpgroup's wgmmas retired and every residual chunk landed
+${stagedDecl(plan)}${wgmmaFragmentStores(MI, c.bn, 'float', stagedFragmentStore(s, plan))}
+  __syncthreads();
+${stagedCopyOut(s, plan, scope)}`
+    : wgmmaFragmentStores(MI, c.bn, 'float', wgmmaStoreCode(s));
+  const sharedBytes = plan ? plan.sharedBytes : plainBytes;
   const body = (name: string) => `${wgmmaPreamble(s, {
-    title: `wgmma ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}`, helpers: [WGMMA_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
+    title: `wgmma ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}${plan ? ' staged epilogue' : ''}`, helpers: [WGMMA_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
     swizzleNote: 'rows are 128 B',
   })}
-${wgmmaMainloop({ s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes, acc: 'float', batchIndex: true })}
-${wgmmaFragmentStores(MI, c.bn, 'float', wgmmaStoreCode(s))}
+${wgmmaMainloop({ s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes, acc: 'float', batchIndex: true, prologue: plan ? stagedResidualPrefetch(s, plan, scope) : undefined })}
+${epilogue}
 }
 `;
   const name = `${s.prefix}_${configName(c)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;

@@ -30,7 +30,8 @@
 import type { KernelParam } from './kernel.js';
 import { shortHash } from './kernel.js';
 import { configName, epilogueKey, epilogueStatements, specElem, type TcKernelSource, type TcSpec } from './tc_gemm.js';
-import { WGMMA_ASM_HELPERS, wgmmaGeometry, wgmmaInstr, wgmmaPreamble, wgmmaStoreCode } from './wgmma.js';
+import { WGMMA_ASM_HELPERS, wgmmaFragmentStores, wgmmaGeometry, wgmmaInstr, wgmmaPreamble, wgmmaStoreCode } from './wgmma.js';
+import { stagedCopyOut, stagedDecl, stagedFragmentStore, stagedResidualPrefetch, stagingPlan } from './wgmma_epilogue.js';
 import { wgmmaStagingStride } from './wgmma_config.js';
 
 
@@ -85,20 +86,14 @@ export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
   const threads = 128 * (G + 1); // a producer warpgroup besides the G consumers
   const rowsPerWg = MI * 64, ld = wgmmaStagingStride(c);
   const regs = G === 2;
+  // the 16-bit staged epilogue with residual prefetch (wgmma_epilogue.ts); the fp32 staging below stays for
+  // residual tiles that do not fit beside the stages
+  const pipelineBytes = Math.min(S, kTiles) * stageBytes;
+  const plan = stagingPlan(s, pipelineBytes);
+  const scope = { rowBase: `cw * ${rowsPerWg}`, rows: rowsPerWg, threads: 128, tid: 'ctid' };
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
-  const fragmentStores = `  #pragma unroll
-  for (int mi = 0; mi < ${MI}; ++mi) {
-    #pragma unroll
-    for (int nj = 0; nj < ${c.bn / 8}; ++nj) {
-      #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int m = mBase + (cw * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
-        const int n = nBase + nj * 8 + (lane & 3) * 2;
-        const float* t = &acc[mi][nj * 4 + h * 2];
-        ${wgmmaStoreCode(s)}
-      }
-    }
-  }`;
+  const fragmentStoresWith = (store: string) => wgmmaFragmentStores(MI, c.bn, 'float', store, 'cw');
+  const fragmentStores = fragmentStoresWith(wgmmaStoreCode(s));
   const stagedStores = `  // every consumer's wgmmas have retired before any warpgroup overwrites pipeline stages with its staging rows
   named_bar_sync(1, ${128 * G});
   float* stg = reinterpret_cast<float*>(smemPtr) + cw * ${rowsPerWg * ld};
@@ -123,8 +118,15 @@ export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
       ${vecStoreCode(s)}
     }
   }`;
+  const staged16 = plan && `${plan.offset === 0 ? `  // the staging tile overlays the stages: every consumer's wgmmas retired first
+  named_bar_sync(1, ${128 * G});
+` : `  cp_async_wait<0>(); // this thread's residual chunks
+  named_bar_sync(2 + cw, 128);
+`}${stagedDecl(plan)}${fragmentStoresWith(stagedFragmentStore(s, plan))}
+  named_bar_sync(2 + cw, 128);
+${stagedCopyOut(s, plan, scope)}`;
   const body = (name: string) => `${wgmmaPreamble(s, {
-    title: `wgmma warp-specialized ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}`,
+    title: `wgmma warp-specialized ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}${plan ? ' staged epilogue' : ''}`,
     helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
   })}
 extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
@@ -165,7 +167,7 @@ ${s.loadB}
   }
 ${regs ? `  setmaxnreg_inc<${WS_CONSUMER_REGS}>();\n` : ''}  const int cw = wg - 1, ctid = tid & 127; // consumer warpgroup, thread in it
   (void)ctid;
-  float acc[${MI}][${NR}];
+${plan ? stagedResidualPrefetch(s, plan, scope) : ''}  float acc[${MI}][${NR}];
   #pragma unroll
   for (int i = 0; i < ${MI}; ++i)
     #pragma unroll
@@ -193,14 +195,14 @@ ${regs ? `  setmaxnreg_inc<${WS_CONSUMER_REGS}>();\n` : ''}  const int cw = wg -
   for (int i = 0; i < ${MI}; ++i)
     #pragma unroll
     for (int j = 0; j < ${NR}; ++j) wg_keep(acc[i][j]);
-${s.vecStores ? stagedStores : fragmentStores}
+${staged16 || (s.vecStores ? stagedStores : fragmentStores)}
 }
 `;
   const name = `${s.prefix}_${configName(c)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;
   return {
     name, source: body(name),
     grid: [mTiles * nTiles, s.batch, 1], block: [threads, 1, 1],
-    sharedBytes, params, config: c,
+    sharedBytes: plan ? plan.sharedBytes : sharedBytes, params, config: c,
     workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
   };
 }
