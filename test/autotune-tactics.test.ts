@@ -123,6 +123,8 @@ describe('static pruning', () => {
       expect(l4.slice(0, 5)).toEqual(l3);
       expect(new Set(l5)).toEqual(new Set(valid(f).map(tacticLabel)));
       for (const t of pickTactics(f, 5)) expect(f.problems(t)).toEqual([]);
+      // every tactic is its own kernel (names hash the source), so the tuner never mistakes two for one
+      expect(new Set(valid(f).map((t) => f.emit(t).name)).size).toBe(valid(f).length);
     }
   });
 });
@@ -273,4 +275,145 @@ describe('kernel tuner', () => {
     for (const img of images) expect(img?.length).toBeGreaterThan(0);
     expect(kc.stats.compiled).toBeGreaterThan(0);
   }, 120_000);
+});
+
+// ---- every tactic: NVRTC and the CPU emulator ------------------------------------------------------------------
+
+const bytesOf = (t: Tensor) => { const d = t.data as unknown as ArrayBufferView; return Buffer.from(d.buffer, d.byteOffset, d.byteLength); };
+function tensorOf(dtype: DType, dims: number[], b: Buffer): Tensor {
+  const t = makeTensor(dtype, dims);
+  const d = t.data as unknown as ArrayBufferView;
+  Buffer.from(d.buffer, d.byteOffset, d.byteLength).set(b.subarray(0, d.byteLength));
+  return t;
+}
+const cpu = (op: string, ins: Tensor[], attrs: Record<string, Attr> = {}): Tensor => getOp(op)!.cpu(opNode(op, ins.length, attrs), ins, { opset: 22, runGraph: () => [] })[0];
+const int = (value: number): Attr => ({ kind: 'int', value });
+const randT = (dtype: DType, dims: number[], seed: number, scale = 2) => {
+  const r = rng(seed);
+  return fromF64(dtype, dims, Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (r() * 2 - 1) * scale));
+};
+
+interface TacticCase {
+  id: string;
+  /** The default kernel: its family gives the space. */
+  kernel: KernelSource;
+  inputs: Record<string, Tensor>;
+  /** Output parameter -> the CPU reference. */
+  ref: Record<string, Tensor>;
+  /** Tolerance relative to 1 + |ref|. */
+  tol: number;
+}
+
+function lnCase(id: string, p: LayerNormProblem, seed: number): TacticCase {
+  const x = randT(p.dtype, [p.rows, p.cols], seed), g = randT(p.scaleDtype, [p.cols], seed + 1), b = randT(p.scaleDtype, [p.cols], seed + 2, 0.5);
+  const ref = cpu('LayerNormalization', p.hasBias ? [x, g, b] : [x, g], { axis: int(-1), epsilon: { kind: 'float', value: p.eps } });
+  return { id, kernel: emitLayerNorm(p), inputs: { x, g, b }, ref: { y: ref }, tol: p.dtype === 'float16' ? 2e-3 : 2e-5 };
+}
+
+function softmaxCase(id: string, p: SoftmaxProblem, seed: number): TacticCase {
+  const x = randT(p.dtype, [p.outer, p.axis, p.inner], seed, 4);
+  return { id, kernel: emitSoftmax(p), inputs: { x }, ref: { y: cpu(p.log ? 'LogSoftmax' : 'Softmax', [x], { axis: int(1) }) }, tol: p.dtype === 'float16' ? 2e-3 : 2e-5 };
+}
+
+function reduceCase(id: string, p: ReduceProblem, seed: number): TacticCase {
+  const x = randT(p.inDtype, [p.outer, p.r, p.inner], seed);
+  const op = { sum: 'ReduceSum', max: 'ReduceMax', mean: 'ReduceMean', argmax: 'ArgMax' }[p.op as string]!;
+  const ref = p.op === 'argmax' ? cpu(op, [x], { axis: int(1), keepdims: int(0) })
+    : cpu(op, [x, fromF64('int64', [1], [1])], { keepdims: int(0) });
+  return { id, kernel: emitReduce(p), inputs: { x }, ref: { y: ref }, tol: p.inDtype === 'float16' ? 2e-3 : 2e-5 };
+}
+
+/** out0 = relu(a0 + broadcast a1) in `dtype`, and (two outputs) out1 = a0 * transpose(a1) stored as float16. */
+function ewCase(id: string, dtype: DType, dims: number[], twoOutputs: boolean, seed: number): TacticCase {
+  const a0 = randT(dtype, dims, seed);
+  if (!twoOutputs) {
+    const a1 = randT(dtype, [dims[dims.length - 1]], seed + 1);
+    return { id, kernel: emitElementwise(ew(dims, dtype, [dims[dims.length - 1]]), 'fused'), inputs: { in0: a0, in1: a1 },
+      ref: { out0: cpu('Relu', [cpu('Add', [a0, a1])]) }, tol: dtype === 'float16' ? 1e-3 : 1e-6 };
+  }
+  const a1 = randT(dtype, [dims[1], dims[0]], seed + 1);
+  const p: EwProgram = {
+    dims, inputs: [{ dtype, view: contiguousView(dims) }, { dtype, view: transposeView([dims[1], dims[0]], [1, 0]) }],
+    steps: [], outputs: [{ dtype, value: 'a0 + a1' }, { dtype: 'float16', value: 'a0 * a1' }],
+  };
+  const t1 = cpu('Transpose', [a1], { perm: { kind: 'ints', value: [1, 0] } });
+  return { id, kernel: emitElementwise(p, 'ew_two'), inputs: { in0: a0, in1: a1 },
+    ref: { out0: cpu('Add', [a0, t1]), out1: cpu('Cast', [cpu('Mul', [a0, t1])], { to: int(10) }) }, tol: 1e-3 };
+}
+
+// Small problems whose rows are not a multiple of the rows per block and whose lengths exercise the tails.
+const EMU_CASES: (() => TacticCase)[] = [
+  () => lnCase('ln_f16_256', LN('float16', 13, 256), 1),
+  () => lnCase('ln_f32_96_nobias', LN('float32', 9, 96, { hasBias: false }), 2),
+  () => softmaxCase('softmax_rows_f16', { dtype: 'float16', outer: 11, axis: 50, inner: 1, log: false }, 3),
+  () => softmaxCase('softmax_flat_log_f32', { dtype: 'float32', outer: 3, axis: 5, inner: 7, log: true }, 4),
+  () => reduceCase('reduce_rows_sum_f32', { inDtype: 'float32', outDtype: 'float32', outer: 10, r: 70, inner: 1, op: 'sum' }, 5),
+  () => reduceCase('reduce_rows_max_f16', { inDtype: 'float16', outDtype: 'float16', outer: 6, r: 40, inner: 1, op: 'max' }, 6),
+  () => reduceCase('reduce_flat_mean_f16', { inDtype: 'float16', outDtype: 'float16', outer: 3, r: 6, inner: 11, op: 'mean' }, 7),
+  () => reduceCase('argmax_flat_f32', { inDtype: 'float32', outDtype: 'int64', outer: 3, r: 5, inner: 7, op: 'argmax' }, 8),
+  () => ewCase('ew_bcast_relu_f16', 'float16', [6, 64], false, 9),
+  () => ewCase('ew_two_outputs_f32', 'float32', [8, 12], true, 10),
+];
+
+/** Every valid tactic of a kernel's family (the default first) and its kernel. */
+function everyTactic(k: KernelSource): { t: KernelTactic; k: KernelSource }[] {
+  const f = family(k);
+  return [f.heuristic, ...valid(f).filter((t) => tacticLabel(t) !== tacticLabel(f.heuristic))].map((t) => ({ t, k: f.emit(t) }));
+}
+
+/** For the BERT-sized problems (NVRTC takes ~0.1 s a kernel): the default, and for every combination of the other
+ * fields, the smallest and largest rows per block (row kernels) or block size (flat and elementwise), which only
+ * change constants of the same code (a block's row count, strides, __launch_bounds__). */
+function spanning(k: KernelSource): { t: KernelTactic; k: KernelSource }[] {
+  const f = family(k);
+  const groups = new Map<string, KernelTactic[]>();
+  for (const t of valid(f)) {
+    const g = t.tpr !== undefined ? `t${t.tpr}v${t.vec ?? 1}` : `v${t.vec ?? 1}e${t.ept ?? 1}`;
+    groups.set(g, [...(groups.get(g) ?? []), t]);
+  }
+  const size = (t: KernelTactic) => t.rpb ?? t.block ?? 0;
+  const picked = [f.heuristic, ...[...groups.values()].flatMap((ts) => [...new Set([ts.reduce((a, b) => (size(b) < size(a) ? b : a)), ts.reduce((a, b) => (size(b) > size(a) ? b : a))])])];
+  const out = new Map(picked.map((t) => { const kk = f.emit(t); return [kk.name, { t, k: kk }]; }));
+  return [...out.values()];
+}
+
+describe.skipIf(!nvrtc)('every valid tactic compiles with NVRTC for sm_90', () => {
+  // the emulated problems plus BERT-base-sized ones (the register-resident LayerNorm at 768 and 1024)
+  const big = [bertLn, emitLayerNorm(LN('float32', 4096, 1024)), emitSoftmax({ dtype: 'float16', outer: 49152, axis: 128, inner: 1, log: false }),
+    emitElementwise(ew([32, 128, 3072], 'float16', [3072]), 'fused'), emitReduce({ inDtype: 'float32', outDtype: 'float32', outer: 4096, r: 768, inner: 1, op: 'mean' })];
+  it.each([...EMU_CASES.map((c) => c().id), 'bert_sized'])('%s', (id) => {
+    const kernels = id === 'bert_sized' ? big.flatMap((k) => spanning(k).map((x) => x.k)) : everyTactic(EMU_CASES.map((c) => c()).find((c) => c.id === id)!.kernel).map((x) => x.k);
+    expect(kernels.length).toBeGreaterThanOrEqual(5); // flat kernels: the 5 block sizes
+    for (const m of packModules(kernels, 64)) {
+      const r = compileCuda(m.source, { name: m.name, arch: 'sm_90' });
+      expect(r.cubin.length, m.name).toBeGreaterThan(0);
+    }
+  }, 120_000);
+});
+
+describe.skipIf(!hasGxx)('every valid tactic gives the CPU reference under the emulator', () => {
+  it('all cases, one emulator build', () => {
+    const cases = EMU_CASES.map((c) => c());
+    const tactics = cases.map((c) => everyTactic(c.kernel));
+    const outs = emulateKernels('tactics', cases.map((c, i) => ({
+      kernels: tactics[i].map((x) => x.k),
+      bufs: [
+        ...Object.entries(c.inputs).map(([param, t]) => ({ param, bytes: bytesOf(t) })),
+        ...Object.entries(c.ref).map(([param, t]) => ({ param, bytes: Buffer.alloc(bytesOf(t).length), output: true })),
+      ] as EmuBuffer[],
+    })));
+    let checked = 0;
+    cases.forEach((c, i) => {
+      for (const { t, k } of tactics[i]) {
+        for (const [param, ref] of Object.entries(c.ref)) {
+          const got = toF64(tensorOf(ref.dtype, ref.dims, outs[i].get(k.name)![param])), want = toF64(ref);
+          let worst = 0;
+          for (let j = 0; j < want.length; j++) worst = Math.max(worst, Number.isNaN(got[j]) ? Infinity : Math.abs(got[j] - want[j]) / (1 + Math.abs(want[j])));
+          expect(worst, `${c.id} ${tacticLabel(t)} ${param}`).toBeLessThanOrEqual(c.tol);
+        }
+        checked++;
+      }
+    });
+    expect(checked).toBeGreaterThanOrEqual(289);
+  }, 300_000);
 });

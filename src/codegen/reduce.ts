@@ -95,7 +95,7 @@ ${rl.shared(acc)}  const int lane = ${rl.lane};
     prefix: 'reduce_t', grid: grid1d(nOut, block), block: [block, 1, 1], sharedBytes: 0,
     params: [{ name: 'x', type: 'ptr' }, { name: 'y', type: 'ptr' }],
     body: (name) => `${EW_HELPERS}
-extern "C" __global__ void ${name}(${sig}) {
+extern "C" __global__ void ${bounds(block)}${name}(${sig}) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < ${nOut}LL; i += (long long)gridDim.x * blockDim.x) {
     const long long outer = i / ${p.inner}LL, inner = i % ${p.inner}LL;
     const ${inT}* xr = x + outer * ${p.r * p.inner}LL + inner;
@@ -119,7 +119,7 @@ function emitArgReduce(p: ReduceProblem, block: number): KernelSource {
     prefix: 'argreduce', grid: grid1d(nOut, block), block: [block, 1, 1], sharedBytes: 0,
     params: [{ name: 'x', type: 'ptr' }, { name: 'y', type: 'ptr' }],
     body: (name) => `
-extern "C" __global__ void ${name}(const ${inT}* __restrict__ x, long long* __restrict__ y) {
+extern "C" __global__ void ${bounds(block)}${name}(const ${inT}* __restrict__ x, long long* __restrict__ y) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < ${nOut}LL; i += (long long)gridDim.x * blockDim.x) {
     const long long outer = i / ${p.inner}LL, inner = i % ${p.inner}LL;
     const ${inT}* xr = x + outer * ${p.r * p.inner}LL + inner;
@@ -175,7 +175,7 @@ ${rl.shared('float')}  const int lane = ${rl.lane};
     prefix: 'softmax_t', grid: grid1d(n, block), block: [block, 1, 1], sharedBytes: 0,
     params: [{ name: 'x', type: 'ptr' }, { name: 'y', type: 'ptr' }],
     body: (name) => `
-extern "C" __global__ void ${name}(const ${T}* __restrict__ x, ${T}* __restrict__ y) {
+extern "C" __global__ void ${bounds(block)}${name}(const ${T}* __restrict__ x, ${T}* __restrict__ y) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < ${n}LL; i += (long long)gridDim.x * blockDim.x) {
     const long long base = (i / ${p.inner}LL) * ${p.axis * p.inner}LL + i % ${p.inner}LL;
     float m = -INFINITY;
@@ -248,6 +248,10 @@ ${rl.shared('float')}  const int lane = ${rl.lane};
 }
 
 const sum = (a: string, b: string) => `${a} + ${b}`;
+
+/** Launch bounds of a flat kernel whose source does not otherwise depend on its block size: none for the default
+ * 256 (today's kernels, byte for byte), stated for the others, which also names them apart (names hash sources). */
+const bounds = (block: number) => (block === 256 ? '' : `__launch_bounds__(${block}) `);
 
 /** Register-resident LayerNorm with `vw`-element vectors: fp16/bf16 8 (uint4), 4 (uint2), 2 (one 32-bit word); fp32 4
  * (float4), 2 (float2). */
