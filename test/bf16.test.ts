@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, type BuildOptions } from '../src/runtime/engine.js';
 import { compareModel } from '../src/runtime/compare.js';
+import { loadEngine } from '../src/runtime/plan.js';
 import { loadModel, loadTensorFile } from '../src/onnx/import.js';
 import { fromF64, makeTensor, toF64 } from '../src/ir/tensor.js';
 import type { Graph, Model, Node, Tensor } from '../src/ir/types.js';
@@ -146,6 +147,11 @@ describe('bf16 engines on the CPU reference', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsrt-bf16-'));
     writeEngineDumps(bf.engine, dir, ['build', '--bf16']);
     expect(readFileSync(join(dir, 'layers.json'), 'utf8')).toContain('"dtype": "bfloat16"');
+    // an engine file keeps the precision: the loaded plan is the bf16 engine
+    bf.engine.save(join(dir, 'bert.plan'));
+    const loaded = await loadEngine(join(dir, 'bert.plan'));
+    expect(loaded.built.options.bf16).toBe(true);
+    expect(toF64((await loaded.run(feeds)).get(m.graph.outputs[0].name)!)).toEqual(bf.out);
   }, 30_000);
 
   it('rounds to nearest even on the bf16 grid, as cvt.rn.bf16.f32 does', async () => {
