@@ -20,6 +20,8 @@ import { familyProblem, kernelTacticSignature, pickTactics, type FamilyProblem }
 import { tacticLabel, tunableOf, type KernelTactic, type Tunable } from '../src/codegen/tactics.js';
 import type { Lowered } from '../src/codegen/lower.js';
 import { Autotuner } from '../src/runtime/autotune.js';
+import { build } from '../src/runtime/engine.js';
+import { loadModel, loadTensorFile } from '../src/onnx/import.js';
 import { KernelCache } from '../src/runtime/kernel_cache.js';
 import { isKernelTacticKey, TimingCache, type DeviceId } from '../src/runtime/timing_cache.js';
 import { compileCuda } from '../src/runtime/nvrtc.js';
@@ -274,6 +276,36 @@ describe('kernel tuner', () => {
     expect(images.length).toBeGreaterThanOrEqual(9);
     for (const img of images) expect(img?.length).toBeGreaterThan(0);
     expect(kc.stats.compiled).toBeGreaterThan(0);
+  }, 120_000);
+});
+
+describe('kernel tuner on a lowered model', () => {
+  it.skipIf(!nvrtc)('BERT-tiny fp16: every tunable kernel gets a valid tactic at level 5, with the same parameters, and compiles', async () => {
+    const dir = new URL('./fixtures/bert_tiny/', import.meta.url).pathname;
+    const x = loadTensorFile(join(dir, 'test_data_set_0/input_0.pb'));
+    const engine = await build(loadModel(join(dir, 'model.onnx')), { device: 'cpu', compileKernels: false, fp16: true, shapes: { input: x.dims } });
+    const before = engine.lowered;
+    const defaults = new Set(before.steps.flatMap((st) => (st.kind === 'kernel' ? [st.kernel.name] : [])));
+    // the fake GPU prefers anything but the default, so every signature moves off it
+    const t = new Autotuner({ arch: 'sm_90', cache: TimingCache.load(null, DEV), level: 5, timeBudgetMs: 600_000, kernelCache: null,
+      timeKernel: (k) => (defaults.has(k.name) ? 1 : 0.5 + parseInt(sha(k.name).slice(0, 4), 16) / 0x20000) });
+    const tactics: Record<string, string> = {};
+    const after = await t.tuneKernels(before, tactics);
+    const fams = t.report().families!;
+    expect(fams.layernorm.timed).toBeGreaterThanOrEqual(1);
+    expect(fams.elementwise?.timed ?? 0).toBeGreaterThanOrEqual(0);
+    const changed: KernelSource[] = [];
+    after.steps.forEach((st, i) => {
+      const b = before.steps[i];
+      expect(st.kind).toBe(b.kind);
+      if (st.kind !== 'kernel' || b.kind !== 'kernel') return;
+      expect(st.kernel.params).toEqual(b.kernel.params);
+      expect(st.args).toBe(b.args);
+      if (tunableOf(b.kernel)) { expect(st.kernel.name, b.layer).not.toBe(b.kernel.name); changed.push(st.kernel); }
+      else expect(st.kernel).toBe(b.kernel);
+    });
+    expect(Object.keys(tactics)).toHaveLength(Object.values(fams).reduce((a, c) => a + c.timed, 0));
+    for (const m of packModules([...new Map(changed.map((k) => [k.name, k])).values()], 64)) expect(compileCuda(m.source, { name: m.name, arch: 'sm_90' }).cubin.length).toBeGreaterThan(0);
   }, 120_000);
 });
 
