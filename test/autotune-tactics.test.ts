@@ -265,6 +265,12 @@ describe('kernel tuner', () => {
     expect(kept.steps.map((s) => s.kind === 'kernel' && s.kernel.name)).toEqual(loweredProgram().steps.map((s) => s.kind === 'kernel' && s.kernel.name));
     expect(broke.report().families).toMatchObject({ layernorm: { heuristic: 1 }, softmax: { heuristic: 1 }, elementwise: { heuristic: 1 } });
     expect(broke.report().warnings.join()).toMatch(/budget/);
+    // a timer that cannot run at all (no GPU, no test timer) leaves every kernel as lowered, without failing the build
+    const logs: string[] = [];
+    const none = new Autotuner({ arch: 'sm_90', cache: TimingCache.load(null, DEV), level: 3, timeBudgetMs: 60_000, kernelCache: null, log: (m) => logs.push(m) });
+    const same = await none.tuneKernels(loweredProgram(), {});
+    expect(same.steps.map((s) => s.kind === 'kernel' && s.kernel.name)).toEqual(loweredProgram().steps.map((s) => s.kind === 'kernel' && s.kernel.name));
+    expect(logs.join('\n')).toMatch(/needs a cuda instance or a timeKernel function; keeping the default tactic/);
   });
 
   it.skipIf(!nvrtc)('precompiles the candidates with NVRTC and times compiled images', async () => {

@@ -10,7 +10,7 @@ import type { Lowered, Step } from '../codegen/lower.js';
 import { familyProblem, pickTactics, type FamilyProblem } from '../codegen/kernel_tactics.js';
 import { KERNEL_FAMILIES, tacticLabel, tunableOf, type KernelFamily, type KernelTactic } from '../codegen/tactics.js';
 import { candidateModules } from './autotune.js';
-import { firstLine } from './gpu_timer.js';
+import { ContextLost, firstLine } from './gpu_timer.js';
 import type { KernelCache } from './kernel_cache.js';
 import type { CandidateTiming, TimingCache } from './timing_cache.js';
 
@@ -136,7 +136,13 @@ export async function tuneKernelSteps(lowered: Lowered, tactics: Record<string, 
   for (const { key, job, plan: p } of todo) {
     const f = job.f;
     if (host.overBudget()) { host.budgetSpent(); host.counts[f.family].heuristic++; continue; }
-    const results = p.entries.length ? host.measure(key, p.entries.map((e) => e.kernel), job.buffers) : new Map<string, number | Error>();
+    let results = new Map<string, number | Error>();
+    try {
+      if (p.entries.length) results = host.measure(key, p.entries.map((e) => e.kernel), job.buffers);
+    } catch (e) {
+      if (e instanceof ContextLost) throw e;
+      host.log(`autotune ${describe(f)}: ${firstLine(e)}; keeping the default tactic`);
+    }
     const timings: CandidateTiming[] = [...p.failed];
     let best: { t: KernelTactic; kernel: KernelSource; ms: number } | undefined;
     for (const { t, kernel } of p.entries) {
