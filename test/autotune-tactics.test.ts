@@ -94,7 +94,7 @@ describe('static pruning', () => {
     expect(reasons(family(bertLn, 8), { tpr: 32, rpb: 8, vec: 4 })).toBe('');
     expect(reasons(family(emitLayerNorm(LN('float32', 64, 768))), { tpr: 32, rpb: 8, vec: 8 })).toMatch(/32 bytes, more than 16/);
     expect(reasons(family(emitLayerNorm(LN('float16', 64, 8192))), { tpr: 32, rpb: 8, vec: 8 })).toMatch(/256 values per thread/);
-    expect(reasons(family(emitLayerNorm(LN('float64', 64, 256))), { tpr: 32, rpb: 8, vec: 2 })).toMatch(/float16 and float32 rows, not float64/);
+    expect(reasons(family(emitLayerNorm(LN('float64', 64, 256))), { tpr: 32, rpb: 8, vec: 2 })).toMatch(/float16\/bfloat16\/float32 rows, not float64/);
   });
 
   it('softmax, reductions and elementwise: the fields of their kernel shape, block limits, vector alignment', () => {
@@ -417,7 +417,7 @@ function spanning(k: KernelSource): { t: KernelTactic; k: KernelSource }[] {
 
 describe.skipIf(!nvrtc)('every valid tactic compiles with NVRTC for sm_90', () => {
   // the emulated problems plus BERT-base-sized ones (the register-resident LayerNorm at 768 and 1024)
-  const big = [bertLn, emitLayerNorm(LN('float32', 4096, 1024)), emitSoftmax({ dtype: 'float16', outer: 49152, axis: 128, inner: 1, log: false }),
+  const big = [bertLn, emitLayerNorm(LN('float32', 4096, 1024)), emitLayerNorm(LN('bfloat16', 4096, 768, { scaleDtype: 'bfloat16' })), emitSoftmax({ dtype: 'float16', outer: 49152, axis: 128, inner: 1, log: false }),
     emitElementwise(ew([32, 128, 3072], 'float16', [3072]), 'fused'), emitReduce({ inDtype: 'float32', outDtype: 'float32', outer: 4096, r: 768, inner: 1, op: 'mean' })];
   it.each([...EMU_CASES.map((c) => c().id), 'bert_sized'])('%s', (id) => {
     const kernels = id === 'bert_sized' ? big.flatMap((k) => spanning(k).map((x) => x.k)) : everyTactic(EMU_CASES.map((c) => c()).find((c) => c.id === id)!.kernel).map((x) => x.k);

@@ -34,6 +34,8 @@ export interface FamilyProblem {
 export const ROW_TPR = [8, 16, 32, 64, 128, 256, 512, 1024];
 export const ROW_RPB = [1, 2, 4, 8, 16, 32];
 export const LN_VECS = [1, 2, 4, 8];
+/** Row dtypes emitLayerNormVec packs (16-bit floats as 32-bit words, fp32 as float2/float4). */
+const LN_VEC_DTYPES: DType[] = ['float16', 'bfloat16', 'float32'];
 export const FLAT_BLOCKS = [64, 128, 256, 512, 1024];
 export const EW_VECS = [1, 2, 4, 8];
 export const EW_EPT = [1, 2, 4];
@@ -86,7 +88,7 @@ function layerNorm(u: Extract<Tunable, { family: 'layernorm' }>, ctx: TacticCont
       const tpr = t.tpr ?? 0, vec = t.vec ?? 1;
       if (!LN_VECS.includes(vec)) return [...out, `vec ${vec} is not one of ${LN_VECS.join('/')}`];
       if (vec === 1 || out.length) return out;
-      if (p.dtype !== 'float16' && p.dtype !== 'float32') out.push(`vector loads are emitted for float16 and float32 rows, not ${p.dtype}`);
+      if (!LN_VEC_DTYPES.includes(p.dtype)) out.push(`vector loads are emitted for ${LN_VEC_DTYPES.join('/')} rows, not ${p.dtype}`);
       else if (vec * es > 16) out.push(`a vector of ${vec} ${p.dtype} is ${vec * es} bytes, more than 16`);
       else if (p.cols % (tpr * vec)) out.push(`cols ${p.cols} is not a multiple of tpr x vec = ${tpr * vec}`);
       else if (p.cols / tpr > 64) out.push(`${p.cols / tpr} values per thread: more than 64 registers of row`);
