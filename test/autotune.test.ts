@@ -61,7 +61,7 @@ describe('timing cache', () => {
     a.set(CONV_KEY, entry(cfg, { kernel: 'k1', level: 3, candidates: [{ config: configName(cfg), ms: 0.5 }, { config: 'x', ms: null, error: 'bad' }] }));
     expect(a.save()).toBeUndefined();
     const file = JSON.parse(readFileSync(path, 'utf8'));
-    expect(file.version).toBe(1);
+    expect(file.version).toBe(2);
     expect(file.device).toEqual(DEV);
     expect(Object.keys(file.entries)).toEqual([CONV_KEY]);
     const b = TimingCache.load(path, DEV);
@@ -87,21 +87,21 @@ describe('timing cache', () => {
 
   it('ignores another format version with a warning', () => {
     const path = join(tmp(), 'tc.json');
-    writeFileSync(path, JSON.stringify({ version: 2, whatever: true }));
+    writeFileSync(path, JSON.stringify({ version: 1, whatever: true }));
     const c = TimingCache.load(path, DEV);
     expect(c.size).toBe(0);
-    expect(c.warnings[0]).toMatch(/format version 2/);
+    expect(c.warnings[0]).toMatch(/format version 1/);
   });
 
   it('refuses a corrupt file with a USAGE error naming it and the way out', () => {
     const d = tmp();
-    const good = { version: 1, device: DEV, entries: { k: entry(convConfigSpace(CONV)[0]) } };
+    const good = { version: 2, device: DEV, entries: { k: entry(convConfigSpace(CONV)[0]) } };
     const bad: Array<[string, string, RegExp]> = [
-      ['trunc', '{"version": 1, "dev', /bad JSON/],
+      ['trunc', '{"version": 2, "dev', /bad JSON/],
       ['array', '[]', /not a JSON object/],
       ['noversion', JSON.stringify({ device: DEV, entries: {} }), /no version/],
-      ['nodevice', JSON.stringify({ version: 1, entries: {} }), /device is not/],
-      ['noentries', JSON.stringify({ version: 1, device: DEV }), /entries is not an object/],
+      ['nodevice', JSON.stringify({ version: 2, entries: {} }), /device is not/],
+      ['noentries', JSON.stringify({ version: 2, device: DEV }), /entries is not an object/],
       ['badcfg', JSON.stringify({ ...good, entries: { k: { ...good.entries.k, config: { bm: 'x' } } } }), /entry 'k': config.bm/],
       ['badms', JSON.stringify({ ...good, entries: { k: { ...good.entries.k, ms: 'fast' } } }), /ms is not a number/],
       ['badcands', JSON.stringify({ ...good, entries: { k: { ...good.entries.k, candidates: {} } } }), /candidates is not a list/],
@@ -229,8 +229,8 @@ describe('Autotuner (mocked timing)', () => {
     expect(candidatesForLevel(2)).toBe(0);
   });
 
-  it('times the top 4 / 12 / all candidates by estimateTime (plus the heuristic pick) and returns the fastest', () => {
-    for (const [level, n] of [[3, 4], [4, 12], [5, Infinity]] as const) {
+  it('times the top 8 / 32 / all candidates by estimateTime (plus the heuristic pick) and returns the fastest', () => {
+    for (const [level, n] of [[3, 8], [4, 32], [5, Infinity]] as const) {
       const picked = pickCandidates(level, info.shape, space, info.heuristic);
       const expected = Math.min(n, space.length);
       expect(picked.length === expected || picked.length === expected + 1, `level ${level}`).toBe(true);
@@ -260,12 +260,12 @@ describe('Autotuner (mocked timing)', () => {
     const tile = (c: TileConfig) => `${c.bm}x${c.bn}_${c.warpsM}x${c.warpsN}_${c.splitK ?? 1}`;
     const best = Math.min(...space.map((c) => estimateTime(info.shape, c)));
     const top = pickCandidates(3, info.shape, space);
-    expect(top).toHaveLength(4);
-    expect(new Set(top.map(tile)).size).toBe(2); // 2 tiles x 2 pipelines, not one tile at 4 depths
+    expect(top).toHaveLength(8);
+    expect(new Set(top.map(tile)).size).toBe(2); // 2 tiles x 4 pipelines, not one tile at 8 depths
     expect(estimateTime(info.shape, top[0])).toBe(best);
-    expect(top.map((c) => `${c.bk}/${c.stages}`)).toEqual(['32/4', '64/3', '32/4', '64/3']);
+    expect(top.map((c) => `${c.bk}/${c.stages}`)).toEqual(['32/4', '64/3', '32/3', '64/4', '32/4', '64/3', '32/3', '64/4']);
     const l4 = pickCandidates(4, info.shape, space);
-    expect(l4).toHaveLength(12);
+    expect(l4).toHaveLength(Math.min(32, space.length));
     expect(l4.slice(0, 2)).toEqual(top.slice(0, 2));
     expect(new Set(l4.map(tile)).size).toBe(4);
     expect(pickCandidates(3, info.shape, [...space, ...space])).toEqual(top); // duplicates ignored

@@ -164,7 +164,7 @@ function epi(acc: number, e: Epilogue, bias: number, res: number): number {
  * wait_group) catches loads into a stage that an in-flight wgmma still reads. */
 interface Case { id: string; op: 'conv' | 'gemm'; p: ConvProblem | GemmProblem; e: Epilogue; cfg: TileConfig; early?: boolean }
 const isBf16 = (c: Case) => c.p.dtype === 'bfloat16';
-const wg = (bm: number, bn: number, warpsM: number, stages: number, ws = false): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}) });
+const wg = (bm: number, bn: number, warpsM: number, stages: number, ws = false, se = false): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}), ...(se ? { se } : {}) });
 const conv = (n: number, h: number, c: number, k: number, r: number, stride: number): ConvProblem => {
   const pad = (r - 1) >> 1, p = Math.floor((h + 2 * pad - r) / stride) + 1;
   return { n, h, w: h, c, k, r, s: r, strideH: stride, strideW: stride, padH: pad, padW: pad, dilH: 1, dilW: 1, p, q: p };
@@ -182,8 +182,10 @@ const CASES: Case[] = [
   { id: 'conv_1x1s2_w2_s3', op: 'conv', p: conv(3, 15, 40, 72, 1, 2), e: { bias: true, residual: true, residualAfterAct: true, act: 'hardswish' }, cfg: wg(128, 128, 8, 3) },
   // staged epilogue (wgmma_epilogue.ts): one k-tile (shared memory for one stage), residual prefetched under the
   // mainloop, M tail; and a batched GEMM whose output offset depends on the batch index
-  { id: 'staged_conv_1x1_k64_1ktile', op: 'conv', p: conv(2, 11, 64, 136, 1, 1), e: { bias: true, residual: true, act: 'relu' }, cfg: wg(128, 128, 4, 3) },
-  { id: 'staged_gemm_b2_plain', op: 'gemm', p: { m: 130, n: 72, k: 200, batch: [2] }, e: { bias: true, act: 'relu' }, cfg: wg(128, 64, 8, 3) },
+  { id: 'staged_conv_1x1_k64_1ktile', op: 'conv', p: conv(2, 11, 64, 136, 1, 1), e: { bias: true, residual: true, act: 'relu' }, cfg: wg(128, 128, 4, 3, false, true) },
+  { id: 'staged_gemm_b2_plain', op: 'gemm', p: { m: 130, n: 72, k: 200, batch: [2] }, e: { bias: true, act: 'relu' }, cfg: wg(128, 64, 8, 3, false, true) },
+  { id: 'staged_ws_gemm_w2_s3', op: 'gemm', p: { m: 200, n: 136, k: 520 }, e: { bias: true, residual: true, act: 'gelu_tanh' }, cfg: wg(128, 64, 8, 3, true, true), early: true },
+  { id: 'staged_ws_conv_1x1_n256_plain', op: 'conv', p: conv(1, 9, 72, 264, 1, 1), e: { bias: true, act: 'relu' }, cfg: wg(64, 256, 4, 3, true, true) },
   // warp-specialized (wgmma_ws.ts): producer warpgroup + consumers on mbarriers. More k-tiles than stages so
   // every barrier goes through several phases (parity wrap); late and early cp.async landing; staged
   // 16-B epilogue (N % 8 == 0) with residual, and the fragment-store fallback (odd N)

@@ -39,7 +39,7 @@ const conv1 = (n: number, h: number, c: number, k: number, stride = 1): ConvProb
   return { n, h, w: h, c, k, r: 1, s: 1, strideH: stride, strideW: stride, padH: 0, padW: 0, dilH: 1, dilW: 1, p, q: p };
 };
 const big = { m: 4096, n: 3072, k: 768, batch: 1 };
-const wg = (bm: number, bn: number, warpsM: number, stages = 4, ws = false): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}) });
+const wg = (bm: number, bn: number, warpsM: number, stages = 4, ws = false, se = false): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}), ...(se ? { se } : {}) });
 
 describe('wgmma: configs and API', () => {
   it('lists only valid configs that fit shared memory and 128 accumulator registers', () => {
@@ -49,12 +49,14 @@ describe('wgmma: configs and API', () => {
       expect(configProblems(c), configName(c)).toEqual([]);
       expect(smemBytes(c)).toBeLessThanOrEqual(MAX_SMEM);
       expect(wgmmaAccRegs(c)).toBeLessThanOrEqual(128);
-      expect(configName(c)).toMatch(/^wg_m\d+n\d+k64_w[48]x1_s[345](_ws)?$/);
+      expect(configName(c)).toMatch(/^wg_m\d+n\d+k64_w[48]x1_s[345](_ws)?(_se)?$/);
     }
     const names = space.map(configName);
     expect(names).toContain('wg_m128n256k64_w8x1_s4');
     expect(names).toContain('wg_m128n256k64_w8x1_s4_ws');
-    expect(names.filter((n) => n.endsWith('_ws')).length).toBe(names.length / 2); // every config also warp-specialized
+    expect(names.filter((n) => /_ws(_se)?$/.test(n)).length).toBe(names.length / 2); // every config also warp-specialized
+    expect(names.filter((n) => n.endsWith('_se')).length).toBe(names.length / 2); // and with the staged epilogue (N % 8 == 0)
+    expect(wgmmaConfigSpace({ ...big, n: big.n + 4 }).some((c) => c.se)).toBe(false); // no 16-B rows: no se variant
     expect(names).not.toContain('wg_m128n256k64_w8x1_s5'); // 5 x 48 KB + 1 KB > 227 KB
     expect(configProblems(wg(128, 256, 4))).toEqual(['wgmma: 256 accumulator registers per thread (max 128)']);
     expect(configProblems({ ...wg(128, 128, 8), bk: 32 }).join()).toMatch(/bk must be 64/);
@@ -79,10 +81,14 @@ describe('wgmma: configs and API', () => {
     expect(k.name).toMatch(/^conv_tc_3x3s1_wg_m128n128k64_w8x1_s4_br_relu_[0-9a-f]{12}$/);
     expect(k.block).toEqual([256, 1, 1]);
     expect(k.grid).toEqual([Math.ceil((2 * 56 * 56) / 128) * 1, 1, 1]);
-    // the residual tile (128 rows of 128 + 8 halves) is prefetched beside the 4 stages (wgmma_epilogue.ts)
-    expect(k.sharedBytes).toBe(smemBytes(wg(128, 128, 8)) + 128 * 136 * 2);
-    expect(k.source).toContain('residual tile -> staging tile');
-    expect(k.source).toContain('reinterpret_cast<uint4*>(y + off)');
+    expect(k.sharedBytes).toBe(smemBytes(wg(128, 128, 8)));
+    expect(k.source).not.toContain('staged epilogue');
+    // the se tactic: the residual tile (128 rows of 128 + 8 halves) is prefetched beside the 4 stages (wgmma_epilogue.ts)
+    const se = emitConvTc(p, epi, wg(128, 128, 8, 4, false, true));
+    expect(se.name).toMatch(/^conv_tc_3x3s1_wg_m128n128k64_w8x1_s4_se_br_relu_[0-9a-f]{12}$/);
+    expect(se.sharedBytes).toBe(smemBytes(wg(128, 128, 8)) + 128 * 136 * 2);
+    expect(se.source).toContain('residual tile -> staging tile');
+    expect(se.source).toContain('reinterpret_cast<uint4*>(y + off)');
     expect(k.workspaceBytes).toBe(0);
     expect(k.flops).toBe(ref.flops);
     expect(k.source).toContain('wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16');
@@ -96,14 +102,15 @@ describe('wgmma: configs and API', () => {
   it('allocates only the stages a problem fills, and stages the epilogue over them without a residual', () => {
     // K = 64: one k-tile, so one of the 3 stages (48 KB) + the 256 x (128 + 8) fp16 staging tile after it
     const p = conv1(256, 56, 64, 256);
-    const res = emitConvTc(p, { bias: true, residual: true, act: 'relu' }, wg(256, 128, 8, 3));
+    expect(emitConvTc(p, { bias: true, residual: true, act: 'relu' }, wg(256, 128, 8, 3)).sharedBytes).toBe(48 * 1024 + 1024);
+    const res = emitConvTc(p, { bias: true, residual: true, act: 'relu' }, wg(256, 128, 8, 3, false, true));
     expect(res.sharedBytes).toBe(48 * 1024 + 256 * 136 * 2 + 1024);
     // no residual: the staging tile overlays the (larger of) pipeline and staging memory
-    const plain = emitConvTc(p, { bias: true }, wg(256, 128, 8, 3));
+    const plain = emitConvTc(p, { bias: true }, wg(256, 128, 8, 3, false, true));
     expect(plain.sharedBytes).toBe(256 * 136 * 2 + 1024);
     expect(plain.source).not.toContain('residual tile -> staging tile');
     // odd N keeps the fragment stores and the capped pipeline
-    const odd = emitGemmTc({ m: 4096, n: 45, k: 64 }, { bias: true, residual: true }, wg(128, 64, 4, 3));
+    const odd = emitGemmTc({ m: 4096, n: 45, k: 64 }, { bias: true, residual: true }, wg(128, 64, 4, 3, false, true));
     expect(odd.sharedBytes).toBe(16 * 1024 + 8 * 1024 + 1024);
     expect(odd.source).not.toContain('staged epilogue');
   });

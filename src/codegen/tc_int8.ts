@@ -52,6 +52,7 @@ export function int8ConfigProblems(c: TileConfig): string[] {
     .replace('bk must be 64 (one 128-B swizzle row of fp16)', 'bk must be 128 (one 128-B swizzle row of int8)'));
   if (c.wgmma && c.bn !== 64 && c.bn !== 128) r.push('int8 wgmma: bn must be 64 or 128');
   if (c.wgmma && (c as { ws?: boolean }).ws) r.push('int8 wgmma: no warp-specialized variant');
+  if (c.se) r.push('int8: no se (staged 16-bit epilogue) variant; the int8 kernels stage their own');
   return r;
 }
 export function int8ConfigSpace(s: TileShape): TileConfig[] { return tileConfigSpace(halfShape(s)).filter((c) => !c.wgmma).map(asInt8); }

@@ -36,6 +36,7 @@ export function wgmmaProblems(c: TileConfig, bKN: boolean): string[] {
   if (c.stages < 3 || c.stages > 5) r.push('wgmma: stages must be 3..5');
   if ((c.splitK ?? 1) !== 1) r.push('wgmma: no split-K');
   if (c.ws && !c.wgmma) r.push('ws (warp-specialized) is a wgmma variant');
+  if (c.se && !c.wgmma) r.push('se (staged epilogue) is a wgmma variant');
   if (r.length === 0 && c.ws && wgmmaStagingBytes(c) > c.stages * (c.bm + c.bn) * 128) r.push('ws: the epilogue staging tile does not fit the pipeline shared memory');
   if (r.length === 0 && wgmmaAccRegs(c) > 128) r.push(`wgmma: ${wgmmaAccRegs(c)} accumulator registers per thread (max 128)`);
   return r;

@@ -31,11 +31,11 @@ export interface StagingPlan {
   ld: number;
 }
 
-/** Where the staging tile goes, or undefined when the kernel keeps its fragment stores. `pipelineBytes`: the
- * stages' shared memory; `reuseBytes`: what else the kernel may already overlay on the stages (ws: its
- * fp32 staging, unused when this plan applies). Disabled by TSRT_WGMMA_STAGED=0 (A/B timing). */
+/** Where the staging tile goes, or undefined when the kernel keeps its usual stores: configs without `se`
+ * (the tactic), outputs without 16-B rows, or a residual tile that does not fit beside `pipelineBytes` (the
+ * stages' shared memory). */
 export function stagingPlan(s: TcSpec, pipelineBytes: number): StagingPlan | undefined {
-  if (!s.vecStores || process.env.TSRT_WGMMA_STAGED === '0') return undefined;
+  if (!s.cfg.se || !s.vecStores) return undefined;
   const c = s.cfg, ld = c.bn + 8, bytes = c.bm * ld * 2;
   if (s.epi.residual) {
     const offset = Math.ceil(pipelineBytes / 1024) * 1024;

@@ -11,7 +11,9 @@ import type { GemmProblem } from '../codegen/tc_gemm.js';
 import { defaultCacheDir } from './kernel_cache.js';
 import { KERNEL_FAMILIES, type KernelTactic } from '../codegen/tactics.js';
 
-export const TIMING_CACHE_VERSION = 1;
+/** 2: wgmma configs gained the staged-epilogue variant (`_se`) and LayerNorm/softmax/reduction/elementwise
+ * tactic entries appeared; a version-1 cache would pin picks timed without them, so it is set aside. */
+export const TIMING_CACHE_VERSION = 2;
 
 export interface DeviceId {
   name: string;
