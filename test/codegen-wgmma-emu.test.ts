@@ -185,6 +185,9 @@ const CASES: Case[] = [
   { id: 'staged_conv_1x1_k64_1ktile', op: 'conv', p: conv(2, 11, 64, 136, 1, 1), e: { bias: true, residual: true, act: 'relu' }, cfg: wg(128, 128, 4, 3, false, true) },
   { id: 'staged_gemm_b2_plain', op: 'gemm', p: { m: 130, n: 72, k: 200, batch: [2] }, e: { bias: true, act: 'relu' }, cfg: wg(128, 64, 8, 3, false, true) },
   { id: 'staged_ws_gemm_w2_s3', op: 'gemm', p: { m: 200, n: 136, k: 520 }, e: { bias: true, residual: true, act: 'gelu_tanh' }, cfg: wg(128, 64, 8, 3, true, true), early: true },
+  // n192 tiles (wave quantization): plain with N tail, ws staged with residual
+  { id: 'n192_gemm_w2_s4', op: 'gemm', p: { m: 136, n: 200, k: 192 }, e: { bias: true, act: 'silu' }, cfg: wg(128, 192, 8, 4) },
+  { id: 'n192_ws_gemm_se_s3', op: 'gemm', p: { m: 130, n: 384, k: 256 }, e: { bias: true, residual: true }, cfg: wg(128, 192, 8, 3, true, true), early: true },
   { id: 'staged_ws_conv_1x1_n256_plain', op: 'conv', p: conv(1, 9, 72, 264, 1, 1), e: { bias: true, act: 'relu' }, cfg: wg(64, 256, 4, 3, true, true) },
   // warp-specialized (wgmma_ws.ts): producer warpgroup + consumers on mbarriers. More k-tiles than stages so
   // every barrier goes through several phases (parity wrap); late and early cp.async landing; staged

@@ -253,7 +253,7 @@ if (nvccReason) console.warn(`codegen-wgmma: skipping the sm_90a compile checks 
  * stride-2 conv and a BERT GEMM, plus odd tails and every stage count on one tile. */
 function compileKernels() {
   const tiles = new Map<string, TileConfig>();
-  for (const c of wgmmaConfigSpace(big)) tiles.set(`${c.bm}x${c.bn}x${c.warpsM}${c.ws ? 'ws' : ''}`, c); // last = deepest
+  for (const c of wgmmaConfigSpace(big)) tiles.set(`${c.bm}x${c.bn}x${c.warpsM}${c.ws ? 'ws' : ''}${c.se ? 'se' : ''}`, c); // last = deepest
   const ks = [];
   for (const c of tiles.values()) {
     ks.push(emitConvTc(conv3(256, 28, 128, 128), { bias: true, residual: true, act: 'relu' }, c));

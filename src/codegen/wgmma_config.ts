@@ -32,7 +32,7 @@ export function wgmmaProblems(c: TileConfig, bKN: boolean): string[] {
   if (c.warpsN !== 1 || (c.warpsM !== 4 && c.warpsM !== 8)) r.push('wgmma: warpsM 4 or 8 (1 or 2 warpgroups), warpsN 1');
   const g = c.warpsM / 4;
   if (!Number.isInteger(c.bm / (64 * g)) || c.bm % (64 * g) || c.bm / (64 * g) > 2) r.push('wgmma: bm must be 64 or 128 per warpgroup');
-  if (![64, 128, 256].includes(c.bn)) r.push('wgmma: bn must be 64, 128 or 256');
+  if (![64, 128, 192, 256].includes(c.bn)) r.push('wgmma: bn must be 64, 128, 192 or 256');
   if (c.stages < 3 || c.stages > 5) r.push('wgmma: stages must be 3..5');
   if ((c.splitK ?? 1) !== 1) r.push('wgmma: no split-K');
   if (c.ws && !c.wgmma) r.push('ws (warp-specialized) is a wgmma variant');
