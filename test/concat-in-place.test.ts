@@ -102,10 +102,18 @@ describe('concat-in-place pass', () => {
     expect(ctx.fusions.map((f) => `${f.kind} [${f.nodes}]`)).toEqual(['Concat(Relu,Conv,MaxPool) [Concat_4]']);
   });
 
-  it('leaves a strided Concat alone, with the reason', () => {
-    const { ctx } = checkPass({ pass: concatInPlace, before: block(2, '%y = Concat(%a, %b, %p) {axis=1}', '%y: float32[2,6,4,4]') });
+  it('a strided Concat (batch 2) places only its conv, which stores rows with a stride; the others say why', () => {
+    // (test/concat-strided.test.ts runs strided placements on the memory plan and in the light models)
+    const after = block(2, '%y = tsrt::ConcatInPlace(%a, %b, %p) {axis=1}', '%y: float32[2,6,4,4]')
+      .replace('%b = Conv(%x, %w2)', '%b = tsrt::FusedConv(%x, %w2) {y_concat="y", y_row_stride=96, y_offset=32}');
+    const { ctx } = checkPass({ pass: concatInPlace, before: block(2, '%y = Concat(%a, %b, %p) {axis=1}', '%y: float32[2,6,4,4]'), after });
     expect(rejections(ctx, PASS)).toEqual([
-      'Concat: concat on axis 1 of [2,6,4,4] interleaves its inputs (dims before the axis are not all 1); producers (Relu/Conv/MaxPool) write contiguous tensors, a strided store would be needed']);
+      "Concat input: input 'a' is written by Relu Relu_1, which stores dense rows only (strided stores: tensor-core and SIMT convs): copied into its slot",
+      "Concat input: input 'p' is written by MaxPool MaxPool_3, which stores dense rows only (strided stores: tensor-core and SIMT convs): copied into its slot"]);
+    // nothing a conv writes: the Concat stays, with every reason
+    const { ctx: c2 } = checkPass({ pass: concatInPlace, before: block(2, '%y = Concat(%a, %p) {axis=1}', '%y: float32[2,4,4,4]') });
+    expect(rejections(c2, PASS)).toEqual([
+      "Concat: concat on axis 1 of [2,4,4,4] interleaves its inputs (strided slices): input 'a' is written by Relu Relu_1, which stores dense rows only (strided stores: tensor-core and SIMT convs); input 'p' is written by MaxPool MaxPool_3, which stores dense rows only (strided stores: tensor-core and SIMT convs)"]);
   });
 
   it('an input that cannot live in the output keeps its buffer and is copied into its slot; the others are placed', () => {

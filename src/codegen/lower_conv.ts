@@ -2,7 +2,7 @@
 // implicit GEMM otherwise) and Gemm / MatMul / tsrt::FusedGemm (tensor-core GEMM in fp16, SIMT otherwise).
 // Weights are transformed once at build time into the layout each kernel reads.
 import { attrFloat, attrFloats, attrInt, attrInts, attrString } from '../ops/attrs.js';
-import { fromF64, makeTensor, size, toF64 } from '../ir/tensor.js';
+import { DTYPE_SIZE, fromF64, makeTensor, size, toF64 } from '../ir/tensor.js';
 import type { DType, Tensor } from '../ir/types.js';
 import { NotLowerable, registerLowering, type Arg, type LowerCtx } from './lower.js';
 import { resolvePads } from './lowerings.js';
@@ -52,6 +52,13 @@ function isFloatStorage(d: DType): d is 'float16' | 'bfloat16' | 'float32' { ret
  * kernels and timing-cache signatures are what they were before bf16 existed). */
 function tcDtype(d: DType): { dtype?: 'bfloat16' } { return d === 'bfloat16' ? { dtype: d } : {}; }
 
+/** Where concat-in-place put this conv's output rows (passes/concat.ts PLACED_ATTRS): the concat output, the row
+ * stride and the first row's offset in elements; undefined: a dense output of its own. */
+function placement(ctx: LowerCtx): { into: string; ld: number; offset: number } | undefined {
+  const into = attrString(ctx.node, 'y_concat', '');
+  return into ? { into, ld: attrInt(ctx.node, 'y_row_stride', 0), offset: attrInt(ctx.node, 'y_offset', 0) } : undefined;
+}
+
 function lowerConv(ctx: LowerCtx): void {
   const { node } = ctx;
   const fused = node.domain === 'tsrt';
@@ -73,6 +80,15 @@ function lowerConv(ctx: LowerCtx): void {
   if (pads[0] < 0 || pads[1] < 0) throw new NotLowerable('negative pads');
   const prob: ConvProblem = { n, h, w, c, k, r, s, strideH: st[0], strideW: st[1], padH: pads[0], padW: pads[1], dilH: dil[0], dilW: dil[1], p, q };
   const epi: Epilogue = { ...(fused ? activation(ctx) : {}), bias: !!bn, residual: !!zn, residualAfterAct: fused && attrInt(node, 'residual_before_act', 1) === 0 };
+  // a conv placed in a strided concat slice stores its rows there and its output becomes that slice (an offset alias,
+  // which tells the concat lowering not to copy it); the depthwise kernel stores dense rows, so it keeps its buffer
+  const at = isDepthwise(group, c, k) ? undefined : placement(ctx);
+  const yOut = at?.into ?? node.outputs[0];
+  if (at) {
+    prob.ldY = at.ld;
+    prob.yOffset = at.offset;
+    ctx.alias(node.outputs[0], at.into, at.offset * DTYPE_SIZE[y.dtype]);
+  }
   const bias = bn ? ctx.addConst('bias_f32', f32Const(ctx.constOf(bn) ?? (() => { throw new NotLowerable('bias is not constant'); })())) : undefined;
   // float64 weights, converted only where a lowering needs them
   let wf: Float64Array | undefined;
@@ -110,7 +126,7 @@ function lowerConv(ctx: LowerCtx): void {
       const space = [...convConfigSpace(pp), ...(wgmmaEnabled(ctx.arch) ? wgmmaConvSpace(pp) : [])];
       const cfg = ctx.tactic?.(tacticSignature('conv', pp, epi, x.dtype), space, (c) => emitConvTc(pp, epi, c)) ?? undefined;
       const ks = emitConvTc(pp, epi, cfg);
-      ctx.kernel(ks, bindByName(ctx, ks, { x: xin, w: wname, bias, residual: zn, y: node.outputs[0] }));
+      ctx.kernel(ks, bindByName(ctx, ks, { x: xin, w: wname, bias, residual: zn, y: yOut }));
       return;
     }
   }
@@ -127,7 +143,7 @@ function lowerConv(ctx: LowerCtx): void {
     wname = ctx.addConst('w', fromF64(x.dtype, wc.dims, wv()));
   }
   const ks = emitConvGeneric(prob, epi, { dtype: x.dtype, layout: nhwc ? 'nhwc' : 'nchw', groups: group });
-  ctx.kernel(ks, bindByName(ctx, ks, { x: xn, w: wname, bias, residual: zn, y: node.outputs[0] }));
+  ctx.kernel(ks, bindByName(ctx, ks, { x: xn, w: wname, bias, residual: zn, y: yOut }));
 }
 
 registerLowering('Conv', lowerConv);

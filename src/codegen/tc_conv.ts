@@ -20,6 +20,18 @@ export interface ConvProblem {
   p: number; q: number;
   /** Storage of x, w, y and the residual: float16 (default, absent) or bfloat16. */
   dtype?: TcDType;
+  /** Output stored into a slice of a wider tensor (a concat output, concat-in-place): output row i starts at
+   * y + i * ldY + yOffset, a row being one output pixel's k channels (NHWC) or one image's k*p*q values (NCHW);
+   * ldY >= yOffset + that row's length. Absent: rows are dense (ldY = row length, yOffset 0). The residual keeps
+   * y's dense layout either way. */
+  ldY?: number; yOffset?: number;
+}
+
+/** Row stride and offset of the output (see ConvProblem.ldY) for a row of `row` elements; dense when absent. */
+export function outputRows(p: ConvProblem, row: number): { ld: number; off: number; strided: boolean } {
+  const ld = p.ldY ?? row, off = p.yOffset ?? 0;
+  if (ld < off + row) throw new TsrtError('USAGE', `conv output rows of ${row} elements at offset ${off} do not fit a row stride ldY=${ld}`);
+  return { ld, off, strided: ld !== row || off !== 0 };
 }
 
 /** Output size for symmetric-or-not pads: p = floor((h + padTop + padBottom - dil*(r-1) - 1)/stride) + 1. */
@@ -33,7 +45,7 @@ function checkShape(p: ConvProblem): void {
       if (v !== undefined && v !== 'float16' && v !== 'bfloat16') throw new TsrtError('USAGE', `conv dtype ${String(v)} is not float16 or bfloat16`);
       continue;
     }
-    const min = nm.startsWith('pad') ? 0 : 1;
+    const min = nm.startsWith('pad') || nm === 'yOffset' ? 0 : 1;
     if (!Number.isInteger(v) || v < min) throw new TsrtError('USAGE', `conv ${nm}=${v} must be an integer >= ${min}`);
   }
 }
@@ -48,7 +60,7 @@ export function convTcPreconditions(p: ConvProblem): string[] {
   checkShape(p);
   const out: string[] = [];
   if (p.c % 8) out.push(`c=${p.c} must be a multiple of 8 (pad channels with zeros)`);
-  const x = p.n * p.h * p.w * p.c, y = p.n * p.p * p.q * p.k;
+  const x = p.n * p.h * p.w * p.c, y = p.n * p.p * p.q * (p.ldY ?? p.k);
   if (Math.max(x, y, p.k * p.r * p.s * p.c) >= 2 ** 31) out.push('tensors over 2^31 elements');
   return out;
 }
@@ -130,9 +142,14 @@ export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig)
     chunk: (_j, row) => ({ ok: `kcol < ${K} && nBase + ${row} < ${p.k}`, src: `w + (idx_t)(nBase + ${row}) * ${K} + kcol` }),
   });
   const xBytes = p.n * p.h * p.w * p.c, wBytes = p.k * K;
+  // a strided output (a channel slice of an NHWC concat): 4-/16-byte stores only where every row start keeps
+  // that alignment (y itself is 16-byte aligned); the dense residual is read at its own offsets
+  const o = outputRows(p, p.k);
+  const dense = `(idx_t)m * ${p.k} + n`;
+  const aligned = (e: number) => p.k % e === 0 && o.ld % e === 0 && o.off % e === 0;
   const kind = pw ? (p.strideH === 1 && p.strideW === 1 ? '1x1' : `1x1s${p.strideH}`) : `${p.r}x${p.s}s${p.strideH}`;
   return {
-    prefix: `conv_tc_${p.dtype === 'bfloat16' ? 'bf16_' : ''}${kind}`, cfg: c, ...(p.dtype === 'bfloat16' ? { mma: 'bf16' as const } : {}), m: M, n: p.k, k: K, batch: 1, bKN: false,
+    prefix: `conv_tc_${p.dtype === 'bfloat16' ? 'bf16_' : ''}${kind}${o.strided ? '_ldy' : ''}`, cfg: c, ...(p.dtype === 'bfloat16' ? { mma: 'bf16' as const } : {}), m: M, n: p.k, k: K, batch: 1, bKN: false,
     params: [
       { name: 'x', decl: 'const tc_half* __restrict__ x' },
       { name: 'w', decl: 'const tc_half* __restrict__ w' },
@@ -141,7 +158,8 @@ export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig)
       { name: 'y', decl: 'tc_half* __restrict__ y' },
     ],
     setup: setupA.join('\n'), loadA, loadB,
-    outOffset: `(idx_t)m * ${p.k} + n`, pairStores: p.k % 2 === 0, vecStores: p.k % 8 === 0, epi,
+    ...(o.strided ? { outOffset: `(idx_t)m * ${o.ld} + ${o.off} + n`, resOffset: dense } : { outOffset: dense }),
+    pairStores: aligned(2), vecStores: aligned(8), epi,
     nFastest: wBytes <= xBytes, flops: 2 * M * p.k * K, bigIndex: false, // convTcPreconditions caps tensors below 2^31
   };
 }
@@ -163,9 +181,11 @@ export function emitConvGeneric(p: ConvProblem, epi: Epilogue = {}, opts: Generi
   const { bm, bn, bk } = GENERIC_TILE;
   const M = p.n * p.p * p.q, Ng = p.k / g, Cg = p.c / g, Kg = p.r * p.s * Cg;
   const mTiles = ceil(M, bm), nTiles = ceil(Ng, bn);
-  const big = Math.max(p.n * p.h * p.w * p.c, M * p.k, p.k * Kg) >= 2 ** 31;
+  const pq = p.p * p.q;
+  const o = outputRows(p, nchw ? p.k * pq : p.k);
+  const big = Math.max(p.n * p.h * p.w * p.c, M * p.k, p.k * Kg, (nchw ? p.n : M) * o.ld) >= 2 ** 31;
   const I = big ? 'long long' : 'int';
-  const hw = p.h * p.w, pq = p.p * p.q;
+  const hw = p.h * p.w;
   // per-row state: the image base offset of (nb, group) and the top-left input coordinate
   const setup = `  const int mBase = blockIdx.x % ${mTiles} * ${bm}, nBase = blockIdx.x / ${mTiles} * ${bn};
   const int grp = blockIdx.y; (void)grp;
@@ -196,6 +216,10 @@ export function emitConvGeneric(p: ConvProblem, epi: Epilogue = {}, opts: Generi
   const yOff = nchw
     ? `((${I})(m / ${pq}) * ${p.k} + ch) * ${pq} + m % ${pq}`
     : `(${I})m * ${p.k} + ch`;
+  // a strided output (a slice of a concat output): rows (NCHW: images, NHWC: pixels) ldY apart, the residual dense
+  const yStrided = nchw
+    ? `(${I})(m / ${pq}) * ${o.ld} + ${o.off} + (${I})ch * ${pq} + m % ${pq}`
+    : `(${I})m * ${o.ld} + ${o.off} + ch`;
   const epilogue = `  #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int m = mBase + ty + 16 * i;
@@ -208,7 +232,7 @@ export function emitConvGeneric(p: ConvProblem, epi: Epilogue = {}, opts: Generi
       const ${I} off = ${yOff};
       float v = acc[i][j];
       ${epilogueStatements(epi, 'v', 'ch', loadF(dtype, 'residual[off]'))}
-      y[off] = ${storeF(dtype, 'v')};
+      ${o.strided ? `y[${yStrided}]` : 'y[off]'} = ${storeF(dtype, 'v')};
     }
   }`;
   const params = `const ${T}* __restrict__ x, const ${T}* __restrict__ w, const float* __restrict__ bias, const ${T}* __restrict__ residual, ${T}* __restrict__ y`;
@@ -217,7 +241,7 @@ export function emitConvGeneric(p: ConvProblem, epi: Epilogue = {}, opts: Generi
     posA: (i) => `[tx][ty + 16 * ${i}]`, posB: (i) => `[tx][ty + 16 * ${i}]`,
     epilogue, epi, dtype,
   });
-  const name = `conv_generic_${dtypeTag(dtype)}_${nchw ? 'nchw' : 'nhwc'}_${p.r}x${p.s}_${epilogueKey(epi)}_${shortHash(body('K'))}`;
+  const name = `conv_generic_${dtypeTag(dtype)}_${nchw ? 'nchw' : 'nhwc'}_${p.r}x${p.s}${o.strided ? '_ldy' : ''}_${epilogueKey(epi)}_${shortHash(body('K'))}`;
   if (g > 65535) throw new TsrtError('USAGE', `groups ${g} exceeds grid.y`);
   return {
     name, source: body(name), grid: [mTiles * nTiles, g, 1], block: [256, 1, 1], sharedBytes: 0,

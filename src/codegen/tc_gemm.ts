@@ -333,6 +333,9 @@ export interface TcSpec {
   loadB: string;
   /** Expression of the output element offset of (m, n) (both ints in scope as `m`, `n`); residual uses it too. */
   outOffset: string;
+  /** The residual's element offset of (m, n) where it differs from outOffset (an output stored with a row stride
+   * into a concat slice, tc_conv.ts, while the residual stays dense); reads use `off` (outOffset) when absent. */
+  resOffset?: string;
   /** Offsets of (m, n) and (m, n+1) are adjacent and 4-byte aligned whenever n is even. */
   pairStores: boolean;
   epi: Epilogue;
@@ -400,16 +403,17 @@ export function tcKernel(s: TcSpec): TcKernelSource {
           const int ch = kk * 2 + ((lane >> 3) & 1);
           ldsm_x4(r, sB + row * ${bRowBytes} + sw_b(row, ch)); }`;
 
-  const res = (off: string) => `h2f(residual[${off}])`;
+  const roff = s.resOffset ? `(${s.resOffset})` : 'off';
+  const res = (j: number) => `h2f(residual[${roff} + ${j}])`;
   const epiPair = `float v0 = t[0], v1 = t[1];
           { ${epilogueStatements(s.epi, 'v0', 'n', 'lo_h2f(rv)')} }
           { ${epilogueStatements(s.epi, 'v1', '(n + 1)', 'hi_h2f(rv)')} }
           *reinterpret_cast<u32*>(y + off) = pack_h2(v0, v1);`;
-  const epiSingle = (j: number) => `{ float v = t[${j}]; ${epilogueStatements(s.epi, 'v', `(n + ${j})`, res(`off + ${j}`))} y[off + ${j}] = f2h(v); }`;
+  const epiSingle = (j: number) => `{ float v = t[${j}]; ${epilogueStatements(s.epi, 'v', `(n + ${j})`, res(j))} y[off + ${j}] = f2h(v); }`;
   const storeCode = s.store ?? (s.pairStores
     ? `if (m < ${s.m} && n < ${s.n}) {
           const idx_t off = ${s.outOffset};
-          ${s.epi.residual ? 'const u32 rv = *reinterpret_cast<const u32*>(residual + off);' : ''}
+          ${s.epi.residual ? `const u32 rv = *reinterpret_cast<const u32*>(residual + ${roff});` : ''}
           ${epiPair}
         }`
     : `if (m < ${s.m}) {

@@ -192,11 +192,12 @@ export function wgmmaStoreCode(s: TcSpec): string {
           { ${epilogueStatements(s.epi, 'v0', 'n', 'lo_h2f(rv)')} }
           { ${epilogueStatements(s.epi, 'v1', '(n + 1)', 'hi_h2f(rv)')} }
           *reinterpret_cast<u32*>(y + off) = pack_h2(v0, v1);`;
-  const single = (j: number) => `{ float v = t[${j}]; ${epilogueStatements(s.epi, 'v', `(n + ${j})`, `h2f(residual[off + ${j}])`)} y[off + ${j}] = f2h(v); }`;
+  const roff = s.resOffset ? `(${s.resOffset})` : 'off'; // a dense residual beside a strided output (tc_conv.ts)
+  const single = (j: number) => `{ float v = t[${j}]; ${epilogueStatements(s.epi, 'v', `(n + ${j})`, `h2f(residual[${roff} + ${j}])`)} y[off + ${j}] = f2h(v); }`;
   return s.pairStores
     ? `if (m < ${s.m} && n < ${s.n}) {
           const idx_t off = ${s.outOffset};
-          ${s.epi.residual ? 'const u32 rv = *reinterpret_cast<const u32*>(residual + off);' : ''}
+          ${s.epi.residual ? `const u32 rv = *reinterpret_cast<const u32*>(residual + ${roff});` : ''}
           ${pair}
         }`
     : `if (m < ${s.m}) {

@@ -63,7 +63,7 @@ export function stagedResidualPrefetch(s: TcSpec, p: StagingPlan, g: StagedScope
       const int r = ${g.rowBase} + i / ${cpr}, cc = i % ${cpr};
       const int m = mBase + r, n = nBase + cc * 8;
       const bool ok = m < ${s.m} && n < ${s.n};
-      const idx_t off = ok ? (idx_t)(${s.outOffset}) : (idx_t)0;
+      const idx_t off = ok ? (idx_t)(${s.resOffset ?? s.outOffset}) : (idx_t)0;
       cp_async16(stg + (u32)((r * ${p.ld} + cc * 8) * 2), residual + off, ok);
     }
     cp_async_commit();

@@ -70,7 +70,7 @@ function vecStoreCode(s: TcSpec): string {
         float f[8];
         *reinterpret_cast<float4*>(f) = *reinterpret_cast<const float4*>(row);
         *reinterpret_cast<float4*>(f + 4) = *reinterpret_cast<const float4*>(row + 4);
-        ${s.epi.residual ? 'u32 rv[4]; *reinterpret_cast<uint4*>(rv) = *reinterpret_cast<const uint4*>(residual + off);' : ''}
+        ${s.epi.residual ? `u32 rv[4]; *reinterpret_cast<uint4*>(rv) = *reinterpret_cast<const uint4*>(residual + ${s.resOffset ? `(${s.resOffset})` : 'off'});` : ''}
         ${lanes.join('\n        ')}
         u32 o[4];
         #pragma unroll
