@@ -29,6 +29,18 @@ interface Case {
 }
 const API = { emitConv, emitConvGeneric, emitGemm, emitGemmGeneric };
 const CASES: Case[] = buildCases();
+// strided outputs (a channel slice of a concat output, concat-in-place): rows ldY apart from yOffset, the residual
+// dense. mma.sync with 4-byte pair stores (even, not 16-B aligned offset) and scalar stores (odd offset); the SIMT
+// kernel in NCHW (rows are images) and NHWC
+{
+  const cv = (n: number, h: number, c: number, k: number, r: number): ConvProblem => ({ n, h, w: h, c, k, r, s: r, strideH: 1, strideW: 1, padH: r >> 1, padW: r >> 1, dilH: 1, dilW: 1, p: h, q: h });
+  CASES.push(
+    { id: 'strided_conv_3x3_pairs_res', op: 'conv', impl: 'tc', problem: { ...cv(2, 9, 24, 40, 3), ldY: 50, yOffset: 6 }, epi: { bias: true, residual: true, act: 'relu' }, cfg: { bm: 64, bn: 64, bk: 32, warpsM: 2, warpsN: 2, stages: 3 } },
+    { id: 'strided_conv_1x1_odd_res_splitk', op: 'conv', impl: 'tc', problem: { ...cv(2, 7, 64, 24, 1), ldY: 37, yOffset: 13 }, epi: { bias: true, residual: true, residualAfterAct: true, act: 'silu' }, cfg: { bm: 32, bn: 32, bk: 32, warpsM: 1, warpsN: 2, stages: 3, splitK: 2 } },
+    { id: 'strided_gen_conv_f32_nchw_res', op: 'conv', impl: 'generic', problem: { ...cv(2, 6, 5, 7, 3), ldY: 12 * 36, yOffset: 3 * 36 }, epi: { bias: true, residual: true }, opts: { dtype: 'float32', layout: 'nchw' } },
+    { id: 'strided_gen_conv_f16_nhwc_res', op: 'conv', impl: 'generic', problem: { ...cv(2, 6, 12, 10, 3), ldY: 23, yOffset: 9 }, epi: { residual: true, act: 'relu' }, opts: { dtype: 'float16', layout: 'nhwc', groups: 2 } },
+  );
+}
 const emit = (c: Case): TcKernelSource => emitCase(c, API);
 
 const conv3 = (n: number, h: number, c: number, k: number, stride = 1): ConvProblem => {
@@ -218,9 +230,12 @@ function reference(c: Case, f32: boolean) {
     const sc = 2 / Math.sqrt(p.r * p.s * Cg);
     bufs.w = hostBuf(p.k * p.r * p.s * Cg, f32, (i) => ((nchw ? Math.floor(i / (p.r * p.s)) % Cg : i % Cg) < cReal ? rnd() * sc : 0));
     bufs.bias = hostBuf(p.k, true, () => rnd() * 0.5);
-    const yN = p.n * p.p * p.q * p.k;
+    const yN = p.n * p.p * p.q * p.k, ld = p.ldY ?? (nchw ? p.k * p.p * p.q : p.k), yo = p.yOffset ?? 0;
+    // a strided output: row i (an image in NCHW, a pixel in NHWC) at i * ld + yo; the residual stays dense
+    const ys = (o: number) => (nchw ? Math.floor(o / (p.k * p.p * p.q)) * ld + yo + (o % (p.k * p.p * p.q)) : Math.floor(o / p.k) * ld + yo + (o % p.k));
     bufs.residual = hostBuf(yN, f32, () => rnd());
-    ref = new Float64Array(yN);
+    ref = new Float64Array(ys(yN - 1) + 1);
+    written = new Uint8Array(ref.length);
     for (let b = 0; b < p.n; b++) for (let oh = 0; oh < p.p; oh++) for (let ow = 0; ow < p.q; ow++) for (let ko = 0; ko < p.k; ko++) {
       const gg = Math.floor(ko / Ng);
       let s = 0;
@@ -234,7 +249,8 @@ function reference(c: Case, f32: boolean) {
         }
       }
       const o = yi(b, oh, ow, ko);
-      ref[o] = refEpilogue(s, e, bufs.bias.vals[ko], bufs.residual.vals[o]);
+      ref[ys(o)] = refEpilogue(s, e, bufs.bias.vals[ko], bufs.residual.vals[o]);
+      written[ys(o)] = 1;
     }
   } else {
     const p = c.problem;
@@ -312,7 +328,8 @@ function emulate(c: Case): { rel: number; unwritten: number; stray: number; f32:
 }
 
 const EMU_CASES = ['conv_5x5_splitk', 'conv_dil2_s2', 'conv_1x1s2_tail', 'conv_1x3_k17', 'gemm_kn_bshared', 'gemm_nk_2batch_ld',
-  'act_gelu_erf', 'gen_conv_f32_nchw_g4_dil2', 'gen_gemm_f32_kn_bshared', 'gen_conv_f16_nhwc_g2'];
+  'act_gelu_erf', 'gen_conv_f32_nchw_g4_dil2', 'gen_gemm_f32_kn_bshared', 'gen_conv_f16_nhwc_g2',
+  'strided_conv_3x3_pairs_res', 'strided_conv_1x1_odd_res_splitk', 'strided_gen_conv_f32_nchw_res', 'strided_gen_conv_f16_nhwc_res'];
 
 describe.skipIf(!hasGxx)('tc emitters: generated CUDA under the CPU emulator', () => {
   it.each(EMU_CASES)('%s matches the float64 reference', (id) => {
