@@ -1,8 +1,9 @@
 // CPU emulator for the memory-bound kernels (LayerNorm, softmax, reductions, elementwise), built on the tensor-core
 // emulator's fibers and barriers (tc_emu.ts): adds half and the CUDA vector types, warp shuffles through per-warp
-// exchange slots, gridDim/blockDim, and buffers that end at a PROT_NONE page so a read or write past a buffer
-// faults. A shuffle or __syncthreads that not every thread of the warp/block reaches never completes, so a
-// non-uniform loop shows up as the run timing out. Used by test/autotune-tactics.test.ts.
+// exchange slots, gridDim/blockDim, bfloat16 and bit casts, and buffers that end at a PROT_NONE page so a read or
+// write past a buffer faults. A shuffle or __syncthreads that not every thread of the warp/block reaches never
+// completes, so a non-uniform loop shows up as the run timing out. Used by test/autotune-tactics.test.ts and
+// test/pool-relayout-vec.test.ts.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,6 +22,19 @@ inline float __half2float(half h) { return h2f(h.x); }
 inline half __float2half_rn(float f) { half r; r.x = f2h(f); return r; }
 inline half __ushort_as_half(unsigned short u) { half r; r.x = u; return r; }
 inline unsigned short __half_as_ushort(half h) { return h.x; }
+// bfloat16 and 32-bit bit casts (the packed loads/stores of codegen/vector_io.ts); round to nearest even like
+// __float2bfloat16_rn, NaN kept quiet
+struct __nv_bfloat16 { unsigned short x; };
+inline float __bfloat162float(__nv_bfloat16 h) { unsigned u = (unsigned)h.x << 16; float f; memcpy(&f, &u, 4); return f; }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+  unsigned u; memcpy(&u, &f, 4); __nv_bfloat16 r;
+  r.x = std::isnan(f) ? (unsigned short)((u >> 16) | 0x40) : (unsigned short)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+  return r;
+}
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { __nv_bfloat16 r; r.x = u; return r; }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.x; }
+inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
 struct alignas(8) float2 { float x, y; };

@@ -11,6 +11,8 @@ import {
   emitLayerNorm, emitReduce, emitSoftmax, isRowReduce, layerNormHeuristic, reduceHeuristic, softmaxHeuristic,
 } from './reduce.js';
 import { tacticLabel, type KernelFamily, type KernelTactic, type Tunable } from './tactics.js';
+import { emitPool, poolHeuristic, poolVecProblems } from './pool.js';
+import { emitRelayout, relayoutHeuristic, relayoutVecProblems } from './movement.js';
 
 /** Where the kernel's buffers sit: the largest power of two (at most 16) dividing every pointer argument's byte
  * offset. Arena buffers and allocations are 256-byte aligned; a slice of a concat buffer may not be. */
@@ -154,10 +156,35 @@ function elementwise(u: Extract<Tunable, { family: 'elementwise' }>, ctx: Tactic
   };
 }
 
+export const MOVE_VECS = [1, 2, 4, 8, 16];
+
+/** Pooling and Relayout: a thread per output element (vec 1) or per `vec` contiguous ones (packed accesses), any
+ * block size; `vecProblems` says which widths the channels / innermost axis and the alignment allow. */
+function movement(family: 'pool' | 'relayout', n: number, heuristic: KernelTactic, vecProblems: (vec: number) => string[],
+  emit: (t: KernelTactic) => KernelSource): Omit<FamilyProblem, 'key'> {
+  return {
+    family, heuristic, emit,
+    space: FLAT_BLOCKS.flatMap((block) => MOVE_VECS.map((vec) => ({ block, vec }))),
+    problems: (t) => {
+      if (t.tpr !== undefined || t.rpb !== undefined || (t.ept ?? 1) !== 1) return [`${family} takes block and vec only`];
+      const vec = t.vec ?? 1;
+      if (!MOVE_VECS.includes(vec)) return [`vec ${vec} is not one of ${MOVE_VECS.join('/')}`];
+      return [...blockProblems(t.block ?? 0), ...vecProblems(vec)];
+    },
+    // memory transactions per element (a packed access moves vec), then the block size's distance from 256
+    estimate: (t) => Math.ceil(n / (t.vec ?? 1)) / n + flatEstimate(t) / 8,
+  };
+}
+
 /** The family view of a tunable kernel: space, pruning, emitter and timing-cache key. */
 export function familyProblem(u: Tunable, ctx: TacticContext): FamilyProblem {
   const f = u.family === 'layernorm' ? layerNorm(u, ctx) : u.family === 'softmax' ? softmax(u)
-    : u.family === 'reduce' ? reduce(u) : elementwise(u, ctx);
+    : u.family === 'reduce' ? reduce(u)
+      : u.family === 'pool' ? movement('pool', u.problem.n * u.problem.c * u.problem.outSpatial.reduce((a, b) => a * b, 1),
+        poolHeuristic(u.problem, ctx.align), (v) => poolVecProblems(u.problem, v, ctx.align), (t) => emitPool(u.problem, t))
+        : u.family === 'relayout' ? movement('relayout', u.problem.inDims.reduce((a, b) => a * b, 1),
+          relayoutHeuristic(u.problem, ctx.align), (v) => relayoutVecProblems(u.problem, v, ctx.align), (t) => emitRelayout(u.problem, t))
+          : elementwise(u, ctx);
   return { ...f, key: kernelTacticSignature(u, ctx) };
 }
 
@@ -174,7 +201,7 @@ export function kernelTacticSignature(u: Tunable, ctx: TacticContext): string {
       program: shortHash(JSON.stringify(canonical(p))),
     };
   } else {
-    dtype = u.family === 'reduce' ? u.problem.inDtype : u.problem.dtype;
+    dtype = u.family === 'reduce' ? u.problem.inDtype : u.family === 'relayout' ? u.problem.to : u.problem.dtype;
     problem = u.problem;
   }
   return `${u.family} ${dtype} ${JSON.stringify(canonical({ family: u.family, align: ctx.align, problem }))}`;

@@ -9,7 +9,8 @@ import { computeType } from './kernel.js';
 import { NotLowerable, registerLowering, type LowerCtx } from './lower.js';
 import { emitGather, emitPad } from './movement.js';
 import './concat.js'; // Concat and tsrt::ConcatInPlace
-import { emitPool } from './pool.js';
+import { emitPool, poolHeuristic, type PoolProblem } from './pool.js';
+import { storageAlign } from './vector_io.js';
 import { emitLayerNorm, emitReduce, emitSoftmax, reduceShape, type ReduceOp } from './reduce.js';
 
 const normAxis = (a: number, r: number) => (a < 0 ? a + r : a);
@@ -252,11 +253,14 @@ for (const op of ['MaxPool', 'AveragePool']) for (const domain of ['', 'tsrt']) 
       const st = attrInts(ctx.node, 'strides', kernel.map(() => 1));
       const dil = attrInts(ctx.node, 'dilations', kernel.map(() => 1));
       const pads = resolvePads(ctx.node, inSp, outSp, kernel, st, dil);
-      ctx.kernel(emitPool({
+      const p: PoolProblem = {
         dtype: x.dtype, kind: op === 'MaxPool' ? 'max' : 'avg', layout: nhwc ? 'NHWC' : 'NCHW', n: x.dims[0], c: nhwc ? x.dims[sd + 1] : x.dims[1],
         inSpatial: inSp, outSpatial: outSp, kernel, strides: st, padsBegin: pads.slice(0, sd), padsEnd: pads.slice(sd), dilations: dil,
         countIncludePad: attrInt(ctx.node, 'count_include_pad', 0) === 1,
-      }), [ctx.v(ctx.node.inputs[0]), ctx.v(ctx.node.outputs[0])]);
+      };
+      // channels-last: packed loads/stores of up to 16 bytes of channels when C and the buffers' alignment allow
+      const align = storageAlign(ctx, [ctx.node.inputs[0], ctx.node.outputs[0]]);
+      ctx.kernel(emitPool(p, poolHeuristic(p, align)), [ctx.v(ctx.node.inputs[0]), ctx.v(ctx.node.outputs[0])]);
     },
   }, domain);
 }

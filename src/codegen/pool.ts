@@ -1,6 +1,12 @@
-// Max / average pooling, 1-3 spatial dims, NCHW or NHWC, one thread per output element.
+// Max / average pooling, 1-3 spatial dims, NCHW or NHWC. The scalar kernel takes one thread per output element;
+// channels-last pools whose channels allow it take the vector kernel: one thread per `vec` contiguous channels of
+// one output pixel (8 fp16 = 16 bytes), one packed load per window tap and one packed store, each lane computing
+// exactly what the scalar kernel computes for its channel (fp32 max/sum in the same tap order, same divisor).
+import { DTYPE_SIZE } from '../ir/tensor.js';
 import type { DType } from '../ir/types.js';
 import { cType, finalizeKernel, grid1d, load, store, type KernelSource } from './kernel.js';
+import { markTunable, type KernelTactic } from './tactics.js';
+import { vecAccessProblems, vecLane, vecLoad, vecStore, widestVec } from './vector_io.js';
 
 export interface PoolProblem {
   dtype: DType;
@@ -18,7 +24,72 @@ export interface PoolProblem {
   countIncludePad: boolean;
 }
 
-export function emitPool(p: PoolProblem): KernelSource {
+const DEFAULT_BLOCK = 256;
+const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
+
+/** Why `vec` channels per thread cannot run `p` with buffers `align`-byte aligned; empty when they can. */
+export function poolVecProblems(p: PoolProblem, vec: number, align: number): string[] {
+  if (vec === 1) return [];
+  if (p.layout !== 'NHWC') return ['channels-first pooling has no vector form (a pixel\'s channels are not contiguous)'];
+  const bad = vecAccessProblems(p.dtype, vec);
+  if (bad.length) return bad;
+  const out: string[] = [];
+  if (p.c % vec) out.push(`${p.c} channels are not a multiple of vec ${vec}`);
+  if (align % (vec * DTYPE_SIZE[p.dtype])) out.push(`x/y are only ${align}-byte aligned, the ${vec * DTYPE_SIZE[p.dtype]}-byte vectors need more`);
+  return out;
+}
+
+/** Default tactic: the widest packed access (at most 16 bytes) the channels and alignment allow, blocks of 256. */
+export function poolHeuristic(p: PoolProblem, align: number): KernelTactic {
+  return { block: DEFAULT_BLOCK, vec: p.layout === 'NHWC' ? widestVec(p.dtype, p.c, align) : 1 };
+}
+
+/** The pool kernel for tactic `t` (block size, channels per thread); `{}` is the scalar kernel, blocks of 256.
+ * The caller checks the tactic (poolVecProblems, and the alignment the lowering or tuner knows). */
+export function emitPool(p: PoolProblem, t: KernelTactic = {}): KernelSource {
+  const block = t.block ?? DEFAULT_BLOCK, vec = t.vec ?? 1;
+  const bad = poolVecProblems(p, vec, 16);
+  if (bad.length) throw new Error(`emitPool: ${bad.join('; ')}`);
+  return markTunable(vec > 1 ? emitPoolVec(p, vec, block) : emitPoolScalar(p, block), { family: 'pool', problem: p });
+}
+
+/** Window loops shared by both kernels: `o<d>` are the output coordinates, `visit(indent, off)` the body for an
+ * in-bounds tap whose element offset (times `chanStride`) is `off`. */
+function windowLoops(p: PoolProblem, coord: string, chanStride: number, visit: (indent: string, off: string) => string[]): string[] {
+  const sd = p.inSpatial.length;
+  const lines: string[] = [];
+  let indent = '    ';
+  const spStr: number[] = [];
+  let acc = 1;
+  for (let d = sd - 1; d >= 0; d--) { spStr[d] = acc; acc *= p.inSpatial[d]; }
+  for (let d = 0; d < sd; d++) {
+    lines.push(`${indent}for (int k${d} = 0; k${d} < ${p.kernel[d]}; k${d}++) {`);
+    indent += '  ';
+    lines.push(`${indent}const ${coord} s${d} = o${d} * ${p.strides[d]} - ${p.padsBegin[d]} + k${d} * ${p.dilations[d]};`);
+    lines.push(`${indent}if (s${d} < 0 || s${d} >= ${p.inSpatial[d]}${coord === 'int' ? '' : 'LL'}) continue;`);
+  }
+  const L = coord === 'int' ? '' : 'LL';
+  lines.push(...visit(indent, Array.from({ length: sd }, (_, d) => `s${d} * ${spStr[d] * chanStride}${L}`).join(' + ')));
+  for (let d = sd - 1; d >= 0; d--) { indent = indent.slice(2); lines.push(`${indent}}`); }
+  return lines;
+}
+
+/** The average's divisor as a float expression (the same text in both kernels, so the same value). */
+function avgDivisor(p: PoolProblem, cnt: string): string {
+  if (!p.countIncludePad) return `(float)(${cnt} > 0 ? ${cnt} : 1)`;
+  // divisor = window clipped to the padded extent [-padBegin, in - 1 + padEnd] (ONNX semantics)
+  const terms = p.inSpatial.map((_, d) => {
+    const start = `(o${d} * ${p.strides[d]}LL - ${p.padsBegin[d]}LL)`;
+    return `((min(${start} + ${(p.kernel[d] - 1) * p.dilations[d]}LL, ${p.inSpatial[d] - 1 + p.padsEnd[d]}LL) - ${start}) / ${p.dilations[d]}LL + 1)`;
+  });
+  return `(float)(${terms.join(' * ')})`;
+}
+
+/** A non-default block size is stated in the source, so each block size is its own kernel (names hash sources)
+ * and the tuner times them apart; the default keeps the original text. */
+const bounds = (block: number) => (block === DEFAULT_BLOCK ? '' : `__launch_bounds__(${block}) `);
+
+function emitPoolScalar(p: PoolProblem, block: number): KernelSource {
   const sd = p.inSpatial.length;
   const T = cType(p.dtype);
   const outSp = p.outSpatial.reduce((a, b) => a * b, 1);
@@ -39,40 +110,63 @@ export function emitPool(p: PoolProblem): KernelSource {
   }
   const chanStride = p.layout === 'NCHW' ? 1 : p.c;
   lines.push(p.kind === 'max' ? '    float acc = -INFINITY;' : '    float acc = 0.f; int cnt = 0;');
-  let indent = '    ';
-  const spStr: number[] = [];
-  let acc = 1;
-  for (let d = sd - 1; d >= 0; d--) { spStr[d] = acc; acc *= p.inSpatial[d]; }
-  for (let d = 0; d < sd; d++) {
-    lines.push(`${indent}for (int k${d} = 0; k${d} < ${p.kernel[d]}; k${d}++) {`);
-    indent += '  ';
-    lines.push(`${indent}const long long s${d} = o${d} * ${p.strides[d]} - ${p.padsBegin[d]} + k${d} * ${p.dilations[d]};`);
-    lines.push(`${indent}if (s${d} < 0 || s${d} >= ${p.inSpatial[d]}LL) continue;`);
-  }
-  const off = Array.from({ length: sd }, (_, d) => `s${d} * ${spStr[d] * chanStride}LL`).join(' + ');
-  lines.push(`${indent}const float v = ${load(p.dtype, `xb[${off}]`)};`);
-  lines.push(p.kind === 'max' ? `${indent}acc = (v > acc || v != v) ? v : acc;` : `${indent}acc += v; cnt++;`);
-  for (let d = sd - 1; d >= 0; d--) { indent = indent.slice(2); lines.push(`${indent}}`); }
-  let result = 'acc';
-  if (p.kind === 'avg') {
-    if (p.countIncludePad) {
-      // divisor = window clipped to the padded extent [-padBegin, in - 1 + padEnd] (ONNX semantics)
-      const terms = Array.from({ length: sd }, (_, d) => {
-        const start = `(o${d} * ${p.strides[d]}LL - ${p.padsBegin[d]}LL)`;
-        return `((min(${start} + ${(p.kernel[d] - 1) * p.dilations[d]}LL, ${p.inSpatial[d] - 1 + p.padsEnd[d]}LL) - ${start}) / ${p.dilations[d]}LL + 1)`;
-      });
-      result = `acc / (float)(${terms.join(' * ')})`;
-    } else result = 'acc / (float)(cnt > 0 ? cnt : 1)';
-  }
+  lines.push(...windowLoops(p, 'long long', chanStride, (indent, off) => [
+    `${indent}const float v = ${load(p.dtype, `xb[${off}]`)};`,
+    p.kind === 'max' ? `${indent}acc = (v > acc || v != v) ? v : acc;` : `${indent}acc += v; cnt++;`,
+  ]));
+  const result = p.kind === 'avg' ? `acc / ${avgDivisor(p, 'cnt')}` : 'acc';
   const body = lines.join('\n');
   return finalizeKernel({
-    prefix: `${p.kind}pool`, grid: grid1d(n), block: [256, 1, 1], sharedBytes: 0,
+    prefix: `${p.kind}pool`, grid: grid1d(n, block), block: [block, 1, 1], sharedBytes: 0,
     params: [{ name: 'x', type: 'ptr' }, { name: 'y', type: 'ptr' }],
     body: (name) => `
-extern "C" __global__ void ${name}(const ${T}* __restrict__ x, ${T}* __restrict__ y) {
+extern "C" __global__ void ${bounds(block)}${name}(const ${T}* __restrict__ x, ${T}* __restrict__ y) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < ${n}LL; i += (long long)gridDim.x * blockDim.x) {
 ${body}
     y[i] = ${store(p.dtype, result)};
+  }
+}
+`,
+  });
+}
+
+/** Largest flat index the vector kernel may form with 32-bit indices (a grid-stride step past the end included). */
+const INT_INDEX_LIMIT = 2 ** 31 - 132 * 32 * 1024;
+
+/** Channels-last, `vec` channels of one output pixel per thread. Thread i owns channels [cv*vec, cv*vec+vec) of
+ * pixel i / (C/vec): a warp reads whole pixels' channel runs (coalesced) and writes `vec` outputs in one store. */
+function emitPoolVec(p: PoolProblem, vec: number, block: number): KernelSource {
+  const sd = p.inSpatial.length;
+  const T = cType(p.dtype);
+  const cv = p.c / vec, inPix = prod(p.inSpatial) * p.c;
+  const nv = p.n * prod(p.outSpatial) * cv;
+  const big = Math.max(p.n * inPix, nv * vec) > INT_INDEX_LIMIT;
+  // 32-bit index math where it fits: the 64-bit divisions by constants are several times the instructions
+  const U = big ? 'long long' : 'unsigned', S = big ? 'long long' : 'int', L = big ? 'LL' : 'u';
+  const lanes = Array.from({ length: vec }, (_, j) => j);
+  const lines: string[] = [];
+  lines.push(`    ${U} r = i / ${cv}${L};`);
+  lines.push(`    const ${U} cv = i - r * ${cv}${L};`);
+  for (let d = sd - 1; d >= 0; d--) {
+    lines.push(`    const ${S} o${d} = (${S})(r % ${p.outSpatial[d]}${L}); r /= ${p.outSpatial[d]}${L};`);
+  }
+  lines.push(`    const ${T}* xb = x + r * ${inPix}${L} + cv * ${vec}${L};`);
+  lines.push(`    float ${lanes.map((j) => `a${j} = ${p.kind === 'max' ? '-INFINITY' : '0.f'}`).join(', ')};${p.kind === 'avg' ? ' int cnt = 0;' : ''}`);
+  lines.push(...windowLoops(p, S, p.c, (indent, off) => [
+    `${indent}${vecLoad(p.dtype, vec, 'v', `xb + (${off})`)}`,
+    ...lanes.map((j) => `${indent}{ const float v${j} = ${vecLane(p.dtype, vec, 'v', j)}; ${p.kind === 'max'
+      ? `a${j} = (v${j} > a${j} || v${j} != v${j}) ? v${j} : a${j};` : `a${j} += v${j};`} }`),
+    ...(p.kind === 'avg' ? [`${indent}cnt++;`] : []),
+  ]));
+  if (p.kind === 'avg') lines.push(`    const float dv = ${avgDivisor(p, 'cnt')};`);
+  lines.push(`    ${vecStore(p.dtype, `y + i * ${vec}${L}`, lanes.map((j) => (p.kind === 'avg' ? `a${j} / dv` : `a${j}`)))}`);
+  return finalizeKernel({
+    prefix: `${p.kind}pool_v${vec}`, grid: grid1d(nv, block), block: [block, 1, 1], sharedBytes: 0,
+    params: [{ name: 'x', type: 'ptr' }, { name: 'y', type: 'ptr' }],
+    body: (name) => `
+extern "C" __global__ void __launch_bounds__(${block}) ${name}(const ${T}* __restrict__ x, ${T}* __restrict__ y) {
+  for (${U} i = blockIdx.x * (${U})blockDim.x + threadIdx.x; i < ${nv}${L}; i += (${U})gridDim.x * blockDim.x) {
+${lines.join('\n')}
   }
 }
 `,

@@ -5,21 +5,26 @@
 import type { KernelSource } from './kernel.js';
 import type { EwProgram } from './elementwise.js';
 import type { LayerNormProblem, ReduceProblem, SoftmaxProblem } from './reduce.js';
+import type { PoolProblem } from './pool.js';
+import type { RelayoutProblem } from './movement.js';
 
-export type KernelFamily = 'layernorm' | 'softmax' | 'reduce' | 'elementwise';
-export const KERNEL_FAMILIES: KernelFamily[] = ['layernorm', 'softmax', 'reduce', 'elementwise'];
+export type KernelFamily = 'layernorm' | 'softmax' | 'reduce' | 'elementwise' | 'pool' | 'relayout';
+export const KERNEL_FAMILIES: KernelFamily[] = ['layernorm', 'softmax', 'reduce', 'elementwise', 'pool', 'relayout'];
 
 /** One point of a family's tactic space. Row kernels (a group of threads per row: LayerNorm, softmax and
  * reductions over the last axis) use tpr (threads per row), rpb (rows per block) and vec (elements per vector
  * load, LayerNorm only; 1 = scalar loads, the row re-read from cache). Flat kernels (a thread per output element)
- * use block, vec and ept (vectors per thread per loop trip). Absent fields are 1. */
+ * use block, vec and ept (vectors per thread per loop trip); pooling and Relayout use block and vec (contiguous
+ * channels / output elements per thread). Absent fields are 1. */
 export interface KernelTactic { tpr?: number; rpb?: number; block?: number; vec?: number; ept?: number }
 
 export type Tunable =
   | { family: 'layernorm'; problem: LayerNormProblem }
   | { family: 'softmax'; problem: SoftmaxProblem }
   | { family: 'reduce'; problem: ReduceProblem }
-  | { family: 'elementwise'; problem: EwProgram; prefix: string };
+  | { family: 'elementwise'; problem: EwProgram; prefix: string }
+  | { family: 'pool'; problem: PoolProblem }
+  | { family: 'relayout'; problem: RelayoutProblem };
 
 /** Stable short name of a tactic, e.g. `t32.r8.v8` or `b256.v4.e2` (timing-cache candidates, logs, engine.built). */
 export function tacticLabel(t: KernelTactic): string {
