@@ -1,4 +1,4 @@
-// GPU check of the LayerNorm / softmax / reduce / elementwise tactic families (issue 7 item 1), on the device machine:
+// GPU check of the kernel tactic families (LayerNorm/softmax/reduce/elementwise/pool/relayout) on the device:
 // builds the model at --opt-level 3 with a fresh timing cache, prints per kernel signature the chosen tactic and its
 // time next to the default tactic's (both measured by the tuner in the same process), per family the totals, and
 // checks the tuned engine against the --opt-level 2 engine (default tactics, same GPU) and the CPU reference.
@@ -51,10 +51,11 @@ const base = await build(m, { fp16, shapes, optLevel: 2 });
 const entries = JSON.parse(readFileSync(timingCache, 'utf8')).entries;
 
 // per kernel-tactic signature: the pick, the default tactic, both times, and how many launches run it
+const FAMILIES = ['layernorm', 'softmax', 'reduce', 'elementwise', 'pool', 'relayout'];
 const rows = [];
 for (const [key, label] of Object.entries(tuned.built.tactics)) {
   const family = key.slice(0, key.indexOf(' '));
-  if (!['layernorm', 'softmax', 'reduce', 'elementwise'].includes(family)) continue;
+  if (!FAMILIES.includes(family)) continue;
   const e = entries[key];
   const steps = tuned.lowered.steps.filter((s) => s.kind === 'kernel' && s.kernel.name === e.kernel);
   const u = steps.length ? tunableOf(steps[0].kernel) : undefined;
@@ -65,12 +66,14 @@ for (const [key, label] of Object.entries(tuned.built.tactics)) {
   const p = body.problem;
   const what = family === 'elementwise' ? `${p.prefix} [${p.dims}] ${p.inputs.join(',')}->${p.outputs.join(',')}`
     : family === 'layernorm' ? `${p.dtype} ${p.rows}x${p.cols}` : family === 'softmax' ? `${p.dtype} ${p.outer}x${p.axis}x${p.inner}`
-    : `${p.op} ${p.inDtype} ${p.outer}x${p.r}x${p.inner}`;
+    : family === 'pool' ? `${p.kind}pool ${p.dtype} ${p.layout} n${p.n} c${p.c} [${p.inSpatial}]->[${p.outSpatial}]`
+      : family === 'relayout' ? `relayout ${p.from}->${p.to} [${p.inDims}] perm [${p.perm}]`
+        : `${p.op} ${p.inDtype} ${p.outer}x${p.r}x${p.inner}`;
   rows.push({ family, what, align: body.align, launches: steps.length, pick: label, ms: e.ms, default: dLabel, defaultMs: d?.ms ?? null, candidates: e.candidates.length, failed: e.candidates.filter((c) => c.ms === null).map((c) => `${c.config}: ${c.error}`) });
 }
 console.log(`${model}: batch ${batch}, ${fp16 ? 'fp16' : 'fp32'}, --opt-level ${level}, build ${buildS.toFixed(1)} s`);
 console.log(`tuning: ${JSON.stringify(tuned.report.tuning.families ?? {})}`);
-for (const fam of ['layernorm', 'softmax', 'reduce', 'elementwise']) {
+for (const fam of FAMILIES) {
   const rs = rows.filter((r) => r.family === fam);
   if (!rs.length) { console.log(`\n${fam}: no tunable kernel in this engine`); continue; }
   const tot = rs.reduce((a, r) => a + r.ms * r.launches, 0), totD = rs.reduce((a, r) => a + (r.defaultMs ?? r.ms) * r.launches, 0);

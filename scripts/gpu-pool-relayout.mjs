@@ -1,0 +1,164 @@
+#!/usr/bin/env node
+// GPU check and A/B timing of the vectorized channels-last pooling and Relayout kernels (issue 7: ResNet-50 fp16
+// bs256 spent 0.253 ms in its maxpool and 0.272 ms in its input relayout). Run on the H100/H200 after a build:
+//   node scripts/gpu-pool-relayout.mjs [--filter=SUBSTR] [--iters=N] [--dry-run]
+// (TSRT_DIST=folder: a private `tsc --outDir` build instead of dist/; --dry-run: no GPU, emits and NVRTC-compiles
+// every kernel and computes the CPU references.) Per case: the scalar kernel (one thread per element, the kernel
+// before vectorization) is the reference; every vector width and block size of the case's tactic family must
+// equal it bit for bit; on the small cases both are also checked against the CPU reference of the ONNX op. Prints
+// the median CUDA-event time of each kernel, its effective bandwidth (bytes read once + written) and the speedup
+// over the scalar kernel. Exit code 1 when anything failed.
+import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
+
+const dist = process.env.TSRT_DIST ? pathToFileURL(process.env.TSRT_DIST.replace(/\/?$/, '/')) : new URL('../dist/', import.meta.url);
+const imp = (p) => import(new URL(p, dist).href);
+
+const args = Object.fromEntries(process.argv.slice(2).map((a) => { const [k, v] = a.replace(/^--/, '').split('='); return [k, v ?? true]; }));
+const iters = Number(args.iters ?? 20), dry = !!args['dry-run'];
+
+const { emitPool } = await imp('codegen/pool.js');
+const { emitRelayout } = await imp('codegen/movement.js');
+const { familyProblem } = await imp('codegen/kernel_tactics.js');
+const { tunableOf, tacticLabel } = await imp('codegen/tactics.js');
+const { fromF64, makeTensor, DTYPE_SIZE } = await imp('ir/tensor.js');
+const { getOp } = await imp('ops/index.js');
+const { packModules } = await imp('codegen/kernel.js');
+
+const pool = (dtype, kind, n, c, hw, k, s, pad, extra = {}) => {
+  const out = hw.map((x) => Math.floor((x + 2 * pad - k) / s) + 1);
+  return { dtype, kind, layout: 'NHWC', n, c, inSpatial: hw, outSpatial: out, kernel: hw.map(() => k), strides: hw.map(() => s), padsBegin: hw.map(() => pad), padsEnd: hw.map(() => pad), dilations: hw.map(() => 1), countIncludePad: false, ...extra };
+};
+const stem = (to, n) => ({ from: 'float32', to, inDims: [n, 3, 224, 224], perm: [0, 2, 3, 1], pads: [0, 0, 0, 0, 0, 0, 0, 5] });
+const CASES = [
+  { id: 'rn50_bs256_maxpool_fp16', kind: 'pool', p: pool('float16', 'max', 256, 64, [112, 112], 3, 2, 1) },
+  { id: 'rn50_bs256_maxpool_bf16', kind: 'pool', p: pool('bfloat16', 'max', 256, 64, [112, 112], 3, 2, 1) },
+  { id: 'rn50_bs256_relayout_fp16', kind: 'relayout', p: stem('float16', 256) },
+  { id: 'rn50_bs256_relayout_bf16', kind: 'relayout', p: stem('bfloat16', 256) },
+  { id: 'rn50_bs1_maxpool_fp16', kind: 'pool', p: pool('float16', 'max', 1, 64, [112, 112], 3, 2, 1), cpu: true },
+  { id: 'rn50_bs1_relayout_fp16', kind: 'relayout', p: stem('float16', 1), cpu: true },
+  { id: 'avgpool_fp16_cip_c24', kind: 'pool', p: pool('float16', 'avg', 4, 24, [29, 31], 3, 2, 1, { countIncludePad: true }), cpu: true },
+  { id: 'avgpool_fp32_c12', kind: 'pool', p: pool('float32', 'avg', 4, 12, [30, 30], 2, 2, 0), cpu: true },
+  { id: 'maxpool_int8_c32', kind: 'pool', p: pool('int8', 'max', 4, 32, [27, 27], 3, 2, 1), cpu: true },
+  { id: 'relayout_fp16_to_fp32_nhwc_c16', kind: 'relayout', p: { from: 'float16', to: 'float32', inDims: [8, 16, 33, 35], perm: [0, 2, 3, 1], pads: [0, 0, 0, 0, 0, 0, 0, 0] }, cpu: true },
+];
+
+let seed = 7;
+const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 2 ** 32; };
+const size = (d) => d.reduce((a, b) => a * b, 1);
+
+function input(c) {
+  const dims = c.kind === 'pool' ? [c.p.n, ...c.p.inSpatial, c.p.c] : c.p.inDims;
+  const dtype = c.kind === 'pool' ? c.p.dtype : c.p.from;
+  const n = size(dims);
+  // bytes straight from a PRNG for the big cases (every bit pattern, NaNs included: the kernels must agree anyway)
+  if (!c.cpu) { const b = new Uint8Array(n * DTYPE_SIZE[dtype]); for (let i = 0; i < b.length; i += 4) { const v = (rnd() * 2 ** 32) >>> 0; b[i] = v; b[i + 1] = v >> 8; b[i + 2] = v >> 16; b[i + 3] = v >> 24; } return { dims, dtype, bytes: b }; }
+  const t = fromF64(dtype, dims, Array.from({ length: n }, () => (dtype === 'int8' ? Math.floor(rnd() * 256) - 128 : rnd() * 8 - 4)));
+  return { dims, dtype, tensor: t, bytes: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) };
+}
+
+function transpose(t, perm) {
+  const dims = perm.map((p) => t.dims[p]), st = t.dims.map((_, i) => size(t.dims.slice(i + 1))), n = size(dims);
+  const out = new t.data.constructor(n), idx = new Array(dims.length).fill(0);
+  for (let i = 0; i < n; i++) {
+    out[i] = t.data[perm.reduce((a, p, d) => a + idx[d] * st[p], 0)];
+    for (let d = dims.length - 1; d >= 0 && ++idx[d] === dims[d]; d--) idx[d] = 0;
+  }
+  return makeTensor(t.dtype, dims, out);
+}
+
+function cpuReference(c, x) {
+  const ints = (value) => ({ kind: 'ints', value });
+  const ctx = { opset: 19, runGraph: () => [] };
+  let y;
+  if (c.kind === 'pool') {
+    const p = c.p, sd = p.inSpatial.length;
+    const node = { name: c.id, op: p.kind === 'max' ? 'MaxPool' : 'AveragePool', domain: '', inputs: ['x'], outputs: ['y'], attrs: { kernel_shape: ints(p.kernel), strides: ints(p.strides), pads: ints([...p.padsBegin, ...p.padsEnd]), ...(p.kind === 'avg' ? { count_include_pad: { kind: 'int', value: p.countIncludePad ? 1 : 0 } } : {}) } };
+    y = getOp(node.op).cpu(node, [transpose(x, [0, sd + 1, ...p.inSpatial.map((_, d) => d + 1)])], ctx)[0];
+    y = transpose(y, [0, ...p.inSpatial.map((_, d) => d + 2), 1]);
+  } else {
+    const node = { name: c.id, op: 'Relayout', domain: 'tsrt', inputs: ['x'], outputs: ['y'], attrs: { perm: ints(c.p.perm), pads: ints(c.p.pads), to: { kind: 'int', value: { float32: 1, float16: 10, bfloat16: 16 }[c.p.to] } } };
+    y = getOp('Relayout', 'tsrt').cpu(node, [x], ctx)[0];
+  }
+  return new Uint8Array(y.data.buffer, y.data.byteOffset, y.data.byteLength);
+}
+
+let passed = 0, failed = 0;
+const report = (ok, name, why = '') => { if (ok) passed++; else failed++; console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${why ? ' ' + why : ''}`); };
+const sameBytes = (a, b) => { let d = 0; for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) d++; return d; };
+
+let cu, kc, stream, ev;
+if (!dry) {
+  const { Cuda, cudaAvailable } = await imp('runtime/cuda.js');
+  const { KernelCache } = await imp('runtime/kernel_cache.js');
+  const avail = cudaAvailable();
+  if (!avail.ok) { console.error(`no GPU: ${avail.reason} (--dry-run checks everything but the GPU)`); process.exit(2); }
+  cu = new Cuda().init(0);
+  const info = cu.deviceInfo();
+  console.log(`pool/relayout kernels on ${info.name}`);
+  kc = new KernelCache({ dir: null, arch: `sm_${info.ccMajor}${info.ccMinor}` });
+  stream = cu.createStream();
+  ev = Array.from({ length: 2 * iters }, () => cu.createEvent());
+}
+const { packParams } = await imp('runtime/cuda.js');
+const { compileCuda } = await imp('runtime/nvrtc.js');
+
+function run(k, image, x, y, outBytes) {
+  const mod = cu.loadModule(image);
+  const params = packParams([{ type: 'ptr', value: x }, { type: 'ptr', value: y }]);
+  try {
+    const fn = cu.getFunction(mod, k.name);
+    cu.memsetD8Async(y, 0x7f, outBytes, stream);
+    cu.launch(fn, k.grid, k.block, 0, stream, params);
+    cu.syncStream(stream);
+    const out = new Uint8Array(outBytes);
+    cu.memcpyDtoH(out, y);
+    for (let i = 0; i < 3; i++) cu.launch(fn, k.grid, k.block, 0, stream, params);
+    for (let i = 0; i < iters; i++) { cu.record(ev[2 * i], stream); cu.launch(fn, k.grid, k.block, 0, stream, params); cu.record(ev[2 * i + 1], stream); }
+    cu.syncStream(stream);
+    const ts = Array.from({ length: iters }, (_, i) => cu.elapsedMs(ev[2 * i], ev[2 * i + 1])).sort((a, b) => a - b);
+    return { out, ms: ts[iters >> 1] };
+  } finally { params.dispose(); try { cu.unloadModule(mod); } catch { /* context gone */ } }
+}
+
+for (const c of CASES) {
+  if (args.filter && !c.id.includes(args.filter)) continue;
+  const emit = c.kind === 'pool' ? emitPool : emitRelayout;
+  const scalar = emit(c.p);
+  const f = familyProblem(tunableOf(scalar), { align: 16 });
+  const tactics = f.space.filter((t) => !f.problems(t).length && (t.vec ?? 1) > 1);
+  const kernels = [scalar, ...tactics.map((t) => f.emit(t))];
+  const label = (k, i) => (i === 0 ? 'scalar b256' : `${tacticLabel(tactics[i - 1])}${tacticLabel(tactics[i - 1]) === tacticLabel(f.heuristic) ? ' (default)' : ''}`);
+  const x = input(c);
+  const outEl = c.kind === 'pool' ? c.p.n * size(c.p.outSpatial) * c.p.c : size(c.p.perm.map((q, i) => c.p.inDims[q] + c.p.pads[i] + c.p.pads[i + c.p.inDims.length]));
+  const outBytes = outEl * DTYPE_SIZE[c.kind === 'pool' ? c.p.dtype : c.p.to];
+  const moved = x.bytes.byteLength + outBytes;
+  const ref = c.cpu ? cpuReference(c, x.tensor) : undefined;
+  if (dry) {
+    for (const m of packModules(kernels, 64)) { const r = compileCuda(m.source, { name: m.name, arch: 'sm_90' }); if (!r.cubin?.length) throw new Error(`${m.name} did not compile`); }
+    report(!ref || ref.length === outBytes, `${c.id} (dry run)`, `${kernels.length} kernels compile (default ${tacticLabel(f.heuristic)})${ref ? `, CPU reference ${ref.length} bytes` : ''}`);
+    continue;
+  }
+  const dev = { x: cu.malloc(x.bytes.byteLength), y: cu.malloc(outBytes) };
+  try {
+    cu.memcpyHtoD(dev.x, x.bytes);
+    const images = await kc.compileAll(kernels.map((k) => ({ source: k.source, name: k.name })), { parallel: Math.min(16, availableParallelism()) });
+    const r0 = run(scalar, images[0].cubin, dev.x, dev.y, outBytes);
+    if (ref) { const d = sameBytes(r0.out, ref); report(d === 0, `${c.id} scalar vs CPU reference`, `${d} of ${outBytes} bytes differ`); }
+    const gbs = (ms) => (moved / (ms * 1e-3) / 1e9).toFixed(0);
+    console.log(`---- ${c.id}: scalar ${r0.ms.toFixed(4)} ms (${gbs(r0.ms)} GB/s of ${(moved / 1e6).toFixed(0)} MB)`);
+    let best = { name: 'scalar', ms: r0.ms };
+    kernels.slice(1).forEach((k, j) => {
+      const r = run(k, images[j + 1].cubin, dev.x, dev.y, outBytes);
+      const d = sameBytes(r.out, r0.out);
+      if (d === 0 && r.ms < best.ms) best = { name: label(k, j + 1), ms: r.ms };
+      report(d === 0, `${c.id} ${label(k, j + 1)}`, `${d ? `${d} bytes differ from the scalar kernel; ` : ''}${r.ms.toFixed(4)} ms ${gbs(r.ms)} GB/s (${(r0.ms / r.ms).toFixed(2)}x scalar)`);
+    });
+    console.log(`==== ${c.id}: best ${best.name} ${best.ms.toFixed(4)} ms (${(r0.ms / best.ms).toFixed(2)}x scalar)`);
+  } catch (e) {
+    report(false, c.id, String(e?.message ?? e).split('\n')[0]);
+    try { cu.synchronize(); } catch { console.log('CUDA context lost: stopping'); break; }
+  } finally { for (const p of Object.values(dev)) { try { cu.free(p); } catch { /* context gone */ } } }
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
