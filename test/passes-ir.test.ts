@@ -16,6 +16,7 @@ import { PIPELINE } from '../src/passes/pipeline.js';
 import { fuseQkv } from '../src/passes/horizontal.js';
 import { gemmRowOrder } from '../src/passes/row_order.js';
 import { fuseRelayout } from '../src/passes/relayout.js';
+import { spaceToDepthConv } from '../src/passes/space_to_depth.js';
 import { quantizeInt8, recordQdqWeights } from '../src/passes/quantize.js';
 import { qlinearInt8 } from '../src/passes/qlinear_int8.js';
 import { checkPass, fusions, prep, rejections } from './ir-cases.js';
@@ -642,6 +643,25 @@ describe('input and output preparation', () => {
         %y = tsrt::Relayout(%x) {perm=[0, 3, 1, 2], to=1}
         %z = Transpose(%x) {perm=[0, 3, 1, 2]} }`,
     });
+  });
+});
+
+describe('space-to-depth stem', () => {
+  cover(spaceToDepthConv.name);
+  it('space-to-depth-conv: 3x3 stride-2 pad-1 conv over 1 channel => Relayout blocksize 2 (zero border 1 before) + 2x2 stride-1 conv, K 72 -> 32', () => {
+    // W' is W shifted by one zero row/column (pad 1 is odd); channel bh*2+bw, tap (a, b) holds W'[2a+bh][2b+bw]
+    const { ctx } = checkPass({
+      pass: spaceToDepthConv, tol: { rtol: 1e-3, atol: 1e-3 },
+      before: `graph g(%x: float16[1,6,6,1]) -> (%y: float16[1,3,3,2]) opset 17 {
+        const %w: float16[2,1,3,3] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+        %y = tsrt::FusedConv(%x, %w) {layout="NHWC", strides=[2, 2], pads=[1, 1, 1, 1]} }`,
+      after: `graph g(%x: float16[1,6,6,1]) -> (%y: float16[1,3,3,2]) opset 17 {
+        const %w2: float16[2,8,2,2] = [0, 0, 0, 5, 0, 0, 4, 6, 0, 2, 0, 8, 1, 3, 7, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+          0, 0, 0, 14, 0, 0, 13, 15, 0, 11, 0, 17, 10, 12, 16, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        %s = tsrt::Relayout(%x) {pads=[0, 1, 1, 0, 0, 0, 0, 4], blocksize=2}
+        %y = tsrt::FusedConv(%s, %w2) {layout="NHWC", strides=[1, 1], pads=[0, 0, 0, 0], kernel_shape=[2, 2], dilations=[1, 1]} }`,
+    });
+    expect(fusions(ctx, spaceToDepthConv.name)).toEqual(['SpaceToDepthConv(3x3s2 -> 2x2s1, K 72 -> 32) [FusedConv_0]']);
   });
 });
 

@@ -5,6 +5,7 @@ import type { DType } from '../ir/types.js';
 import { relayoutAttrs } from '../ops/relayout.js';
 import { cType, computeType, finalizeKernel, grid1d, load, store, type KernelSource } from './kernel.js';
 import { NotLowerable, registerLowering } from './lower.js';
+import { emitBlockedRelayout } from './relayout_s2d.js';
 import { markTunable, type KernelTactic } from './tactics.js';
 import { storageAlign, vecAccessProblems, vecStore, widestVec } from './vector_io.js';
 
@@ -210,6 +211,11 @@ registerLowering('Relayout', (ctx) => {
   const a = relayoutAttrs(ctx.node, x.dims.length, x.dtype);
   if (typeof a === 'string') throw new NotLowerable(a);
   if (!prod(x.dims)) return;
+  // blocksize > 1: the space-to-depth input of a stride-2 stem conv (passes/space_to_depth.ts) has its own kernel
+  if (a.blocksize > 1) {
+    ctx.kernel(emitBlockedRelayout({ from: x.dtype, to: a.to, inDims: x.dims, perm: a.perm, pads: a.pads, blocksize: a.blocksize }), [ctx.v(ctx.node.inputs[0]), ctx.v(ctx.node.outputs[0])]);
+    return;
+  }
   const p: RelayoutProblem = { from: x.dtype, to: a.to, inDims: x.dims, perm: a.perm, pads: a.pads };
   const align = storageAlign(ctx, [ctx.node.inputs[0], ctx.node.outputs[0]]);
   ctx.kernel(emitRelayout(p, relayoutHeuristic(p, align)), [ctx.v(ctx.node.inputs[0]), ctx.v(ctx.node.outputs[0])]);

@@ -1,10 +1,14 @@
 // tsrt::Relayout: a chain of pure data movement and one dtype conversion as one op, so it runs as one kernel:
 //
-//   Y = Cast(Pad(Transpose(X, perm), pads, 0), to)
+//   Y = Cast(Pad(SpaceToDepth(Transpose(X, perm), blocksize), pads, 0), to)
 //
 // attributes: perm (ints, default identity), pads (ints [begin..., end...] of Y's axes, >= 0, zeros written;
-// default none), to (ONNX dtype, default X's). The fuse-relayout pass builds it from Cast/Transpose/Pad chains: an fp32
-// NCHW model input cast to fp16, transposed to NHWC and padded from 3 to 8 channels for the tensor-core stem conv.
+// default none), to (ONNX dtype, default X's), blocksize (int, default 1: no space-to-depth). With blocksize b > 1 the
+// transposed tensor is read as channels-last [N, H, W, C] and becomes [N, ceil(H/b), ceil(W/b), b*b*C], channel
+// (bh*b + bw)*C + c holding T[n, b*i + bh, b*j + bw, c] (ONNX SpaceToDepth's order; zeros past an odd edge); pads
+// are in that space. The fuse-relayout pass builds it from Cast/Transpose/Pad chains: an fp32 NCHW model input cast to
+// fp16, transposed to NHWC and padded from 3 to 8 channels for the tensor-core stem conv; space-to-depth-conv then
+// sets blocksize 2 for a stride-2 stem (see space_to_depth.ts).
 // The CPU reference runs those ONNX ops in that order (a Cast commutes with the movement, so the order the chain
 // had does not matter).
 import { GraphError } from '../errors.js';
@@ -12,10 +16,10 @@ import { DTYPE_ONNX, ONNX_DTYPE, fromF64 } from '../ir/tensor.js';
 import type { DType, Node, Tensor, TensorType } from '../ir/types.js';
 import { attrInt, attrInts } from './attrs.js';
 import { runOnnxOp } from './fused.js';
-import { register } from './registry.js';
+import { register, type InferCtx } from './registry.js';
 import { need } from './util.js';
 
-export interface RelayoutAttrs { perm: number[]; pads: number[]; to: DType }
+export interface RelayoutAttrs { perm: number[]; pads: number[]; to: DType; blocksize: number }
 
 const FLOATS: DType[] = ['float32', 'float16', 'bfloat16'];
 
@@ -25,20 +29,38 @@ export function relayoutAttrs(node: Node, rank: number, from: DType): RelayoutAt
   const pads = attrInts(node, 'pads') ?? new Array<number>(2 * rank).fill(0);
   const code = attrInt(node, 'to', DTYPE_ONNX[from]);
   const to = ONNX_DTYPE[code];
+  const blocksize = attrInt(node, 'blocksize', 1);
   if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) return `perm [${perm}] is not a permutation of ${rank} axes`;
   if (pads.length !== 2 * rank || pads.some((p) => !Number.isInteger(p) || p < 0)) return `pads [${pads}] must be ${2 * rank} non-negative integers`;
   if (!to || !FLOATS.includes(to) || !FLOATS.includes(from)) return `converts ${from} to ${to ?? `dtype ${code}`}; only float32/float16/bfloat16`;
-  return { perm, pads, to };
+  if (!Number.isInteger(blocksize) || blocksize < 1) return `blocksize ${blocksize} must be a positive integer`;
+  if (blocksize > 1 && rank !== 4) return `blocksize ${blocksize} needs a rank-4 channels-last tensor after perm, got rank ${rank}`;
+  return { perm, pads, to, blocksize };
 }
 
 const ints = (v: number[]) => fromF64('int64', [v.length], v);
 
-function infer(node: Node, ins: (TensorType | undefined)[]): TensorType[] {
+function infer(node: Node, ins: (TensorType | undefined)[], ctx: InferCtx): TensorType[] {
   const x = need(node, ins, 0);
   const a = relayoutAttrs(node, x.shape.length, x.dtype);
   if (typeof a === 'string') throw new GraphError(a, node.name);
   const r = x.shape.length;
-  return [{ dtype: a.to, shape: a.perm.map((p, i) => { const d = x.shape[p]; return typeof d === 'number' ? d + a.pads[i] + a.pads[i + r] : d; }) }];
+  const t = a.perm.map((p) => x.shape[p]);
+  const b = a.blocksize;
+  // a symbolic dim stays itself unless the blocking changes it
+  const s = b === 1 ? t : t.map((d, i) => (i === 0 ? d : typeof d !== 'number' ? ctx.freshDim() : i === 3 ? d * b * b : Math.ceil(d / b)));
+  return [{ dtype: a.to, shape: s.map((d, i) => (typeof d === 'number' ? d + a.pads[i] + a.pads[i + r] : d)) }];
+}
+
+/** SpaceToDepth of a channels-last tensor, odd H/W zero-extended: through ONNX's NCHW SpaceToDepth, so the
+ * reference shares no index arithmetic with the kernel (codegen/relayout_s2d.ts). */
+function spaceToDepthNhwc(t: Tensor, b: number, ctx: Parameters<typeof runOnnxOp>[2]): Tensor {
+  const [, h, w] = t.dims;
+  const eh = (b - (h % b)) % b, ew = (b - (w % b)) % b;
+  let y = eh || ew ? runOnnxOp('Pad', [t, ints([0, 0, 0, 0, 0, eh, ew, 0])], ctx, {}) : t;
+  y = runOnnxOp('Transpose', [y], ctx, { perm: { kind: 'ints', value: [0, 3, 1, 2] } });
+  y = runOnnxOp('SpaceToDepth', [y], ctx, { blocksize: { kind: 'int', value: b } });
+  return runOnnxOp('Transpose', [y], ctx, { perm: { kind: 'ints', value: [0, 2, 3, 1] } });
 }
 
 function cpu(node: Node, ins: (Tensor | undefined)[], ctx: Parameters<typeof runOnnxOp>[2]): Tensor[] {
@@ -46,6 +68,7 @@ function cpu(node: Node, ins: (Tensor | undefined)[], ctx: Parameters<typeof run
   const a = relayoutAttrs(node, x.dims.length, x.dtype);
   if (typeof a === 'string') throw new GraphError(a, node.name);
   let y = runOnnxOp('Transpose', [x], ctx, { perm: { kind: 'ints', value: a.perm } });
+  if (a.blocksize > 1) y = spaceToDepthNhwc(y, a.blocksize, ctx);
   if (a.pads.some((p) => p)) y = runOnnxOp('Pad', [y, ints(a.pads)], ctx, {});
   if (a.to !== x.dtype) y = runOnnxOp('Cast', [y], ctx, { to: { kind: 'int', value: DTYPE_ONNX[a.to] } });
   return [y];
@@ -53,7 +76,11 @@ function cpu(node: Node, ins: (Tensor | undefined)[], ctx: Parameters<typeof run
 
 register({
   op: 'Relayout', domain: 'tsrt', since: 1, precision: 'follow',
-  supports: (node) => { const p = attrInts(node, 'pads'); return p && p.some((v) => v < 0) ? `pads [${p}] must be non-negative` : undefined; },
+  supports: (node) => {
+    const p = attrInts(node, 'pads'), b = attrInt(node, 'blocksize', 1);
+    if (p && p.some((v) => v < 0)) return `pads [${p}] must be non-negative`;
+    return Number.isInteger(b) && b >= 1 ? undefined : `blocksize ${b} must be a positive integer`;
+  },
   infer,
   cpu,
 });

@@ -13,6 +13,7 @@ import { concatInPlace } from './concat.js';
 import { fuseQkv } from './horizontal.js';
 import { gemmRowOrder } from './row_order.js';
 import { fuseRelayout } from './relayout.js';
+import { spaceToDepthConv } from './space_to_depth.js';
 import { runPasses, type Instrument, type Pass, type PassContext } from './pass.js';
 
 export const PIPELINE: Pass[] = [
@@ -49,6 +50,8 @@ export const PIPELINE: Pass[] = [
   inferTypes,
   // after layout, which adds the NCHW -> NHWC transposes it merges with the input Cast and the stem's channel pad
   fuseRelayout,
+  // after fuse-relayout: a stride-2 stem over 3 channels takes the prepared input as a 2x2 space-to-depth
+  spaceToDepthConv,
   // last: it needs the final layout (which axis is concatenated) and every producer in place
   concatInPlace,
   deadCode,
