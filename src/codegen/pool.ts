@@ -55,7 +55,7 @@ export function emitPool(p: PoolProblem, t: KernelTactic = {}): KernelSource {
 
 /** Window loops shared by both kernels: `o<d>` are the output coordinates, `visit(indent, off)` the body for an
  * in-bounds tap whose element offset (times `chanStride`) is `off`. */
-function windowLoops(p: PoolProblem, coord: string, chanStride: number, visit: (indent: string, off: string) => string[]): string[] {
+function windowLoops(p: PoolProblem, coord: string, chanStride: number, visit: (indent: string, off: string) => string[], unroll = false): string[] {
   const sd = p.inSpatial.length;
   const lines: string[] = [];
   let indent = '    ';
@@ -63,6 +63,7 @@ function windowLoops(p: PoolProblem, coord: string, chanStride: number, visit: (
   let acc = 1;
   for (let d = sd - 1; d >= 0; d--) { spStr[d] = acc; acc *= p.inSpatial[d]; }
   for (let d = 0; d < sd; d++) {
+    if (unroll) lines.push(`${indent}#pragma unroll`);
     lines.push(`${indent}for (int k${d} = 0; k${d} < ${p.kernel[d]}; k${d}++) {`);
     indent += '  ';
     lines.push(`${indent}const ${coord} s${d} = o${d} * ${p.strides[d]} - ${p.padsBegin[d]} + k${d} * ${p.dilations[d]};`);
@@ -130,6 +131,10 @@ ${body}
   });
 }
 
+/** Windows up to this many taps are unrolled whole in the vector kernel, so every tap's load is in flight at once
+ * (3x3: 9, where unrolling the inner loop only gives 3 per outer iteration); larger ones would bloat the code. */
+const MAX_UNROLLED_TAPS = 27;
+
 /** Largest flat index the vector kernel may form with 32-bit indices (a grid-stride step past the end included). */
 const INT_INDEX_LIMIT = 2 ** 31 - 132 * 32 * 1024;
 
@@ -157,7 +162,7 @@ function emitPoolVec(p: PoolProblem, vec: number, block: number): KernelSource {
     ...lanes.map((j) => `${indent}{ const float v${j} = ${vecLane(p.dtype, vec, 'v', j)}; ${p.kind === 'max'
       ? `a${j} = (v${j} > a${j} || v${j} != v${j}) ? v${j} : a${j};` : `a${j} += v${j};`} }`),
     ...(p.kind === 'avg' ? [`${indent}cnt++;`] : []),
-  ]));
+  ], prod(p.kernel) <= MAX_UNROLLED_TAPS));
   if (p.kind === 'avg') lines.push(`    const float dv = ${avgDivisor(p, 'cnt')};`);
   lines.push(`    ${vecStore(p.dtype, `y + i * ${vec}${L}`, lanes.map((j) => (p.kind === 'avg' ? `a${j} / dv` : `a${j}`)))}`);
   return finalizeKernel({
