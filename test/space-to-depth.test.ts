@@ -26,6 +26,14 @@ import { runGraph } from '../src/runtime/cpu_executor.js';
 import { inferShapes } from '../src/ir/infer.js';
 import { verifyGraph } from '../src/ir/verify.js';
 import { emulateKernels, hasGxx } from './kernel_emu.js';
+import { convConfigSpace, type ConvProblem } from '../src/codegen/tc_conv.js';
+import { emitConvTc, wgmmaConvSpace } from '../src/codegen/wgmma.js';
+import { configName } from '../src/codegen/tc_gemm.js';
+import { packModules } from '../src/codegen/kernel.js';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fusions, rejections } from './ir-cases.js';
 import { rng } from './helpers.js';
 
@@ -231,6 +239,42 @@ describe.skipIf(!nvrtc)('blocked Relayout kernels: NVRTC sm_90 compile', () => {
     expect(r.cubin?.[0]).toBe(0x7f);
     expect(r.log.split('\n').filter((l) => /warning|error/i.test(l))).toEqual([]);
   });
+});
+
+/** The rewritten ResNet-50 bs256 stem: [256,115,115,16] -> 4x4/1 -> [256,112,112,64], bias + ReLU. */
+const STEM256: ConvProblem = { n: 256, h: 115, w: 115, c: 16, k: 64, r: 4, s: 4, strideH: 1, strideW: 1, padH: 0, padW: 0, dilH: 1, dilW: 1, p: 112, q: 112 };
+const STEM_EPI = { bias: true, act: 'relu' as const };
+const nvcc = (() => { try { execFileSync('nvcc', ['--version'], { stdio: 'pipe' }); return true; } catch { return false; } })();
+
+describe('the rewritten bs256 stem conv compiles in every tile config the tuner may time', () => {
+  it.skipIf(!nvrtc)('mma.sync configs (default and a spread): NVRTC sm_90', () => {
+    // the heuristic's pick and a spread of the rest (all of them take 30 s on 2 cores)
+    const space = convConfigSpace(STEM256);
+    const ks = [undefined, ...space.filter((_, i) => i % Math.ceil(space.length / 5) === 0)].map((c) => emitConvTc(STEM256, STEM_EPI, c));
+    expect(ks.length).toBeGreaterThan(3);
+    const mod = packModules(ks, ks.length)[0];
+    const r = compileCuda(mod.source, { name: mod.name, arch: 'sm_90' });
+    expect(r.cubin?.[0]).toBe(0x7f);
+    expect(r.log.split('\n').filter((l) => /warning|error/i.test(l))).toEqual([]);
+  }, 180_000);
+
+  it.skipIf(!nvcc)('wgmma configs (one per tile shape): nvcc sm_90a, no spills', () => {
+    const tiles = new Map(wgmmaConvSpace(STEM256).map((c) => [`${c.bm}x${c.bn}${c.ws ? 'ws' : ''}`, c]));
+    const ks = [...tiles.values()].slice(0, 4).map((c) => emitConvTc({ ...STEM256 }, STEM_EPI, c));
+    expect(ks.length).toBeGreaterThan(0);
+    const dir = mkdtempSync(join(tmpdir(), 'tsrt-s2d-'));
+    const mod = packModules(ks, ks.length)[0];
+    writeFileSync(join(dir, 'm.cu'), mod.source);
+    const r = spawnSync('nvcc', ['-cubin', '-arch=sm_90a', '-std=c++17', '-Xptxas', '-v', '-o', join(dir, 'm.cubin'), join(dir, 'm.cu')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const log = r.stdout + r.stderr;
+    expect(log).not.toMatch(/serialized|warning/i);
+    for (const k of ks) {
+      const at = log.indexOf(`Compiling entry function '${k.name}'`);
+      expect(at, configName(k.config!)).toBeGreaterThanOrEqual(0);
+      expect(log.slice(at, at + 600), configName(k.config!)).toMatch(/ 0 bytes spill stores, 0 bytes spill loads/);
+    }
+  }, 240_000);
 });
 
 /** A ResNet stem as exported: Conv 7x7/2 pad 3 + BatchNorm + ReLU + MaxPool 3x3/2, fp32 NCHW, seeded weights. */
