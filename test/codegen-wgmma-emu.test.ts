@@ -162,7 +162,8 @@ function epi(acc: number, e: Epilogue, bias: number, res: number): number {
 /** `early`: cp.async lands at issue (EMU_EARLY) instead of at wait_group. Both are legal timings: late landing
  * catches reads of a stage before its data arrived, early landing (with the wgmma reads still deferred to
  * wait_group) catches loads into a stage that an in-flight wgmma still reads. */
-interface Case { id: string; op: 'conv' | 'gemm'; p: ConvProblem | GemmProblem; e: Epilogue; cfg: TileConfig; early?: boolean }
+/** `grid`: launch this many CTAs in x instead of the kernel's grid (persistent kernels walk the tiles with any grid). */
+interface Case { id: string; op: 'conv' | 'gemm'; p: ConvProblem | GemmProblem; e: Epilogue; cfg: TileConfig; early?: boolean; grid?: number }
 const isBf16 = (c: Case) => c.p.dtype === 'bfloat16';
 const wg = (bm: number, bn: number, warpsM: number, stages: number, ws = false, se = false): TileConfig => ({ bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}), ...(se ? { se } : {}) });
 const conv = (n: number, h: number, c: number, k: number, r: number, stride: number): ConvProblem => {
@@ -188,6 +189,10 @@ const CASES: Case[] = [
   // n192 tiles (wave quantization): plain with N tail, ws staged with residual
   { id: 'n192_gemm_w2_s4', op: 'gemm', p: { m: 136, n: 200, k: 192 }, e: { bias: true, act: 'silu' }, cfg: wg(128, 192, 8, 4) },
   { id: 'n192_ws_gemm_se_s3', op: 'gemm', p: { m: 130, n: 384, k: 256 }, e: { bias: true, residual: true }, cfg: wg(128, 192, 8, 3, true, true), early: true },
+  // persistent ws kernel: 2 CTAs walk 5 tiles (stages and barrier parities continue across tiles), with a
+  // residual prefetched per tile, M tail; a 3x3 conv (per-tile im2col setup) and a plain epilogue
+  { id: 'persistent_gemm_res_tail', op: 'gemm', p: { m: 300, n: 128, k: 320 }, e: { bias: true, residual: true, act: 'relu' }, cfg: { ...wg(64, 64, 4, 3, true, true), persistent: true }, grid: 2 },
+  { id: 'persistent_conv3x3_w2', op: 'conv', p: conv(2, 9, 24, 64, 3, 1), e: { bias: true, act: 'silu' }, cfg: { ...wg(128, 64, 8, 3, true, true), persistent: true }, grid: 1, early: true },
   { id: 'staged_ws_conv_1x1_n256_plain', op: 'conv', p: conv(1, 9, 72, 264, 1, 1), e: { bias: true, act: 'relu' }, cfg: wg(64, 256, 4, 3, true, true) },
   // warp-specialized (wgmma_ws.ts): producer warpgroup + consumers on mbarriers. More k-tiles than stages so
   // every barrier goes through several phases (parity wrap); late and early cp.async landing; staged
@@ -267,7 +272,7 @@ async function emulate(c: Case): Promise<{ rel: number; unwritten: number; stray
   const src = `#include "emu_prelude.h"\n${WGMMA_EMU}\ninline void wg_mma(float* d, u64 da, u64 db) { g_wg_pending[g_cur].push_back(WgOp{da, db, d, ${c.cfg.bn}}); }\n`
     + kernelSrc.replace(/typedef unsigned long long u64;\n/, '')
     + `\nint main() {\n${lines.join('\n')}\n  memset(out_p, 0xff, ${outN * 2});\n`
-    + `  run_grid(${k.grid[0]}, ${k.grid[1]}, ${k.block[0]}, ${k.sharedBytes + SHIFT}, [&] { ${k.name}(${args.join(', ')}); });\n`
+    + `  run_grid(${c.grid ?? k.grid[0]}, ${k.grid[1]}, ${k.block[0]}, ${k.sharedBytes + SHIFT}, [&] { ${k.name}(${args.join(', ')}); });\n`
     + `  save_file("out.bin", out_p, ${outN * 2});\n  return 0;\n}\n`;
   writeFileSync(join(dir, 'emu_prelude.h'), `typedef unsigned long long u64;\n${prelude}`);
   writeFileSync(join(dir, 'k.cpp'), src);

@@ -49,13 +49,19 @@ describe('wgmma: configs and API', () => {
       expect(configProblems(c), configName(c)).toEqual([]);
       expect(smemBytes(c)).toBeLessThanOrEqual(MAX_SMEM);
       expect(wgmmaAccRegs(c)).toBeLessThanOrEqual(128);
-      expect(configName(c)).toMatch(/^wg_m\d+n\d+k64_w[48]x1_s[345](_ws)?(_se)?$/);
+      expect(configName(c)).toMatch(/^wg_m\d+n\d+k64_w[48]x1_s[345](_ws)?(_se)?(_p)?$/);
     }
     const names = space.map(configName);
     expect(names).toContain('wg_m128n256k64_w8x1_s4');
     expect(names).toContain('wg_m128n256k64_w8x1_s4_ws');
-    expect(names.filter((n) => /_ws(_se)?$/.test(n)).length).toBe(names.length / 2); // every config also warp-specialized
-    expect(names.filter((n) => n.endsWith('_se')).length).toBe(names.length / 2); // and with the staged epilogue (N % 8 == 0)
+    // every all-threads config also comes warp-specialized, every one without the staged epilogue also with it
+    // (N % 8 == 0), and the persistent kernel only as ws + se
+    for (const n of names.filter((x) => !x.includes('_ws'))) expect(names, n).toContain(n.replace(/(_se)?$/, '_ws$1'));
+    for (const n of names.filter((x) => !/_se/.test(x))) expect(names, n).toContain(`${n}_se`);
+    expect(names.filter((n) => n.endsWith('_p')).every((n) => n.endsWith('_ws_se_p'))).toBe(true);
+    expect(names).toContain('wg_m128n256k64_w8x1_s3_ws_se_p');
+    expect(names).not.toContain('wg_m128n256k64_w8x1_s4_ws_se_p'); // 4 x 48 KB + the 66 KB staging tile > 227 KB
+    expect(wgmmaConfigSpace({ ...big, batch: 2 }).some((c) => c.persistent)).toBe(false); // batched: no persistent
     expect(wgmmaConfigSpace({ ...big, n: big.n + 4 }).some((c) => c.se)).toBe(false); // no 16-B rows: no se variant
     expect(names).not.toContain('wg_m128n256k64_w8x1_s5'); // 5 x 48 KB + 1 KB > 227 KB
     expect(configProblems(wg(128, 256, 4))).toEqual(['wgmma: 256 accumulator registers per thread (max 128)']);
@@ -253,7 +259,7 @@ if (nvccReason) console.warn(`codegen-wgmma: skipping the sm_90a compile checks 
  * stride-2 conv and a BERT GEMM, plus odd tails and every stage count on one tile. */
 function compileKernels() {
   const tiles = new Map<string, TileConfig>();
-  for (const c of wgmmaConfigSpace(big)) tiles.set(`${c.bm}x${c.bn}x${c.warpsM}${c.ws ? 'ws' : ''}${c.se ? 'se' : ''}`, c); // last = deepest
+  for (const c of wgmmaConfigSpace(big)) tiles.set(`${c.bm}x${c.bn}x${c.warpsM}${c.ws ? 'ws' : ''}${c.se ? 'se' : ''}${c.persistent ? 'p' : ''}`, c); // last = deepest
   const ks = [];
   for (const c of tiles.values()) {
     ks.push(emitConvTc(conv3(256, 28, 128, 128), { bias: true, residual: true, act: 'relu' }, c));

@@ -100,7 +100,7 @@ describe('int8 candidates', () => {
       timeKernel: (k) => { const c = (k as TcKernelSource).config!; seen.push(c); if (c.wgmma) throw new Error('launch failed'); return c.bm / 100; },
     });
     const got = tuner.choose(tacticSignature('conv', CONV, EPI_Q, 'int8'), both, (c) => emitConvInt8(CONV, EPI_Q, c))!;
-    expect(seen.filter((c) => c.wgmma).length).toBe(8);
+    expect(seen.filter((c) => c.wgmma).length).toBe(10);
     expect(seen.filter((c) => !c.wgmma).length).toBeGreaterThanOrEqual(4);
     expect(got.wgmma).toBeFalsy();
     expect(got.bm).toBe(Math.min(...seen.filter((c) => !c.wgmma).map((c) => c.bm)));

@@ -44,7 +44,7 @@ inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return
 inline float2 make_float2(float x, float y) { return float2{x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
-static dim3_ gridDim, blockDim;
+static dim3_ blockDim; // gridDim: tc_emu.ts (run_grid sets it)
 static unsigned char g_shfl[32][32][8];
 template <class T> inline T __shfl_xor_sync(unsigned, T v, int off) {
   const int l = lane_(), w = warp_();

@@ -21,7 +21,7 @@ struct Fiber { ucontext_t ctx; dim3_ idx; bool done; char* stack; };
 static Fiber g_f[1024];
 static int g_nf = 0, g_cur = 0;
 static ucontext_t g_main;
-static dim3_ blockIdx;
+static dim3_ blockIdx, gridDim;
 #define threadIdx (g_f[g_cur].idx)
 static inline void yield_() { swapcontext(&g_f[g_cur].ctx, &g_main); }
 struct Bar { int count = 0, arrived = 0, gen = 0;
@@ -127,6 +127,7 @@ static void run_grid(unsigned gx, unsigned gy, unsigned bx, size_t smem, const s
   g_fn = &fn;
   const size_t STACK = 256 * 1024;
   for (unsigned t = 0; t < bx; ++t) if (!g_f[t].stack) g_f[t].stack = (char*)malloc(STACK);
+  gridDim.x = gx; gridDim.y = gy; gridDim.z = 1;
   for (unsigned y = 0; y < gy; ++y) for (unsigned x = 0; x < gx; ++x) {
     blockIdx.x = x; blockIdx.y = y;
     g_cta_bar = Bar{(int)bx};

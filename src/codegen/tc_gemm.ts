@@ -46,6 +46,9 @@ export interface TileConfig {
    * and the output leaves in 16-B row-contiguous stores. A tactic, not a default: it made ResNet-50 bs256's
    * small-K convs 1.2-1.7x faster and BERT's gelu/residual GEMMs 1.2-1.3x slower (H200). */
   se?: boolean;
+  /** [wgmma ws + se] Persistent grid (wgmma_ws.ts): one CTA per SM walks the tiles, so the producer loads
+   * the next tile while the consumers run the epilogue of this one. */
+  persistent?: boolean;
 }
 
 /** A kernel plus the scratch it needs. When `workspaceBytes` > 0 the last parameter is `workspace`: the
@@ -205,7 +208,7 @@ export function smemBytes(c: TileConfig): number {
 
 /** Why a config cannot be used (empty when valid). `bKN`: B is [K,N] so its smem rows are K. */
 export function configProblems(c: TileConfig, bKN = false): string[] {
-  if (c.wgmma || c.ws || c.se) {
+  if (c.wgmma || c.ws || c.se || c.persistent) {
     const w = wgmmaProblems(c, bKN);
     if (smemBytes(c) > MAX_SMEM) w.push(`shared memory ${smemBytes(c)} > ${MAX_SMEM}`);
     return w;
@@ -244,7 +247,7 @@ const BASE_CONFIGS: TileConfig[] = (() => {
 })();
 
 export function configName(c: TileConfig): string {
-  return `${c.wgmma ? 'wg_' : ''}m${c.bm}n${c.bn}k${c.bk}_w${c.warpsM}x${c.warpsN}_s${c.stages}${(c.splitK ?? 1) > 1 ? `_sk${c.splitK}` : ''}${c.ws ? '_ws' : ''}${c.se ? '_se' : ''}`;
+  return `${c.wgmma ? 'wg_' : ''}m${c.bm}n${c.bn}k${c.bk}_w${c.warpsM}x${c.warpsN}_s${c.stages}${(c.splitK ?? 1) > 1 ? `_sk${c.splitK}` : ''}${c.ws ? '_ws' : ''}${c.se ? '_se' : ''}${c.persistent ? '_p' : ''}`;
 }
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);

@@ -82,8 +82,8 @@ const WG_TILES: Array<[number, number, number]> = [
 /** Valid wgmma configs for a problem (stages 3..5 where shared memory allows). Empty when B is [K,N]. Each
  * tile comes warp-specialized (wgmma_ws.ts) first, then in the all-threads-load form, each with the staged
  * epilogue (`se`, when N % 8 == 0) first, then without: the autotuner's estimate ties them, and input order
- * puts the four variants next to each other in every timed tile group. TSRT_WGMMA_WS=0 / TSRT_WGMMA_SE=0
- * leave the ws / se variants out. */
+ * puts the variants next to each other in every timed tile group; the persistent ws kernel (`persistent`)
+ * comes first of all. TSRT_WGMMA_WS=0 / TSRT_WGMMA_SE=0 / TSRT_WGMMA_PERSISTENT=0 leave those variants out. */
 /** Output tiles of 128x128 below which a problem gets no wgmma configs: one per SM (TSRT_WGMMA_MIN_TILES overrides). */
 export const WGMMA_MIN_TILES = 132;
 
@@ -95,15 +95,18 @@ export function wgmmaConfigSpace(s: TileShape, bKN = false): TileConfig[] {
   // (H200, one device call, bench/results/2026-11-26-h200-session2-bench.json)
   const minTiles = Number(process.env.TSRT_WGMMA_MIN_TILES ?? WGMMA_MIN_TILES);
   if (s.m * s.n * s.batch < minTiles * 128 * 128) return out;
-  const wsToo = process.env.TSRT_WGMMA_WS !== '0', seToo = process.env.TSRT_WGMMA_SE !== '0';
+  const wsToo = process.env.TSRT_WGMMA_WS !== '0', seToo = process.env.TSRT_WGMMA_SE !== '0', pToo = process.env.TSRT_WGMMA_PERSISTENT !== '0';
   for (const [bm, bn, warpsM] of WG_TILES) {
     if (bm > 2 * Math.max(16, s.m) + 64 || bn > 2 * Math.max(16, s.n) + 64) continue;
     for (const stages of [3, 4, 5]) {
       for (const ws of wsToo ? [true, false] : [false]) {
-        // the staged-epilogue tactic (wgmma_epilogue.ts) where output rows allow 16-B stores, first
+        // the staged-epilogue tactic (wgmma_epilogue.ts) where output rows allow 16-B stores, first; and before
+        // it the persistent ws kernel (unbatched problems: its per-tile setup re-runs, batch pointer bumps must not)
         for (const se of s.n % 8 === 0 && seToo ? [true, false] : [false]) {
-          const c: TileConfig = { bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}), ...(se ? { se } : {}) };
-          if (!configProblems(c).length) out.push(c);
+          for (const persistent of ws && se && pToo && s.batch === 1 ? [true, false] : [false]) {
+            const c: TileConfig = { bm, bn, bk: 64, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}), ...(se ? { se } : {}), ...(persistent ? { persistent } : {}) };
+            if (!configProblems(c).length) out.push(c);
+          }
         }
       }
     }

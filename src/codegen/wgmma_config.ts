@@ -37,6 +37,10 @@ export function wgmmaProblems(c: TileConfig, bKN: boolean): string[] {
   if ((c.splitK ?? 1) !== 1) r.push('wgmma: no split-K');
   if (c.ws && !c.wgmma) r.push('ws (warp-specialized) is a wgmma variant');
   if (c.se && !c.wgmma) r.push('se (staged epilogue) is a wgmma variant');
+  if (c.persistent && !(c.ws && c.se)) r.push('persistent: only the warp-specialized kernel with the staged epilogue (ws, se)');
+  if (c.persistent && c.stages * (c.bm + c.bn) * 128 + c.bm * (c.bn + 8) * 2 + WGMMA_ALIGN_SLACK > 227 * 1024) {
+    r.push('persistent: the stages and a separate staging tile do not fit shared memory');
+  }
   if (r.length === 0 && c.ws && wgmmaStagingBytes(c) > c.stages * (c.bm + c.bn) * 128) r.push('ws: the epilogue staging tile does not fit the pipeline shared memory');
   if (r.length === 0 && wgmmaAccRegs(c) > 128) r.push(`wgmma: ${wgmmaAccRegs(c)} accumulator registers per thread (max 128)`);
   return r;

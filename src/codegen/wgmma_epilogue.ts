@@ -32,12 +32,13 @@ export interface StagingPlan {
 }
 
 /** Where the staging tile goes, or undefined when the kernel keeps its usual stores: configs without `se`
- * (the tactic), outputs without 16-B rows, or a residual tile that does not fit beside `pipelineBytes` (the
- * stages' shared memory). */
+ * (the tactic), outputs without 16-B rows, or a residual (or persistent kernel's) tile that does not fit
+ * beside `pipelineBytes` (the stages' shared memory). */
 export function stagingPlan(s: TcSpec, pipelineBytes: number): StagingPlan | undefined {
   if (!s.cfg.se || !s.vecStores) return undefined;
   const c = s.cfg, ld = c.bn + 8, bytes = c.bm * ld * 2;
-  if (s.epi.residual) {
+  // persistent kernels (wgmma_ws.ts) refill the stages with the next tile during the epilogue: never overlay
+  if (s.epi.residual || c.persistent) {
     const offset = Math.ceil(pipelineBytes / 1024) * 1024;
     const total = offset + bytes + WGMMA_ALIGN_SLACK;
     return total <= MAX_SMEM ? { offset, sharedBytes: total, ld } : undefined;

@@ -29,9 +29,10 @@
 // The grid is the same one-CTA-per-tile grid as wgmma.ts (a persistent grid is not used).
 import type { KernelParam } from './kernel.js';
 import { shortHash } from './kernel.js';
-import { configName, epilogueKey, epilogueStatements, specElem, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { TsrtError } from '../errors.js';
+import { configName, epilogueKey, epilogueStatements, SM_COUNT, specElem, type TcKernelSource, type TcSpec } from './tc_gemm.js';
 import { WGMMA_ASM_HELPERS, wgmmaFragmentStores, wgmmaGeometry, wgmmaInstr, wgmmaPreamble, wgmmaStoreCode } from './wgmma.js';
-import { stagedCopyOut, stagedDecl, stagedFragmentStore, stagedResidualPrefetch, stagingPlan } from './wgmma_epilogue.js';
+import { stagedCopyOut, stagedDecl, stagedFragmentStore, stagedResidualPrefetch, stagingPlan, type StagingPlan } from './wgmma_epilogue.js';
 import { wgmmaStagingStride } from './wgmma_config.js';
 
 
@@ -125,6 +126,10 @@ export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
 `}${stagedDecl(plan)}${fragmentStoresWith(stagedFragmentStore(s, plan))}
   named_bar_sync(2 + cw, 128);
 ${stagedCopyOut(s, plan, scope)}`;
+  if (c.persistent) {
+    if (!plan || s.batch !== 1) throw new TsrtError('USAGE', `persistent wgmma config ${configName(c)}: needs 16-B output rows, a staging tile beside the stages and batch 1`);
+    return persistentKernel(s, plan, scope, staged16 as string);
+  }
   const body = (name: string) => `${wgmmaPreamble(s, {
     title: `wgmma warp-specialized ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}${plan ? ' staged epilogue' : ''}`,
     helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
@@ -203,6 +208,113 @@ ${staged16 || (s.vecStores ? stagedStores : fragmentStores)}
     name, source: body(name),
     grid: [mTiles * nTiles, s.batch, 1], block: [threads, 1, 1],
     sharedBytes: plan ? plan.sharedBytes : sharedBytes, params, config: c,
+    workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
+  };
+}
+
+/** The persistent form of the ws kernel (TileConfig.persistent, with se): gridDim.x CTAs (one per SM) walk the
+ * tiles tile = blockIdx.x, blockIdx.x + gridDim.x, ... The producer keeps one global k-iteration count g over
+ * all its tiles, so stage g % S and the barrier parities (g / S) & 1 continue across tiles, and it starts
+ * loading the next tile as soon as stages are released, i.e. while the consumers run this tile's epilogue.
+ * Consumers release a stage after its wgmma group retired (wait_group 1), and the tile's last stage after
+ * wait_group 0. The staging tile never overlays the stages (stagingPlan), and each consumer warpgroup syncs
+ * after its copy-out, before the next tile's residual prefetch overwrites its staging rows. The per-tile
+ * part of the spec's setup (the conv loaders' per-row im2col state) re-runs per tile: only unbatched
+ * problems get this variant, since batched setups advance pointers by the batch index. */
+function persistentKernel(s: TcSpec, plan: StagingPlan, scope: { rowBase: string; rows: number; threads: number; tid: string }, staged16: string): TcKernelSource {
+  const c = s.cfg;
+  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
+  const threads = 128 * (G + 1);
+  const regs = G === 2;
+  const numTiles = mTiles * nTiles;
+  const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
+  const tileIndex = `    const int mTile = ${s.nFastest ? `tile / ${nTiles}` : `tile % ${mTiles}`};
+    const int nTile = ${s.nFastest ? `tile % ${nTiles}` : `tile / ${mTiles}`};
+    const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};`;
+  const body = (name: string) => `${wgmmaPreamble(s, {
+    title: `wgmma warp-specialized persistent ${configName(c)} M=${s.m} N=${s.n} K=${s.k} staged epilogue`,
+    helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
+  })}
+// the spec's setup runs in both roles' tile loops; each role leaves some of its variables unused
+#pragma nv_diag_suppress 177, 550
+extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
+  extern __shared__ __align__(1024) unsigned char tc_smem[];
+  __shared__ __align__(8) unsigned long long wg_bars[${2 * S}]; // full[0..S), empty[S..2S)
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+  const int bz = blockIdx.y;
+  (void)bz;
+  const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
+  const u32 fullBar = smem_u32(wg_bars), emptyBar = fullBar + ${8 * S};
+  if (tid == 0) {
+    for (int st = 0; st < ${S}; ++st) { mbar_init(fullBar + 8 * st, 128); mbar_init(emptyBar + 8 * st, ${4 * G}); }
+  }
+  __syncthreads();
+  const int ktCount = ${kTiles};
+
+  if (wg == 0) {
+${regs ? `    setmaxnreg_dec<${WS_PRODUCER_REGS}>();\n` : ''}    int g = 0; // k-iterations issued over all this CTA's tiles
+    for (int tile = blockIdx.x; tile < ${numTiles}; tile += gridDim.x) {
+${tileIndex}
+${s.setup}
+      for (int kt = 0; kt < ktCount; ++kt, ++g) {
+        const int stage = g % ${S};
+        if (g >= ${S}) mbar_wait_bounded(emptyBar + 8 * stage, ((g / ${S}) - 1) & 1);
+        const u32 sA = smemBase + stage * ${stageBytes};
+        const u32 sB = sA + ${aBytes};
+${s.loadA}
+${s.loadB}
+        cp_async_mbar_arrive(fullBar + 8 * stage);
+      }
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    return;
+  }
+${regs ? `  setmaxnreg_inc<${WS_CONSUMER_REGS}>();\n` : ''}  const int cw = wg - 1, ctid = tid & 127; // consumer warpgroup, thread in it
+  (void)ctid;
+  int g = 0;
+  for (int tile = blockIdx.x; tile < ${numTiles}; tile += gridDim.x) {
+${tileIndex}
+${s.setup}
+${stagedResidualPrefetch(s, plan, scope)}    float acc[${MI}][${NR}];
+    #pragma unroll
+    for (int i = 0; i < ${MI}; ++i)
+      #pragma unroll
+      for (int j = 0; j < ${NR}; ++j) acc[i][j] = 0.0f;
+    for (int it = 0; it < ktCount; ++it, ++g) {
+      const int stage = g % ${S};
+      mbar_wait(fullBar + 8 * stage, (g / ${S}) & 1);
+      fence_proxy_async();
+      const u32 sA = smemBase + stage * ${stageBytes} + cw * ${MI * 64 * 128};
+      const u32 sB = smemBase + stage * ${stageBytes} + ${aBytes};
+      wg_fence();
+      #pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        const u64 db = wg_desc(sB + kk * 32);
+        #pragma unroll
+        for (int mi = 0; mi < ${MI}; ++mi) wg_mma(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
+      }
+      wg_commit();
+      wg_wait<1>();
+      if (it > 0 && lane == 0) mbar_arrive(emptyBar + 8 * ((g - 1) % ${S}));
+    }
+    wg_wait<0>();
+    // the tile's last stage is free too: the producer may already be filling stages with the next tile
+    if (lane == 0) mbar_arrive(emptyBar + 8 * ((g - 1) % ${S}));
+    #pragma unroll
+    for (int i = 0; i < ${MI}; ++i)
+      #pragma unroll
+      for (int j = 0; j < ${NR}; ++j) wg_keep(acc[i][j]);
+${staged16}
+    named_bar_sync(2 + cw, 128); // copy-out read the staging rows: only now may the next tile prefetch into them
+  }
+}
+`;
+  const name = `${s.prefix}_${configName(c)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;
+  return {
+    name, source: body(name),
+    grid: [Math.min(numTiles, SM_COUNT), 1, 1], block: [threads, 1, 1],
+    sharedBytes: plan.sharedBytes, params, config: c,
     workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
   };
 }

@@ -51,7 +51,7 @@ export interface AutotunerOptions {
   /** NVRTC target of the candidates (the engine's). */
   arch: string;
   cache: TimingCache;
-  /** optLevel: 0-2 heuristic only; 3 times 8 candidates, 4 times 32, 5 all (see pickCandidates). */
+  /** optLevel: 0-2 heuristic only; 3 times 10 candidates, 4 times 40, 5 all (see pickCandidates). */
   level: number;
   /** Tuning stops starting new compiles past this much time; kernels not tuned by then keep the heuristic. */
   timeBudgetMs: number;
@@ -77,7 +77,7 @@ export function defaultBudgetMs(level: number): number {
 
 /** How many candidates each level times (the heuristic's pick is added when missing). */
 export function candidatesForLevel(level: number): number {
-  return level >= 5 ? Infinity : level === 4 ? 32 : level === 3 ? 8 : 0;
+  return level >= 5 ? Infinity : level === 4 ? 40 : level === 3 ? 10 : 0;
 }
 
 /** Pipeline variants (bk / stages) in the order worth trying: estimateTime cannot tell pipeline depths apart,
@@ -99,8 +99,8 @@ const pipeRank = (c: TileConfig) => { const i = PIPELINES.indexOf(`${c.bk}/${c.s
 
 /** The configs a level times. estimateTime ranks tile shapes (bm, bn, warps, split-K) but gives every
  * pipeline depth of a tile the same time, so a plain top-N would spend every slot on one tile: instead the
- * best tiles by the model each get their first pipeline variants (level 3: 2 tiles x 4 variants, level 4:
- * 4 x 8; a wgmma tile has 4 variants per pipeline: ws or not, staged epilogue or not), topped up by estimate to N; level 5 takes everything. The heuristic's pick is always added, so
+ * best tiles by the model each get their first pipeline variants (level 3: 2 tiles x 5 variants, level 4:
+ * 4 x 10; a wgmma tile has 5 variants per pipeline: persistent ws, ws or not x staged epilogue or not), topped up by estimate to N; level 5 takes everything. The heuristic's pick is always added, so
  * tuning never does worse than not tuning (up to timing noise). Configs that make the same kernel (same
  * effective split-K) count once; input order breaks ties. */
 export function pickCandidates(level: number, shape: TileShape, candidates: TileConfig[], heuristic?: TileConfig): TileConfig[] {
@@ -115,8 +115,9 @@ export function pickCandidates(level: number, shape: TileShape, candidates: Tile
   if (n === Infinity) {
     out = ranked.map((x) => x.c);
   } else {
-    // 4 variants a tile at level 3: a wgmma tile's ws/plain x staged-epilogue/not at its first pipeline
-    const [tiles, pipes] = level === 3 ? [2, 4] : [4, 8];
+    // 5 variants a tile at level 3: a wgmma tile's persistent ws, ws x staged-epilogue/not, plain x the same,
+    // at its first pipeline
+    const [tiles, pipes] = level === 3 ? [2, 5] : [4, 10];
     const groups = new Map<string, typeof scored>();
     for (const x of ranked) {
       const tile = tileOf(effective(shape, x.c));
@@ -172,7 +173,7 @@ export function describeKey(key: string): string {
 // ---- helpers --------------------------------------------------------------------------------------------------
 
 /** Candidate kernels go into modules of this many; precompile and choose must pack identically. */
-const MODULE_KERNELS = 8;
+const MODULE_KERNELS = 10; // level 3 times 10: one module
 
 export function candidateModules(kernels: KernelSource[]): ModuleSource[] {
   return packModules(kernels, MODULE_KERNELS);
