@@ -89,7 +89,8 @@ export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
   const regs = G === 2;
   // the 16-bit staged epilogue with residual prefetch (wgmma_epilogue.ts); the fp32 staging below stays for
   // residual tiles that do not fit beside the stages
-  const pipelineBytes = Math.min(S, kTiles) * stageBytes;
+  // (a persistent kernel cycles through all S stages across its tiles, whatever one tile's k-tile count)
+  const pipelineBytes = (c.persistent ? S : Math.min(S, kTiles)) * stageBytes;
   const plan = stagingPlan(s, pipelineBytes);
   const scope = { rowBase: `cw * ${rowsPerWg}`, rows: rowsPerWg, threads: 128, tid: 'ctid' };
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
