@@ -194,6 +194,7 @@ const CASES: Case[] = [
   { id: 'persistent_gemm_res_tail', op: 'gemm', p: { m: 300, n: 128, k: 320 }, e: { bias: true, residual: true, act: 'relu' }, cfg: { ...wg(64, 64, 4, 3, true, true), persistent: true }, grid: 2 },
   // one k-tile per tile: the producer still cycles through all S stages across tiles (shared memory for S, not 1)
   { id: 'persistent_conv1x1_k64_1ktile', op: 'conv', p: conv(2, 12, 64, 64, 1, 1), e: { bias: true, act: 'relu' }, cfg: { ...wg(128, 64, 8, 3, true, true), persistent: true }, grid: 1 },
+  { id: 'persistent_conv1x1_res_dbl_early', op: 'conv', p: conv(2, 12, 64, 136, 1, 1), e: { bias: true, residual: true, act: 'relu' }, cfg: { ...wg(128, 64, 8, 3, true, true), persistent: true }, grid: 3, early: true },
   { id: 'persistent_conv3x3_w2', op: 'conv', p: conv(2, 9, 24, 64, 3, 1), e: { bias: true, act: 'silu' }, cfg: { ...wg(128, 64, 8, 3, true, true), persistent: true }, grid: 1, early: true },
   { id: 'staged_ws_conv_1x1_n256_plain', op: 'conv', p: conv(1, 9, 72, 264, 1, 1), e: { bias: true, act: 'relu' }, cfg: wg(64, 256, 4, 3, true, true) },
   // warp-specialized (wgmma_ws.ts): producer warpgroup + consumers on mbarriers. More k-tiles than stages so

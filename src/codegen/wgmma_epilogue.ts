@@ -55,11 +55,11 @@ export interface StagedScope {
 
 /** Issues the cp.async of the group's residual rows into the staging tile (one commit group); the caller
  * waits for it (cp_async_wait) and syncs the group before the fragment pass. Empty without a residual. */
-export function stagedResidualPrefetch(s: TcSpec, p: StagingPlan, g: StagedScope): string {
+export function stagedResidualPrefetch(s: TcSpec, p: StagingPlan, g: StagedScope, offsetExpr = String(p.offset)): string {
   if (!s.epi.residual) return '';
   const cpr = s.cfg.bn / 8;
   return `  { // residual tile -> staging tile, under the mainloop (wgmma_epilogue.ts)
-    const u32 stg = smemBase + ${p.offset};
+    const u32 stg = smemBase + ${offsetExpr};
     for (int i = ${g.tid}; i < ${g.rows * cpr}; i += ${g.threads}) {
       const int r = ${g.rowBase} + i / ${cpr}, cc = i % ${cpr};
       const int m = mBase + r, n = nBase + cc * 8;
@@ -86,9 +86,12 @@ export function stagedFragmentStore(s: TcSpec, p: StagingPlan): string {
 }
 
 /** Declares `stg`, the staging tile as a generic tc_half pointer (tc_smem rounded up to smemBase, + offset). */
-export function stagedDecl(p: StagingPlan): string {
-  return `  tc_half* stg = reinterpret_cast<tc_half*>(tc_smem + (smemBase - smem_u32(tc_smem)) + ${p.offset});\n`;
+export function stagedDecl(p: StagingPlan, offsetExpr = String(p.offset)): string {
+  return `  tc_half* stg = reinterpret_cast<tc_half*>(tc_smem + (smemBase - smem_u32(tc_smem)) + ${offsetExpr});\n`;
 }
+
+/** Bytes of one staging tile. */
+export function stagingTileBytes(s: TcSpec): number { return s.cfg.bm * (s.cfg.bn + 8) * 2; }
 
 /** The row-contiguous copy of the group's rows from the staging tile to y, 16 B a thread. */
 export function stagedCopyOut(s: TcSpec, p: StagingPlan, g: StagedScope): string {

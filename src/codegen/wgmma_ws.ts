@@ -30,10 +30,10 @@
 import type { KernelParam } from './kernel.js';
 import { shortHash } from './kernel.js';
 import { TsrtError } from '../errors.js';
-import { configName, epilogueKey, epilogueStatements, SM_COUNT, specElem, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { configName, epilogueKey, epilogueStatements, MAX_SMEM, SM_COUNT, specElem, type TcKernelSource, type TcSpec } from './tc_gemm.js';
 import { WGMMA_ASM_HELPERS, wgmmaFragmentStores, wgmmaGeometry, wgmmaInstr, wgmmaPreamble, wgmmaStoreCode } from './wgmma.js';
-import { stagedCopyOut, stagedDecl, stagedFragmentStore, stagedResidualPrefetch, stagingPlan, type StagingPlan } from './wgmma_epilogue.js';
-import { wgmmaStagingStride } from './wgmma_config.js';
+import { stagedCopyOut, stagedDecl, stagedFragmentStore, stagedResidualPrefetch, stagingPlan, stagingTileBytes, type StagingPlan } from './wgmma_epilogue.js';
+import { WGMMA_ALIGN_SLACK, wgmmaStagingStride } from './wgmma_config.js';
 
 
 /** setmaxnreg targets with 2 consumer warpgroups (see the header): producer, consumers. */
@@ -229,9 +229,27 @@ function persistentKernel(s: TcSpec, plan: StagingPlan, scope: { rowBase: string
   const regs = G === 2;
   const numTiles = mTiles * nTiles;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
-  const tileIndex = `    const int mTile = ${s.nFastest ? `tile / ${nTiles}` : `tile % ${mTiles}`};
-    const int nTile = ${s.nFastest ? `tile % ${nTiles}` : `tile / ${mTiles}`};
+  const tileIndexOf = (t: string) => `    const int mTile = ${s.nFastest ? `${t} / ${nTiles}` : `${t} % ${mTiles}`};
+    const int nTile = ${s.nFastest ? `${t} % ${nTiles}` : `${t} / ${mTiles}`};
     const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};`;
+  const tileIndex = tileIndexOf('tile');
+  // Double-buffered residual (when two staging tiles fit beside the stages): tile tl's residual was requested
+  // during tile tl-1 (or before the loop), into buffer tl & 1, so its latency hides under the previous tile's
+  // epilogue and this tile's mainloop instead of being waited for after it: the K=64..256 1x1 convs' mainloop
+  // is one to four k-tiles. Every iteration commits exactly one cp.async group (empty after the last tile), so
+  // wait_group 1 leaves only the next tile's in flight.
+  const tileBytes = stagingTileBytes(s);
+  const dbl = !!s.epi.residual && plan.offset + 2 * tileBytes + WGMMA_ALIGN_SLACK <= MAX_SMEM;
+  const prefetchInto = (t: string, buf: string) => `    {
+      const int pt = ${t};
+${tileIndexOf('pt').replace(/^ {4}/gm, '      ')}
+${stagedResidualPrefetch(s, plan, scope, `${plan.offset} + (${buf}) * ${tileBytes}`).replace(/^/gm, '    ')}    }
+`;
+  const consumerEpilogue = dbl ? `    cp_async_wait<1>(); // this tile's residual chunks (the next tile's stay in flight)
+    named_bar_sync(2 + cw, 128);
+  ${stagedDecl(plan, `${plan.offset} + (tl & 1) * ${tileBytes}`)}${wgmmaFragmentStores(MI, c.bn, 'float', stagedFragmentStore(s, plan), 'cw')}
+    named_bar_sync(2 + cw, 128);
+${stagedCopyOut(s, plan, scope)}` : staged16;
   const body = (name: string) => `${wgmmaPreamble(s, {
     title: `wgmma warp-specialized persistent ${configName(c)} M=${s.m} N=${s.n} K=${s.k} staged epilogue`,
     helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
@@ -274,10 +292,14 @@ ${s.loadB}
 ${regs ? `  setmaxnreg_inc<${WS_CONSUMER_REGS}>();\n` : ''}  const int cw = wg - 1, ctid = tid & 127; // consumer warpgroup, thread in it
   (void)ctid;
   int g = 0;
-  for (int tile = blockIdx.x; tile < ${numTiles}; tile += gridDim.x) {
+${dbl ? prefetchInto('blockIdx.x', '0') : ''}  for (int tile = blockIdx.x, tl = 0; tile < ${numTiles}; tile += gridDim.x, ++tl) {
 ${tileIndex}
 ${s.setup}
-${stagedResidualPrefetch(s, plan, scope)}    float acc[${MI}][${NR}];
+${dbl ? `    if (tile + (int)gridDim.x < ${numTiles}) {
+${prefetchInto('tile + (int)gridDim.x', '(tl + 1) & 1').replace(/^/gm, '  ')}    } else {
+      cp_async_commit();
+    }
+` : stagedResidualPrefetch(s, plan, scope)}    float acc[${MI}][${NR}];
     #pragma unroll
     for (int i = 0; i < ${MI}; ++i)
       #pragma unroll
@@ -306,8 +328,8 @@ ${stagedResidualPrefetch(s, plan, scope)}    float acc[${MI}][${NR}];
     for (int i = 0; i < ${MI}; ++i)
       #pragma unroll
       for (int j = 0; j < ${NR}; ++j) wg_keep(acc[i][j]);
-${staged16}
-    named_bar_sync(2 + cw, 128); // copy-out read the staging rows: only now may the next tile prefetch into them
+${consumerEpilogue}
+    named_bar_sync(2 + cw, 128); // copy-out read the staging rows: only now may a prefetch write into them
   }
 }
 `;
@@ -315,7 +337,7 @@ ${staged16}
   return {
     name, source: body(name),
     grid: [Math.min(numTiles, SM_COUNT), 1, 1], block: [threads, 1, 1],
-    sharedBytes: plan.sharedBytes, params, config: c,
+    sharedBytes: dbl ? plan.sharedBytes + tileBytes : plan.sharedBytes, params, config: c,
     workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
   };
 }
