@@ -2,8 +2,10 @@
 //   node bench/bench.mjs <model.onnx> <batch,...> [--fp16] [--fp32] [--iters N] [--seq 128] [--json out.json]
 //     [--opt-level N] [--timing-cache file | --no-timing-cache] [--tuning-budget-s S]   (autotuning at level 3+)
 import { build } from '../dist/runtime/engine.js';
-import { randomTensor } from '../dist/cli/io.js';
-import { loadModel } from '../dist/onnx/import.js';
+import { accuracy, randomTensor } from '../dist/cli/io.js';
+import { loadModel, loadTensorFile } from '../dist/onnx/import.js';
+import { makeTensor, size } from '../dist/ir/tensor.js';
+import { dirname, join } from 'node:path';
 import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 
 const [model, batches, ...rest] = process.argv.slice(2);
@@ -21,6 +23,9 @@ const tuneOpts = {
 };
 const rows = out && existsSync(out) ? JSON.parse(readFileSync(out, 'utf8')) : [];
 const m = loadModel(model);
+// bench/export.py's batch-1 test set (PyTorch fp32 output), when present next to the model
+const tdir = join(dirname(model), 'test_data_set_0');
+const ref = existsSync(join(tdir, 'output_0.pb')) ? { x: loadTensorFile(join(tdir, 'input_0.pb')), y: loadTensorFile(join(tdir, 'output_0.pb')) } : undefined;
 const vi = m.graph.inputs[0];
 // --int8: symmetric minmax scales from 4 random batches of 8 (calibrated on the GPU's fp32 engine), reused for
 // every batch size; random data gives random-data ranges, which is what the speed measurement needs
@@ -37,17 +42,27 @@ for (const prec of precisions) {
   for (const b of batches.split(',').map(Number)) {
     const shape = vi.type.shape.map((d, i) => (i === 0 ? b : typeof d === 'number' ? d : 128));
     const t0 = performance.now();
-    let engine;
+    let engine, vsPytorch;
     try {
       engine = await build(m, { fp16: prec !== 'fp32', int8: prec === 'int8', int8Scales: prec === 'int8' ? int8Scales : undefined, shapes: { [vi.name]: shape }, ...tuneOpts });
     } catch (e) { console.log(JSON.stringify({ model, prec, batch: b, error: String(e.message).split('\n')[0] })); continue; }
     const buildS = (performance.now() - t0) / 1000;
     const x = randomTensor(vi.type.dtype, shape, 1, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1);
+    // the timed engine's accuracy: sample 0 of the batch is the exported test input, whose PyTorch fp32 output
+    // (bench/export.py) its output row 0 is compared with; the other samples stay random
+    if (ref && size(ref.x.dims) <= size(x.dims)) {
+      x.data.set(ref.x.data.subarray(0, size(ref.x.dims)), 0);
+      const y = (await engine.run({ [vi.name]: x })).get(engine.outputs[0].name);
+      const n0 = size(ref.y.dims);
+      const row0 = makeTensor(y.dtype, ref.y.dims, y.data.subarray(0, n0));
+      const a = accuracy(row0, ref.y);
+      vsPytorch = { cosine: +a.cosine.toFixed(6), argmax_same: a.argmaxMatch, max_abs: +a.maxAbs.toExponential(2) };
+    }
     const times = (await engine.time({ [vi.name]: x }, iters, 10)).sort((a, c) => a - c);
     const med = times[Math.floor(times.length / 2)], p99 = times[Math.min(times.length - 1, Math.floor(times.length * 0.99))];
     const row = { model: model.split('/').slice(-2, -1)[0], prec, batch: b, median_ms: +med.toFixed(4), p99_ms: +p99.toFixed(4), per_s: +(b / med * 1000).toFixed(1),
       opt_level: tuneOpts.optLevel, tuning: engine.report.tuning && { timed: engine.report.tuning.timed, cached: engine.report.tuning.cached, heuristic: engine.report.tuning.heuristic, s: +(engine.report.tuning.ms / 1000).toFixed(1), warnings: engine.report.tuning.warnings.length ? engine.report.tuning.warnings : undefined },
-      kernels: engine.report.kernels, host_steps: engine.report.hostSteps, build_s: +buildS.toFixed(2), compile_s: +(engine.report.compileMs / 1000).toFixed(2), arena_mib: +(engine.report.arenaBytes / 2 ** 20).toFixed(1) };
+      vs_pytorch: vsPytorch, kernels: engine.report.kernels, host_steps: engine.report.hostSteps, build_s: +buildS.toFixed(2), compile_s: +(engine.report.compileMs / 1000).toFixed(2), arena_mib: +(engine.report.arenaBytes / 2 ** 20).toFixed(1) };
     if (flag('--profile')) {
       const prof = await engine.profile({ [vi.name]: x }, 5);
       const byOp = {};
