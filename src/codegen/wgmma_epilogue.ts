@@ -41,7 +41,8 @@ export function stagingPlan(s: TcSpec, pipelineBytes: number): StagingPlan | und
   if (s.epi.residual || c.persistent) {
     const offset = Math.ceil(pipelineBytes / 1024) * 1024;
     const total = offset + bytes + WGMMA_ALIGN_SLACK;
-    return total <= MAX_SMEM ? { offset, sharedBytes: total, ld } : undefined;
+    // 128 B for the ws kernels' static mbarriers (dynamic + static must fit the opt-in maximum)
+    return total + 128 <= MAX_SMEM ? { offset, sharedBytes: total, ld } : undefined;
   }
   return { offset: 0, sharedBytes: Math.max(pipelineBytes, bytes) + WGMMA_ALIGN_SLACK, ld };
 }

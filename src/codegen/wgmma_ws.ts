@@ -239,7 +239,9 @@ function persistentKernel(s: TcSpec, plan: StagingPlan, scope: { rowBase: string
   // is one to four k-tiles. Every iteration commits exactly one cp.async group (empty after the last tile), so
   // wait_group 1 leaves only the next tile's in flight.
   const tileBytes = stagingTileBytes(s);
-  const dbl = !!s.epi.residual && plan.offset + 2 * tileBytes + WGMMA_ALIGN_SLACK <= MAX_SMEM;
+  // (MAX_SMEM is dynamic + static: leave room for the kernel's static mbarriers; an H200 launch of a 64x256 s4
+  // kernel at exactly 227 KB dynamic was refused)
+  const dbl = !!s.epi.residual && plan.offset + 2 * tileBytes + WGMMA_ALIGN_SLACK + 16 * S <= MAX_SMEM;
   const prefetchInto = (t: string, buf: string) => `    {
       const int pt = ${t};
 ${tileIndexOf('pt').replace(/^ {4}/gm, '      ')}
