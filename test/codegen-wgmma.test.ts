@@ -228,6 +228,15 @@ describe('wgmma: lowering and autotuning', () => {
     }
   });
 
+  it('times a double-buffering persistent tile (<= 128x128) for few-k-tile problems, not for the others', () => {
+    const k64 = { m: 256 * 56 * 56, n: 256, k: 64, batch: 1 }; // ResNet-50 layer1 conv3
+    const space = [...tileConfigSpace(k64), ...wgmmaConfigSpace(k64)];
+    const picked = pickCandidates(3, k64, space);
+    expect(picked.some((c) => c.persistent && c.bm * c.bn <= 128 * 128), picked.map(configName).join()).toBe(true);
+    expect(picked).toHaveLength(11);
+    expect(pickCandidates(3, big, [...tileConfigSpace(big), ...wgmmaConfigSpace(big)])).toHaveLength(10);
+  });
+
   it('times wgmma candidates next to the heuristic at level 3 and keeps the fastest', async () => {
     const timed: string[] = [];
     const tuner = new Autotuner({

@@ -132,6 +132,13 @@ export function pickCandidates(level: number, shape: TileShape, candidates: Tile
       if (out.length >= n) break;
       if (!out.includes(x.c)) out.push(x.c);
     }
+    // Few k-tiles (K <= 256: ResNet-50's 1x1 convs) make a problem memory-bound, where the model's best tiles are
+    // the largest ones and their persistent kernels cannot double-buffer the residual (two staging tiles do not
+    // fit beside the stages). The best persistent tile of at most 128x128 is timed too: it can.
+    if (shape.k <= 256) {
+      const small = ranked.find((x) => x.c.persistent && x.c.bm * x.c.bn <= 128 * 128 && !out.includes(x.c));
+      if (small) out.push(small.c);
+    }
   }
   if (heuristic) {
     const h = seen.get(configName(effective(shape, heuristic)));
