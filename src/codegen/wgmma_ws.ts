@@ -173,30 +173,7 @@ ${s.loadB}
   }
 ${regs ? `  setmaxnreg_inc<${WS_CONSUMER_REGS}>();\n` : ''}  const int cw = wg - 1, ctid = tid & 127; // consumer warpgroup, thread in it
   (void)ctid;
-${plan ? stagedResidualPrefetch(s, plan, scope) : ''}  float acc[${MI}][${NR}];
-  #pragma unroll
-  for (int i = 0; i < ${MI}; ++i)
-    #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) acc[i][j] = 0.0f;
-  for (int it = 0; it < ktCount; ++it) {
-    const int stage = it % ${S};
-    mbar_wait(fullBar + 8 * stage, (it / ${S}) & 1);
-    fence_proxy_async();
-    const u32 sA = smemBase + stage * ${stageBytes} + cw * ${MI * 64 * 128};
-    const u32 sB = smemBase + stage * ${stageBytes} + ${aBytes};
-    wg_fence();
-    #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const u64 db = wg_desc(sB + kk * 32);
-      #pragma unroll
-      for (int mi = 0; mi < ${MI}; ++mi) wg_mma(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
-    }
-    wg_commit();
-    wg_wait<1>();
-    // tile it-1's group has retired: its stage may be refilled
-    if (it > 0 && lane == 0) mbar_arrive(emptyBar + 8 * ((it - 1) % ${S}));
-  }
-  wg_wait<0>();
+${plan ? stagedResidualPrefetch(s, plan, scope) : ''}${consumerLoop({ MI, NR, S, stageBytes, aBytes, counter: 'it' })}  wg_wait<0>();
   #pragma unroll
   for (int i = 0; i < ${MI}; ++i)
     #pragma unroll
@@ -301,29 +278,7 @@ ${dbl ? `    if (tile + (int)gridDim.x < ${numTiles}) {
 ${prefetchInto('tile + (int)gridDim.x', '(tl + 1) & 1').replace(/^/gm, '  ')}    } else {
       cp_async_commit();
     }
-` : stagedResidualPrefetch(s, plan, scope)}    float acc[${MI}][${NR}];
-    #pragma unroll
-    for (int i = 0; i < ${MI}; ++i)
-      #pragma unroll
-      for (int j = 0; j < ${NR}; ++j) acc[i][j] = 0.0f;
-    for (int it = 0; it < ktCount; ++it, ++g) {
-      const int stage = g % ${S};
-      mbar_wait(fullBar + 8 * stage, (g / ${S}) & 1);
-      fence_proxy_async();
-      const u32 sA = smemBase + stage * ${stageBytes} + cw * ${MI * 64 * 128};
-      const u32 sB = smemBase + stage * ${stageBytes} + ${aBytes};
-      wg_fence();
-      #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        const u64 db = wg_desc(sB + kk * 32);
-        #pragma unroll
-        for (int mi = 0; mi < ${MI}; ++mi) wg_mma(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
-      }
-      wg_commit();
-      wg_wait<1>();
-      if (it > 0 && lane == 0) mbar_arrive(emptyBar + 8 * ((g - 1) % ${S}));
-    }
-    wg_wait<0>();
+` : stagedResidualPrefetch(s, plan, scope)}${consumerLoop({ MI, NR, S, stageBytes, aBytes, counter: 'g' }).replace(/^/gm, '  ')}    wg_wait<0>();
     // the tile's last stage is free too: the producer may already be filling stages with the next tile
     if (lane == 0) mbar_arrive(emptyBar + 8 * ((g - 1) % ${S}));
     #pragma unroll
@@ -342,4 +297,35 @@ ${consumerEpilogue}
     sharedBytes: dbl ? plan.sharedBytes + tileBytes : plan.sharedBytes, params, config: c,
     workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
   };
+}
+
+/** The consumers' accumulator init and k-loop, up to (not including) the final wait_group 0. `counter`: the
+ * k-iteration count the stage and barrier parity come from: `it` (this tile's) or `g` (the persistent kernel's
+ * count over all its tiles, advanced with `it`). */
+function consumerLoop(o: { MI: number; NR: number; S: number; stageBytes: number; aBytes: number; counter: 'it' | 'g' }): string {
+  const { MI, NR, S, stageBytes, aBytes, counter: k } = o;
+  return `  float acc[${MI}][${NR}];
+  #pragma unroll
+  for (int i = 0; i < ${MI}; ++i)
+    #pragma unroll
+    for (int j = 0; j < ${NR}; ++j) acc[i][j] = 0.0f;
+  for (int it = 0; it < ktCount; ++it${k === 'g' ? ', ++g' : ''}) {
+    const int stage = ${k} % ${S};
+    mbar_wait(fullBar + 8 * stage, (${k} / ${S}) & 1);
+    fence_proxy_async();
+    const u32 sA = smemBase + stage * ${stageBytes} + cw * ${MI * 64 * 128};
+    const u32 sB = smemBase + stage * ${stageBytes} + ${aBytes};
+    wg_fence();
+    #pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const u64 db = wg_desc(sB + kk * 32);
+      #pragma unroll
+      for (int mi = 0; mi < ${MI}; ++mi) wg_mma(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
+    }
+    wg_commit();
+    wg_wait<1>();
+    // tile it-1's group has retired: its stage may be refilled
+    if (it > 0 && lane == 0) mbar_arrive(emptyBar + 8 * ((${k} - 1) % ${S}));
+  }
+`;
 }
