@@ -157,7 +157,7 @@ function runKernel(k, image, d, outName, outBytes) {
   const mod = cu.loadModule(image);
   try {
     const fn = cu.getFunction(mod, k.name);
-    if (k.sharedBytes > 48 * 1024) cu.setMaxDynamicShared(fn, k.sharedBytes);
+    cu.setMaxDynamicShared(fn, k.sharedBytes); // a no-op below the 48 KiB default (Cuda.setMaxDynamicShared)
     if (k.workspaceBytes) {
       if (k.workspaceBytes > 1 << 26) throw new Error('workspace too large');
       d.workspace ??= cu.malloc(1 << 26);

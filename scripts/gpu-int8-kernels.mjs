@@ -136,7 +136,7 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
     const mod = cu.loadModule(image);
     try {
       const fn = cu.getFunction(mod, k.name);
-      if (k.sharedBytes > 48 * 1024) cu.setMaxDynamicShared(fn, k.sharedBytes);
+      cu.setMaxDynamicShared(fn, k.sharedBytes); // a no-op below the 48 KiB default (Cuda.setMaxDynamicShared)
       if (k.workspaceBytes) {
         if (k.workspaceBytes > 1 << 27) throw new Error('workspace too large');
         d.workspace ??= cu.malloc(1 << 27);

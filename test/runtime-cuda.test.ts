@@ -2,11 +2,21 @@
 // needs neither and always runs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TsrtError } from '../src/errors.js';
-import { Cuda, CudaError, KernelParams, cudaAvailable, packParams, type CuModule, type CuFunction } from '../src/runtime/cuda.js';
+import { Cuda, CudaError, KernelParams, cudaAvailable, needsSharedOptIn, packParams, type CuModule, type CuFunction } from '../src/runtime/cuda.js';
 import { compileCuda, supportedArchs } from '../src/runtime/nvrtc.js';
 
 const avail = cudaAvailable();
 if (!avail.ok) console.log(`[runtime-cuda] GPU tests skipped: no usable CUDA GPU here (${avail.reason})`);
+
+describe('dynamic shared memory opt-in', () => {
+  it('opts in from just under 48 KiB: the default limit covers the kernels\' static shared memory too', () => {
+    expect(needsSharedOptIn(32 * 1024)).toBe(false);
+    expect(needsSharedOptIn(47 * 1024)).toBe(false);
+    // a split-K tile of exactly 48 KiB plus its static flag was refused on the H200 without the opt-in
+    expect(needsSharedOptIn(48 * 1024)).toBe(true);
+    expect(needsSharedOptIn(227 * 1024)).toBe(true);
+  });
+});
 
 describe('KernelParams', () => {
   it('packs with C ABI alignment and points each kernelParams slot at its argument', () => {

@@ -45,6 +45,11 @@ export interface FuncAttributes { numRegs: number; maxThreadsPerBlock: number; s
 export interface PinnedBuffer { ptr: bigint; bytes: number; buffer: ArrayBuffer }
 
 /** A failed driver call. `result` is the CUresult (e.g. 2 = out of memory, 700 = illegal address). */
+/** Whether a kernel with `bytes` of dynamic shared memory must opt in (cuFuncSetAttribute) before launch: the 48 KiB
+ * default covers dynamic plus static shared memory, and kernels have some static memory of their own (the split-K
+ * tile flag, mbarriers), so exactly 48 KiB dynamic already needs it (an H200 refused such split-K launches). */
+export function needsSharedOptIn(bytes: number): boolean { return bytes + 1024 > 48 * 1024; }
+
 export class CudaError extends TsrtError {
   constructor(readonly call: string, readonly result: number, readonly errorName: string, message: string, hint?: string) {
     super('CUDA', message, hint);
@@ -414,6 +419,7 @@ export class Cuda {
 
   /** Required before launching with more than 48 KiB of dynamic shared memory (up to maxSharedPerBlockOptin). */
   setMaxDynamicShared(fn: CuFunction, bytes: number): void {
+    if (!needsSharedOptIn(bytes)) return;
     const rc = this.api.cuFuncSetAttribute(fn, CU.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
     if (rc !== 0) {
       throw cudaError(this.api, 'cuFuncSetAttribute', rc, `${this.fnName(fn)}: max dynamic shared = ${bytes}`,

@@ -90,7 +90,7 @@ export class DeviceRunner {
       let mod = loaded.get(k.cubin);
       if (mod === undefined) { mod = cu.loadModule(k.cubin); loaded.set(k.cubin, mod); this.modules.push(mod); }
       const fn = cu.getFunction(mod, name);
-      if (k.source.sharedBytes > 48 * 1024) cu.setMaxDynamicShared(fn, k.source.sharedBytes);
+      cu.setMaxDynamicShared(fn, k.source.sharedBytes);
       fns.set(name, fn);
     }
     let cur: Launch[] = [];

@@ -121,7 +121,7 @@ export class GpuTimer {
     let mod = modules.get(image);
     if (mod === undefined) { mod = cu.loadModule(image); modules.set(image, mod); }
     const fn = cu.getFunction(mod, k.name);
-    if (k.sharedBytes > 48 * 1024) cu.setMaxDynamicShared(fn, k.sharedBytes);
+    cu.setMaxDynamicShared(fn, k.sharedBytes);
     // split-K tile counters start at zero; the kernel resets them after each use
     if (workspaceOf(k)) cu.memsetD8Async(ws, 0, workspaceOf(k), s);
     const params = packParams(spec);
