@@ -100,7 +100,8 @@ const pipeRank = (c: TileConfig) => { const i = PIPELINES.indexOf(`${c.bk}/${c.s
 /** The configs a level times. estimateTime ranks tile shapes (bm, bn, warps, split-K) but gives every
  * pipeline depth of a tile the same time, so a plain top-N would spend every slot on one tile: instead the
  * best tiles by the model each get their first pipeline variants (level 3: 2 tiles x 5 variants, level 4:
- * 4 x 10; a wgmma tile has 5 variants per pipeline: persistent ws, ws or not x staged epilogue or not), topped up by estimate to N; level 5 takes everything. The heuristic's pick is always added, so
+ * 4 x 10; a wgmma tile has 5 variants per pipeline: persistent ws, ws or not x staged epilogue or not), topped
+ * up by estimate to N; level 5 takes everything. The heuristic's pick is always added, so
  * tuning never does worse than not tuning (up to timing noise). Configs that make the same kernel (same
  * effective split-K) count once; input order breaks ties. */
 export function pickCandidates(level: number, shape: TileShape, candidates: TileConfig[], heuristic?: TileConfig): TileConfig[] {
