@@ -147,26 +147,12 @@ extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.m
   const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
   unsigned char* smemPtr = tc_smem + (smemBase - smem_u32(tc_smem));
   (void)smemPtr;
-  const u32 fullBar = smem_u32(wg_bars), emptyBar = fullBar + ${8 * S};
-  if (tid == 0) {
-    for (int st = 0; st < ${S}; ++st) { mbar_init(fullBar + 8 * st, 128); mbar_init(emptyBar + 8 * st, ${4 * G}); }
-  }
-  __syncthreads();
-${s.setup}
+${barrierInit(S, G)}${s.setup}
   const int ktCount = ${kTiles};
 
   if (wg == 0) {
     // producer: its threads are tid 0..127, the thread ids the loaders were built for
-${regs ? `    setmaxnreg_dec<${WS_PRODUCER_REGS}>();\n` : ''}    for (int kt = 0; kt < ktCount; ++kt) {
-      const int stage = kt % ${S};
-      if (kt >= ${S}) mbar_wait_bounded(emptyBar + 8 * stage, ((kt / ${S}) - 1) & 1);
-      const u32 sA = smemBase + stage * ${stageBytes};
-      const u32 sB = sA + ${aBytes};
-${s.loadA}
-${s.loadB}
-      cp_async_mbar_arrive(fullBar + 8 * stage);
-    }
-    // no thread leaves with copies in flight (they are all tracked by full barriers already)
+${regs ? `    setmaxnreg_dec<${WS_PRODUCER_REGS}>();\n` : ''}${producerLoop(s, { S, stageBytes, aBytes, counter: 'kt' })}    // no thread leaves with copies in flight (they are all tracked by full barriers already)
     cp_async_commit();
     cp_async_wait<0>();
     return;
@@ -242,28 +228,14 @@ extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.m
   const int bz = blockIdx.y;
   (void)bz;
   const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
-  const u32 fullBar = smem_u32(wg_bars), emptyBar = fullBar + ${8 * S};
-  if (tid == 0) {
-    for (int st = 0; st < ${S}; ++st) { mbar_init(fullBar + 8 * st, 128); mbar_init(emptyBar + 8 * st, ${4 * G}); }
-  }
-  __syncthreads();
-  const int ktCount = ${kTiles};
+${barrierInit(S, G)}  const int ktCount = ${kTiles};
 
   if (wg == 0) {
 ${regs ? `    setmaxnreg_dec<${WS_PRODUCER_REGS}>();\n` : ''}    int g = 0; // k-iterations issued over all this CTA's tiles
     for (int tile = blockIdx.x; tile < ${numTiles}; tile += gridDim.x) {
 ${tileIndex}
 ${s.setup}
-      for (int kt = 0; kt < ktCount; ++kt, ++g) {
-        const int stage = g % ${S};
-        if (g >= ${S}) mbar_wait_bounded(emptyBar + 8 * stage, ((g / ${S}) - 1) & 1);
-        const u32 sA = smemBase + stage * ${stageBytes};
-        const u32 sB = sA + ${aBytes};
-${s.loadA}
-${s.loadB}
-        cp_async_mbar_arrive(fullBar + 8 * stage);
-      }
-    }
+${producerLoop(s, { S, stageBytes, aBytes, counter: 'g' }).replace(/^/gm, '  ')}    }
     cp_async_commit();
     cp_async_wait<0>();
     return;
@@ -327,5 +299,33 @@ function consumerLoop(o: { MI: number; NR: number; S: number; stageBytes: number
     // tile it-1's group has retired: its stage may be refilled
     if (it > 0 && lane == 0) mbar_arrive(emptyBar + 8 * ((${k} - 1) % ${S}));
   }
+`;
+}
+
+/** The full/empty mbarriers of the S stages (full: the 128 producer threads arrive; empty: lane 0 of each of the 4*G
+ * consumer warps), initialized by thread 0 before any thread uses them. */
+function barrierInit(S: number, G: number): string {
+  return `  const u32 fullBar = smem_u32(wg_bars), emptyBar = fullBar + ${8 * S};
+  if (tid == 0) {
+    for (int st = 0; st < ${S}; ++st) { mbar_init(fullBar + 8 * st, 128); mbar_init(emptyBar + 8 * st, ${4 * G}); }
+  }
+  __syncthreads();
+`;
+}
+
+/** The producer's k-loop: refill stage `counter % S` once every consumer warp released its previous use, load the
+ * A and B tiles, arrive on its full barrier when the copies land. `counter`: `kt` (this tile's k-iteration) or `g`
+ * (the persistent kernel's count over all its tiles, advanced with kt). */
+function producerLoop(s: TcSpec, o: { S: number; stageBytes: number; aBytes: number; counter: 'kt' | 'g' }): string {
+  const { S, stageBytes, aBytes, counter: k } = o;
+  return `    for (int kt = 0; kt < ktCount; ++kt${k === 'g' ? ', ++g' : ''}) {
+      const int stage = ${k} % ${S};
+      if (${k} >= ${S}) mbar_wait_bounded(emptyBar + 8 * stage, ((${k} / ${S}) - 1) & 1);
+      const u32 sA = smemBase + stage * ${stageBytes};
+      const u32 sB = sA + ${aBytes};
+${s.loadA}
+${s.loadB}
+      cp_async_mbar_arrive(fullBar + 8 * stage);
+    }
 `;
 }
