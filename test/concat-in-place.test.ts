@@ -9,9 +9,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseGraph } from '../src/ir/text.js';
-import { DTYPE_SIZE, fromF64, makeTensor, size, toF64 } from '../src/ir/tensor.js';
-import type { Graph, Model, Tensor, TypedArray } from '../src/ir/types.js';
-import { getOp } from '../src/ops/index.js';
+import { fromF64, size, toF64 } from '../src/ir/tensor.js';
+import type { Graph, Model } from '../src/ir/types.js';
 import { concatInPlace } from '../src/passes/concat.js';
 import { lowerGraph, type Lowered } from '../src/codegen/lower.js';
 import '../src/codegen/lowerings.js';
@@ -23,51 +22,9 @@ import { loadEngine } from '../src/runtime/plan.js';
 import { loadModel, loadTensorFile } from '../src/onnx/import.js';
 import { compareTensors } from '../src/cli/conformance.js';
 import { checkPass, prep, randomFeeds, rejections } from './ir-cases.js';
+import { runOnPlan } from './plan_runner.js';
 
 const PASS = concatInPlace.name;
-
-/** Runs `l`'s steps with each node's CPU reference on one byte space laid out by `plan` (see the header). */
-function runOnPlan(g: Graph, l: Lowered, plan: MemoryPlan, feeds: Map<string, Tensor>): Map<string, Tensor> {
-  const bytesOf = (x: string) => { const t = l.types.get(x)!; return size(t.dims) * DTYPE_SIZE[t.dtype]; };
-  const base = new Map<string, number>();
-  let top = Math.ceil(plan.arenaBytes / 256) * 256;
-  for (const [v, off] of plan.offsets) base.set(v, off);
-  // constants, and inputs/outputs that are their own storage, get buffers of their own (as DeviceRunner.load)
-  for (const x of [...l.consts.keys(), ...g.inputs.map((i) => i.name), ...g.outputs.map((o) => o.name)]) {
-    if (base.has(x) || locate(plan, x).root !== x) continue;
-    base.set(x, top);
-    top += Math.ceil(Math.max(1, bytesOf(x)) / 256) * 256;
-  }
-  const mem = new Uint8Array(top);
-  const addr = (x: string): number => {
-    const { root, offset } = locate(plan, x);
-    const b = base.get(root);
-    if (b === undefined) throw new Error(`'${x}' (storage '${root}') has no address`);
-    return b + offset;
-  };
-  const raw = (t: Tensor) => { const d = t.data as TypedArray; return new Uint8Array(d.buffer, d.byteOffset, d.byteLength); };
-  const write = (x: string, t: Tensor) => mem.set(raw(t), addr(x));
-  const read = (x: string): Tensor => {
-    const t = l.types.get(x)!;
-    const out = makeTensor(t.dtype, t.dims);
-    raw(out).set(mem.subarray(addr(x), addr(x) + bytesOf(x)));
-    return out;
-  };
-  for (const [k, t] of l.consts) write(k, t);
-  for (const [k, t] of feeds) write(k, t);
-  const byName = new Map(g.nodes.map((n) => [n.name, n]));
-  const done = new Set<string>();
-  const ctx = { opset: g.opset, runGraph: () => { throw new Error('no subgraphs here'); } };
-  for (const s of l.steps) {
-    if (s.kind === 'alias') continue; // shares bytes: nothing to move
-    const node = s.kind === 'host' ? s.node : byName.get(s.layer)!;
-    if (done.has(node.name)) continue;
-    done.add(node.name);
-    const outs = getOp(node.op, node.domain)!.cpu(node, node.inputs.map((x) => (x ? read(x) : undefined)), ctx);
-    node.outputs.forEach((o, k) => { if (o && outs[k]) write(o, outs[k]); });
-  }
-  return new Map(g.outputs.map((o) => [o.name, read(o.name)]));
-}
 
 const lower = (g: Graph) => {
   const l = lowerGraph(g, { fp16: false, allowHost: true });

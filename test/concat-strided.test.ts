@@ -8,78 +8,23 @@
 // stores themselves run under the CPU emulators (test/codegen-tc.test.ts, test/codegen-wgmma-emu.test.ts).
 import { describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import { DTYPE_SIZE, fromF64, makeTensor, size, toF64 } from '../src/ir/tensor.js';
-import type { Graph, Model, Tensor, TypedArray } from '../src/ir/types.js';
-import { getOp } from '../src/ops/index.js';
+import { fromF64, size, toF64 } from '../src/ir/tensor.js';
+import type { Graph, Model, Tensor } from '../src/ir/types.js';
 import { attrInt, attrString } from '../src/ops/attrs.js';
 import { concatInPlace } from '../src/passes/concat.js';
 import type { Lowered } from '../src/codegen/lower.js';
 import type { KernelSource } from '../src/codegen/kernel.js';
-import { locate, type MemoryPlan } from '../src/runtime/memory.js';
 import { runGraph } from '../src/runtime/cpu_executor.js';
 import { build, type Engine } from '../src/runtime/engine.js';
 import { compileCuda, nvrtcVersion } from '../src/runtime/nvrtc.js';
 import { loadModel, loadTensorFile } from '../src/onnx/import.js';
 import { compareTensors } from '../src/cli/conformance.js';
 import { checkPass, randomFeeds, rejections } from './ir-cases.js';
+import { runOnPlan } from './plan_runner.js';
 
 const PASS = concatInPlace.name;
 const LIGHT = new URL('../../shared/onnx-tests/models/light/', import.meta.url).pathname;
 const hasNvrtc = (() => { try { nvrtcVersion(); return true; } catch { return false; } })();
-
-/** Runs `l`'s steps with each node's CPU reference on one byte space laid out by `plan`; a node placed in a strided
- * concat slice writes output row i at its slot + i * y_row_stride elements (rows: its channels per pixel in NHWC,
- * per image in NCHW). */
-function runOnPlan(g: Graph, l: Lowered, plan: MemoryPlan, feeds: Map<string, Tensor>): Map<string, Tensor> {
-  const bytesOf = (x: string) => { const t = l.types.get(x)!; return size(t.dims) * DTYPE_SIZE[t.dtype]; };
-  const base = new Map<string, number>(plan.offsets);
-  let top = Math.ceil(plan.arenaBytes / 256) * 256;
-  for (const x of [...l.consts.keys(), ...g.inputs.map((i) => i.name), ...g.outputs.map((o) => o.name)]) {
-    if (base.has(x) || locate(plan, x).root !== x) continue;
-    base.set(x, top);
-    top += Math.ceil(Math.max(1, bytesOf(x)) / 256) * 256;
-  }
-  const mem = new Uint8Array(top);
-  const addr = (x: string): number => {
-    const { root, offset } = locate(plan, x);
-    const b = base.get(root);
-    if (b === undefined) throw new Error(`'${x}' (storage '${root}') has no address`);
-    return b + offset;
-  };
-  const raw = (t: Tensor) => { const d = t.data as TypedArray; return new Uint8Array(d.buffer, d.byteOffset, d.byteLength); };
-  const write = (x: string, t: Tensor, rows?: { ld: number; len: number }) => {
-    if (!rows) { mem.set(raw(t), addr(x)); return; }
-    const es = DTYPE_SIZE[t.dtype], r = raw(t), at = addr(x);
-    for (let i = 0; i * rows.len * es < r.length; i++) mem.set(r.subarray(i * rows.len * es, (i + 1) * rows.len * es), at + i * rows.ld * es);
-  };
-  const read = (x: string): Tensor => {
-    const t = l.types.get(x)!;
-    const out = makeTensor(t.dtype, t.dims);
-    raw(out).set(mem.subarray(addr(x), addr(x) + bytesOf(x)));
-    return out;
-  };
-  for (const [k, t] of l.consts) write(k, t);
-  for (const [k, t] of feeds) write(k, t);
-  const byName = new Map(g.nodes.map((n) => [n.name, n]));
-  const done = new Set<string>();
-  const ctx = { opset: g.opset, runGraph: () => { throw new Error('no subgraphs here'); } };
-  for (const s of l.steps) {
-    if (s.kind === 'alias') continue;
-    const node = s.kind === 'host' ? s.node : byName.get(s.layer)!;
-    if (done.has(node.name)) continue;
-    done.add(node.name);
-    const outs = getOp(node.op, node.domain)!.cpu(node, node.inputs.map((x) => (x ? read(x) : undefined)), ctx);
-    // strided only when the lowering honoured the placement (it aliased the output into the concat)
-    const placed = attrString(node, 'y_concat', '') && locate(plan, node.outputs[0]).root === locate(plan, attrString(node, 'y_concat', '')).root;
-    node.outputs.forEach((o, k) => {
-      if (!o || !outs[k]) return;
-      const d = outs[k].dims;
-      const nhwc = attrString(node, 'layout', 'NCHW') === 'NHWC';
-      write(o, outs[k], placed && k === 0 ? { ld: attrInt(node, 'y_row_stride', 0), len: nhwc ? d[3] : size(d.slice(1)) } : undefined);
-    });
-  }
-  return new Map(g.outputs.map((o) => [o.name, read(o.name)]));
-}
 
 /** The light model at batch `n`: a symbolic batch dim, and Reshape targets that fix batch 1 read -1 instead. */
 function rebatch(name: string, n: number): { model: Model; feeds: Map<string, Tensor>; dims: number[] } {
