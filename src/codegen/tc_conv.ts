@@ -96,51 +96,9 @@ export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig)
   const bad = configProblems(c);
   if (bad.length) throw new TsrtError('USAGE', `tile config ${configName(c)}: ${bad.join('; ')}`);
   const threads = tcLoaderThreads(c);
-  const la = c.bk / 8;
-  const rowsA = (c.bm * la) / threads, step = threads / la;
   const M = shape.m, K = shape.k;
   const pw = isPointwise(p);
-  const hw = p.h * p.w;
-
-  // per-thread state for its A rows, computed once per CTA
-  const setupA: string[] = [`  const tc_half* tc_dummy = x;`, `  idx_t a_off[${rowsA}];`];
-  if (pw) setupA.push(`  bool a_ok[${rowsA}];`);
-  else setupA.push(`  int a_ih[${rowsA}], a_iw[${rowsA}];`);
-  setupA.push(`  #pragma unroll
-  for (int j = 0; j < ${rowsA}; ++j) {
-    const int m = mBase + tid / ${la} + j * ${step};
-    const int ow = m % ${p.q}, t = m / ${p.q}, oh = t % ${p.p}, nb = t / ${p.p};`);
-  if (pw) {
-    setupA.push(`    a_ok[j] = m < ${M};
-    a_off[j] = a_ok[j] ? ((idx_t)nb * ${hw} + oh * ${p.strideH * p.w} + ow * ${p.strideW}) * ${p.c} : 0;
-  }`);
-  } else {
-    setupA.push(`    const bool ok = m < ${M};
-    a_ih[j] = ok ? oh * ${p.strideH} - ${p.padH} : -(1 << 28);
-    a_iw[j] = ok ? ow * ${p.strideW} - ${p.padW} : -(1 << 28);
-    a_off[j] = ok ? ((idx_t)nb * ${hw} + a_ih[j] * ${p.w} + a_iw[j]) * ${p.c} : 0;
-  }`);
-  }
-  const perKtile = pw
-    ? `      const int kcol = kt * ${c.bk} + ch * 8;`
-    : `      const int kcol = kt * ${c.bk} + ch * 8;
-      const int ci = kcol % ${p.c}, rs = kcol / ${p.c}, si = rs % ${p.s}, ri = rs / ${p.s};
-      const int dh = ri * ${p.dilH}, dw = si * ${p.dilW};
-      const idx_t delta = (dh * ${p.w} + dw) * ${p.c} + ci;`;
-  const loadA = rowChunkLoader({
-    smem: 'sA', rows: c.bm, rowChunks: la, threads, perKtile,
-    chunk: (j) => (pw
-      ? { ok: `a_ok[${j}] && kcol < ${K}`, src: `x + a_off[${j}] + kcol` }
-      : {
-        ok: `kcol < ${K} && (unsigned)(a_ih[${j}] + dh) < ${p.h}u && (unsigned)(a_iw[${j}] + dw) < ${p.w}u`,
-        src: `x + a_off[${j}] + delta`,
-      }),
-  });
-  const loadB = rowChunkLoader({
-    smem: 'sB', rows: c.bn, rowChunks: la, threads,
-    perKtile: `      const int kcol = kt * ${c.bk} + ch * 8;`,
-    chunk: (_j, row) => ({ ok: `kcol < ${K} && nBase + ${row} < ${p.k}`, src: `w + (idx_t)(nBase + ${row}) * ${K} + kcol` }),
-  });
+  const { setup, loadA, loadB } = convLoaders(p, c, { threads, chunkElems: 8, elem: 'tc_half', M, K });
   const xBytes = p.n * p.h * p.w * p.c, wBytes = p.k * K;
   // a strided output (a channel slice of an NHWC concat): 4-/16-byte stores only where every row start keeps
   // that alignment (y itself is 16-byte aligned); the dense residual is read at its own offsets
@@ -157,7 +115,7 @@ export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig)
       { name: 'residual', decl: 'const tc_half* __restrict__ residual' },
       { name: 'y', decl: 'tc_half* __restrict__ y' },
     ],
-    setup: setupA.join('\n'), loadA, loadB,
+    setup, loadA, loadB,
     ...(o.strided ? { outOffset: `(idx_t)m * ${o.ld} + ${o.off} + n`, resOffset: dense } : { outOffset: dense }),
     pairStores: aligned(2), vecStores: aligned(8), epi,
     nFastest: wBytes <= xBytes, flops: 2 * M * p.k * K, bigIndex: false, // convTcPreconditions caps tensors below 2^31
@@ -248,4 +206,48 @@ export function emitConvGeneric(p: ConvProblem, epi: Epilogue = {}, opts: Generi
     params: ['x', 'w', 'bias', 'residual', 'y'].map((n) => ({ name: n, type: 'ptr' as const })),
     workspaceBytes: 0, workspaceZeroBytes: 0, flops: 2 * M * p.k * Kg,
   };
+}
+
+/** The implicit-GEMM loaders of an NHWC conv (cp.async 16-byte chunks of `chunkElems` channels: 8 fp16/bf16, 16
+ * int8), shared by the fp16/bf16 kernels (convTcSpec) and the int8 ones (tc_int8.ts): each loading thread's A
+ * (im2col) row state computed once per CTA (`setup`), the A chunks per k-tile (K = r*s*c in (r, s, c) order;
+ * padding and tails zero-filled) and the B (weights [k, K]) chunks. */
+export function convLoaders(p: ConvProblem, c: TileConfig, o: { threads: number; chunkElems: number; elem: string; M: number; K: number }): { setup: string; loadA: string; loadB: string } {
+  const { threads, chunkElems, M, K } = o;
+  const la = c.bk / chunkElems;
+  const rowsA = (c.bm * la) / threads, step = threads / la;
+  const pw = isPointwise(p);
+  const hw = p.h * p.w;
+  // per-thread state for its A rows, computed once per CTA
+  const setupA: string[] = [`  const ${o.elem}* tc_dummy = x;`, `  idx_t a_off[${rowsA}];`];
+  setupA.push(pw ? `  bool a_ok[${rowsA}];` : `  int a_ih[${rowsA}], a_iw[${rowsA}];`);
+  setupA.push(`  #pragma unroll
+  for (int j = 0; j < ${rowsA}; ++j) {
+    const int m = mBase + tid / ${la} + j * ${step};
+    const int ow = m % ${p.q}, t = m / ${p.q}, oh = t % ${p.p}, nb = t / ${p.p};`);
+  setupA.push(pw
+    ? `    a_ok[j] = m < ${M};
+    a_off[j] = a_ok[j] ? ((idx_t)nb * ${hw} + oh * ${p.strideH * p.w} + ow * ${p.strideW}) * ${p.c} : 0;
+  }`
+    : `    const bool ok = m < ${M};
+    a_ih[j] = ok ? oh * ${p.strideH} - ${p.padH} : -(1 << 28);
+    a_iw[j] = ok ? ow * ${p.strideW} - ${p.padW} : -(1 << 28);
+    a_off[j] = ok ? ((idx_t)nb * ${hw} + a_ih[j] * ${p.w} + a_iw[j]) * ${p.c} : 0;
+  }`);
+  const kcol = `      const int kcol = kt * ${c.bk} + ch * ${chunkElems};`;
+  const perKtile = pw ? kcol : `${kcol}
+      const int ci = kcol % ${p.c}, rs = kcol / ${p.c}, si = rs % ${p.s}, ri = rs / ${p.s};
+      const int dh = ri * ${p.dilH}, dw = si * ${p.dilW};
+      const idx_t delta = (dh * ${p.w} + dw) * ${p.c} + ci;`;
+  const loadA = rowChunkLoader({
+    smem: 'sA', rows: c.bm, rowChunks: la, threads, perKtile,
+    chunk: (j) => (pw
+      ? { ok: `a_ok[${j}] && kcol < ${K}`, src: `x + a_off[${j}] + kcol` }
+      : { ok: `kcol < ${K} && (unsigned)(a_ih[${j}] + dh) < ${p.h}u && (unsigned)(a_iw[${j}] + dw) < ${p.w}u`, src: `x + a_off[${j}] + delta` }),
+  });
+  const loadB = rowChunkLoader({
+    smem: 'sB', rows: c.bn, rowChunks: la, threads, perKtile: kcol,
+    chunk: (_j, row) => ({ ok: `kcol < ${K} && nBase + ${row} < ${p.k}`, src: `w + (idx_t)(nBase + ${row}) * ${K} + kcol` }),
+  });
+  return { setup: setupA.join('\n'), loadA, loadB };
 }

@@ -11,7 +11,7 @@
 // (ops/qlinear.ts) reproduces every rounding step. Weights arrive pre-quantized per output channel.
 import { TsrtError } from '../errors.js';
 import type { ConvProblem } from './tc_conv.js';
-import { isPointwise } from './tc_conv.js';
+import { convLoaders, isPointwise } from './tc_conv.js';
 import {
   chooseTileConfig, configName, configProblems, estimateTime, flit, rowChunkLoader, tcKernel, tileConfigSpace,
   type Epilogue, type TcKernelSource, type TileConfig, type TileShape,
@@ -240,49 +240,17 @@ export function emitConvInt8(p: ConvProblem, epi: Int8Epilogue, cfg?: TileConfig
   const bad = int8ConfigProblems(c);
   if (bad.length) throw new TsrtError('USAGE', `int8 tile config ${configName(c)}: ${bad.join('; ')}`);
   const threads = 32 * c.warpsM * c.warpsN;
-  const la = c.bk / 16; // 16 int8 channels per chunk
-  const rowsA = (c.bm * la) / threads, step = threads / la;
   const M = shape.m, K = shape.k;
   const pw = isPointwise(p);
-  const hw = p.h * p.w;
-  const setup: string[] = [`  const signed char* tc_dummy = x;`, `  idx_t a_off[${rowsA}];`];
-  setup.push(pw ? `  bool a_ok[${rowsA}];` : `  int a_ih[${rowsA}], a_iw[${rowsA}];`);
-  setup.push(`  #pragma unroll
-  for (int j = 0; j < ${rowsA}; ++j) {
-    const int m = mBase + tid / ${la} + j * ${step};
-    const int ow = m % ${p.q}, t = m / ${p.q}, oh = t % ${p.p}, nb = t / ${p.p};`);
-  setup.push(pw
-    ? `    a_ok[j] = m < ${M};
-    a_off[j] = a_ok[j] ? ((idx_t)nb * ${hw} + oh * ${p.strideH * p.w} + ow * ${p.strideW}) * ${p.c} : 0;
-  }`
-    : `    const bool ok = m < ${M};
-    a_ih[j] = ok ? oh * ${p.strideH} - ${p.padH} : -(1 << 28);
-    a_iw[j] = ok ? ow * ${p.strideW} - ${p.padW} : -(1 << 28);
-    a_off[j] = ok ? ((idx_t)nb * ${hw} + a_ih[j] * ${p.w} + a_iw[j]) * ${p.c} : 0;
-  }`);
-  const kcol = `      const int kcol = kt * ${c.bk} + ch * 16;`;
-  const perKtile = pw ? kcol : `${kcol}
-      const int ci = kcol % ${p.c}, rs = kcol / ${p.c}, si = rs % ${p.s}, ri = rs / ${p.s};
-      const int dh = ri * ${p.dilH}, dw = si * ${p.dilW};
-      const idx_t delta = (dh * ${p.w} + dw) * ${p.c} + ci;`;
-  const loadA = rowChunkLoader({
-    smem: 'sA', rows: c.bm, rowChunks: la, threads, perKtile,
-    chunk: (j) => (pw
-      ? { ok: `a_ok[${j}] && kcol < ${K}`, src: `x + a_off[${j}] + kcol` }
-      : { ok: `kcol < ${K} && (unsigned)(a_ih[${j}] + dh) < ${p.h}u && (unsigned)(a_iw[${j}] + dw) < ${p.w}u`, src: `x + a_off[${j}] + delta` }),
-  });
-  const loadB = rowChunkLoader({
-    smem: 'sB', rows: c.bn, rowChunks: la, threads, perKtile: kcol,
-    chunk: (_j, row) => ({ ok: `kcol < ${K} && nBase + ${row} < ${p.k}`, src: `w + (idx_t)(nBase + ${row}) * ${K} + kcol` }),
-  });
+  const { setup, loadA, loadB } = convLoaders(p, c, { threads, chunkElems: 16, elem: 'signed char', M, K });
   const kind = pw ? (p.strideH === 1 && p.strideW === 1 ? '1x1' : `1x1s${p.strideH}`) : `${p.r}x${p.s}s${p.strideH}`;
   return (c.wgmma ? wgmmaS8Kernel : tcKernel)({
     prefix: `conv_i8_${kind}_${epiKey(epi)}`, cfg: c, m: M, n: p.k, k: K, batch: 1, bKN: false, mma: 's8',
     params: params(epi, 'x', 'w', 'y'),
-    setup: setup.join('\n'), loadA, loadB,
+    setup, loadA, loadB,
     outOffset: `(idx_t)m * ${p.k} + n`, pairStores: false, epi: { act: epi.act, actArgs: epi.actArgs },
     ...epilogueSpec(epi, c, M, p.k, `(idx_t)m * ${p.k} + n`),
-    nFastest: p.k * K <= p.n * hw * p.c, flops: 2 * M * p.k * K, bigIndex: false,
+    nFastest: p.k * K <= p.n * p.h * p.w * p.c, flops: 2 * M * p.k * K, bigIndex: false,
   });
 }
 
