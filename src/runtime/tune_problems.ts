@@ -34,16 +34,9 @@ export function problemInfo(sig: ParsedSignature): ProblemInfo {
   // bf16 kernels are the fp16 ones with another 16-bit type: same tiles, same buffer sizes
   if (sig.dtype !== 'float16' && sig.dtype !== 'bfloat16') throw new TsrtError('USAGE', `autotuning covers fp16, bf16 and int8 tensor-core kernels, not ${sig.dtype}`);
   const epi = sig.epi;
-  const tryHeuristic = (f: () => TileConfig) => { try { return f(); } catch { return undefined; } };
   if (sig.kind === 'conv') {
     const p = sig.problem as ConvProblem;
-    positiveInts(p as unknown as Record<string, unknown>, ['n', 'h', 'w', 'c', 'k', 'r', 's', 'p', 'q'], 'conv problem');
-    const y = p.n * p.p * p.q * p.k;
-    const buffers: Record<string, number> = {
-      x: pad256(2 * p.n * p.h * p.w * p.c), w: pad256(2 * p.k * p.r * p.s * p.c), y: pad256(2 * y),
-    };
-    if (epi.bias) buffers.bias = pad256(4 * p.k);
-    if (epi.residual) buffers.residual = pad256(2 * y);
+    const buffers = convBuffers(p, epi, { operand: 2, out: 2, residual: 2 });
     return {
       shape: { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 }, bKN: false,
       heuristic: tryHeuristic(() => chooseConvConfig(p)), buffers,
@@ -76,6 +69,23 @@ export function problemInfo(sig: ParsedSignature): ProblemInfo {
 
 const INT8_OUT_BYTES: Record<string, number> = { int8: 1, float16: 2, float32: 4 };
 
+/** The heuristic config, or none when the problem has no valid one (the tuner then times candidates only). */
+function tryHeuristic(f: () => TileConfig): TileConfig | undefined { try { return f(); } catch { return undefined; } }
+
+/** Buffer bytes a conv kernel reads and writes: x, w (`operand` bytes an element), y and the residual in their
+ * storage, fp32 bias, and for int8 the fp32 per-channel scale. */
+function convBuffers(p: ConvProblem, epi: Epilogue, b: { operand: number; out: number; residual: number; scale?: boolean }): Record<string, number> {
+  positiveInts(p as unknown as Record<string, unknown>, ['n', 'h', 'w', 'c', 'k', 'r', 's', 'p', 'q'], 'conv problem');
+  const y = p.n * p.p * p.q * p.k;
+  const buffers: Record<string, number> = {
+    x: pad256(b.operand * p.n * p.h * p.w * p.c), w: pad256(b.operand * p.k * p.r * p.s * p.c),
+    ...(b.scale ? { scale: pad256(4 * p.k) } : {}), y: pad256(b.out * y),
+  };
+  if (epi.bias) buffers.bias = pad256(4 * p.k);
+  if (epi.residual) buffers.residual = pad256(b.residual * y);
+  return buffers;
+}
+
 /** [int8] QConv / QGemm kernels (tc_int8.ts): int8 operands, an fp32 per-channel scale, fp32 bias, output and
  * residual in the epilogue's storage types. */
 function int8ProblemInfo(sig: ParsedSignature): ProblemInfo {
@@ -83,16 +93,9 @@ function int8ProblemInfo(sig: ParsedSignature): ProblemInfo {
   const ob = INT8_OUT_BYTES[epi.out ?? ''];
   if (!ob) throw new TsrtError('USAGE', `int8 signature: output type '${String(epi.out)}' is not int8, float16 or float32`);
   const rb = INT8_OUT_BYTES[epi.residualType ?? epi.out!] ?? ob;
-  const tryHeuristic = (f: () => TileConfig) => { try { return f(); } catch { return undefined; } };
   if (sig.kind === 'conv') {
     const p = sig.problem as ConvProblem;
-    positiveInts(p as unknown as Record<string, unknown>, ['n', 'h', 'w', 'c', 'k', 'r', 's', 'p', 'q'], 'conv problem');
-    const y = p.n * p.p * p.q * p.k;
-    const buffers: Record<string, number> = {
-      x: pad256(p.n * p.h * p.w * p.c), w: pad256(p.k * p.r * p.s * p.c), scale: pad256(4 * p.k), y: pad256(ob * y),
-    };
-    if (epi.bias) buffers.bias = pad256(4 * p.k);
-    if (epi.residual) buffers.residual = pad256(rb * y);
+    const buffers = convBuffers(p, epi, { operand: 1, out: ob, residual: rb, scale: true });
     const shape = int8ConvShape(p);
     return { shape, bKN: false, int8: true, heuristic: tryHeuristic(() => chooseInt8Config(shape)), buffers };
   }
