@@ -119,6 +119,14 @@ describe('wgmma: configs and API', () => {
     const odd = emitGemmTc({ m: 4096, n: 45, k: 64 }, { bias: true, residual: true }, wg(128, 64, 4, 3, false, true));
     expect(odd.sharedBytes).toBe(16 * 1024 + 8 * 1024 + 1024);
     expect(odd.source).not.toContain('staged epilogue');
+    // warp-specialized kernels hold 1 KiB of static shared memory (their mbarriers): dynamic stays <= 226 KiB. The
+    // persistent 64x256 s4 kernel with a double-buffered residual asked for 227 KiB and the H200 refused it.
+    const p64 = emitGemmTc({ m: 4096, n: 768, k: 768 }, { bias: true, residual: true }, { ...wg(64, 256, 4, 4, true, true), persistent: true });
+    expect(p64.sharedBytes).toBeLessThanOrEqual(227 * 1024 - 1024);
+    for (const c of wgmmaConfigSpace(big)) {
+      const k = emitGemmTc({ m: 4096, n: 768, k: 768 }, { bias: true, residual: true }, c);
+      expect(k.sharedBytes, configName(c)).toBeLessThanOrEqual(227 * 1024 - (c.ws ? 1024 : 0));
+    }
   });
 
   it('emits the warp-specialized variant with a producer warpgroup, mbarriers and the staged epilogue', () => {

@@ -8,7 +8,7 @@
 // `#include <nv/target>` comes first and both include/ and include/cccl are on the path; we avoid that.
 import { TsrtError } from '../errors.js';
 import { shortHash, type KernelParam, type KernelSource } from './kernel.js';
-import { tcLoaderThreads, WGMMA_ALIGN_SLACK, wgmmaProblems, wgmmaRegEstimate } from './wgmma_config.js';
+import { tcLoaderThreads, WGMMA_ALIGN_SLACK, wgmmaDynamicSmemMax, wgmmaProblems, wgmmaRegEstimate } from './wgmma_config.js';
 
 export type Activation = 'none' | 'relu' | 'relu6' | 'clip' | 'sigmoid' | 'silu' | 'gelu_erf' | 'gelu_tanh'
   | 'hardswish' | 'hardsigmoid' | 'leakyrelu';
@@ -210,7 +210,7 @@ export function smemBytes(c: TileConfig): number {
 export function configProblems(c: TileConfig, bKN = false): string[] {
   if (c.wgmma || c.ws || c.se || c.persistent) {
     const w = wgmmaProblems(c, bKN);
-    if (smemBytes(c) > MAX_SMEM) w.push(`shared memory ${smemBytes(c)} > ${MAX_SMEM}`);
+    if (smemBytes(c) > wgmmaDynamicSmemMax(c)) w.push(`shared memory ${smemBytes(c)} > ${wgmmaDynamicSmemMax(c)}`);
     return w;
   }
   const r: string[] = [];

@@ -6,6 +6,15 @@ import type { TileConfig } from './tc_gemm.js';
  * 8 rows x 128 B and the matrix descriptors carry base offset 0, so every stage must start 1024-B aligned. */
 export const WGMMA_ALIGN_SLACK = 1024;
 
+/** Static shared memory of the warp-specialized kernels (wgmma_ws.ts): ptxas gives their mbarrier array a 1024-byte
+ * block of its own ahead of the 1024-aligned dynamic tile memory (nvcc 13, -Xptxas -v: "1024 bytes smem"; the
+ * all-threads kernels have none). The opt-in maximum, 227 KiB on H100/H200, covers static plus dynamic: an H200
+ * refused a persistent kernel whose dynamic memory alone was 227 KiB. */
+export const WS_STATIC_SMEM = 1024;
+
+/** Dynamic shared memory a wgmma kernel of config `c` may ask for. */
+export function wgmmaDynamicSmemMax(c: TileConfig): number { return 227 * 1024 - (c.ws ? WS_STATIC_SMEM : 0); }
+
 /** Threads that issue the cp.async tile loads: all of them, except in the warp-specialized kernels (`ws`,
  * wgmma_ws.ts) where only the producer warpgroup (128 threads) loads. The spec builders (gemmTcSpec,
  * convTcSpec) size their loaders and per-thread im2col state with it. */
@@ -38,7 +47,7 @@ export function wgmmaProblems(c: TileConfig, bKN: boolean): string[] {
   if (c.ws && !c.wgmma) r.push('ws (warp-specialized) is a wgmma variant');
   if (c.se && !c.wgmma) r.push('se (staged epilogue) is a wgmma variant');
   if (c.persistent && !(c.ws && c.se)) r.push('persistent: only the warp-specialized kernel with the staged epilogue (ws, se)');
-  if (c.persistent && c.stages * (c.bm + c.bn) * 128 + c.bm * (c.bn + 8) * 2 + WGMMA_ALIGN_SLACK > 227 * 1024) {
+  if (c.persistent && c.stages * (c.bm + c.bn) * 128 + c.bm * (c.bn + 8) * 2 + WGMMA_ALIGN_SLACK > wgmmaDynamicSmemMax(c)) {
     r.push('persistent: the stages and a separate staging tile do not fit shared memory');
   }
   if (r.length === 0 && c.ws && wgmmaStagingBytes(c) > c.stages * (c.bm + c.bn) * 128) r.push('ws: the epilogue staging tile does not fit the pipeline shared memory');

@@ -19,8 +19,8 @@
 // over the pipeline's memory otherwise (written only once every wgmma has retired). Needs spec.vecStores
 // (outOffset(m, n) 16-B aligned for n % 8 == 0, n..n+7 contiguous); a residual tile that would not fit
 // beside the stages keeps the fragment stores.
-import { epilogueStatements, MAX_SMEM, type TcSpec } from './tc_gemm.js';
-import { WGMMA_ALIGN_SLACK } from './wgmma_config.js';
+import { epilogueStatements, type TcSpec } from './tc_gemm.js';
+import { WGMMA_ALIGN_SLACK, wgmmaDynamicSmemMax } from './wgmma_config.js';
 
 export interface StagingPlan {
   /** Byte offset of the staging tile from the 1024-aligned shared base. */
@@ -41,8 +41,7 @@ export function stagingPlan(s: TcSpec, pipelineBytes: number): StagingPlan | und
   if (s.epi.residual || c.persistent) {
     const offset = Math.ceil(pipelineBytes / 1024) * 1024;
     const total = offset + bytes + WGMMA_ALIGN_SLACK;
-    // 128 B for the ws kernels' static mbarriers (dynamic + static must fit the opt-in maximum)
-    return total + 128 <= MAX_SMEM ? { offset, sharedBytes: total, ld } : undefined;
+    return total <= wgmmaDynamicSmemMax(c) ? { offset, sharedBytes: total, ld } : undefined;
   }
   return { offset: 0, sharedBytes: Math.max(pipelineBytes, bytes) + WGMMA_ALIGN_SLACK, ld };
 }

@@ -30,10 +30,10 @@
 import type { KernelParam } from './kernel.js';
 import { shortHash } from './kernel.js';
 import { TsrtError } from '../errors.js';
-import { configName, epilogueKey, epilogueStatements, MAX_SMEM, SM_COUNT, specElem, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { configName, epilogueKey, epilogueStatements, SM_COUNT, specElem, type TcKernelSource, type TcSpec } from './tc_gemm.js';
 import { WGMMA_ASM_HELPERS, wgmmaFragmentStores, wgmmaGeometry, wgmmaInstr, wgmmaPreamble, wgmmaStoreCode } from './wgmma.js';
 import { stagedCopyOut, stagedDecl, stagedFragmentStore, stagedResidualPrefetch, stagingPlan, stagingTileBytes, type StagingPlan } from './wgmma_epilogue.js';
-import { WGMMA_ALIGN_SLACK, wgmmaStagingStride } from './wgmma_config.js';
+import { WGMMA_ALIGN_SLACK, wgmmaDynamicSmemMax, wgmmaStagingStride } from './wgmma_config.js';
 
 
 /** setmaxnreg targets with 2 consumer warpgroups (see the header): producer, consumers. */
@@ -202,9 +202,7 @@ function persistentKernel(s: TcSpec, plan: StagingPlan, scope: { rowBase: string
   // is one to four k-tiles. Every iteration commits exactly one cp.async group (empty after the last tile), so
   // wait_group 1 leaves only the next tile's in flight.
   const tileBytes = stagingTileBytes(s);
-  // (MAX_SMEM is dynamic + static: leave room for the kernel's static mbarriers; an H200 launch of a 64x256 s4
-  // kernel at exactly 227 KB dynamic was refused)
-  const dbl = !!s.epi.residual && plan.offset + 2 * tileBytes + WGMMA_ALIGN_SLACK + 16 * S <= MAX_SMEM;
+  const dbl = !!s.epi.residual && plan.offset + 2 * tileBytes + WGMMA_ALIGN_SLACK <= wgmmaDynamicSmemMax(c);
   const prefetchInto = (t: string, buf: string) => `    {
       const int pt = ${t};
 ${tileIndexOf('pt').replace(/^ {4}/gm, '      ')}
