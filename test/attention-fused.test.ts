@@ -32,6 +32,7 @@ import type { KernelSource } from '../src/codegen/kernel.js';
 import { compileCuda } from '../src/runtime/nvrtc.js';
 import { loadNvrtc } from '../src/runtime/libs.js';
 import { rng } from './helpers.js';
+import { EMU_PRELUDE } from './tc_emu.js';
 
 // ---- graph helpers -----------------------------------------------------------------------------------------
 
@@ -433,162 +434,7 @@ describe.skipIf(!nvrtc)('attention emitter: NVRTC sm_90 compile', () => {
   });
 });
 
-// ---- kernels: CPU emulation ---------------------------------------------------------------------------------
-
-const EMU_PRELUDE = String.raw`// CPU emulation of the CUDA subset the attention kernels use (after codegen-tc.test.ts): CUDA threads are fibers
-// on one OS thread switched at barriers, CTAs in sequence, warp collectives (ldmatrix, mma.sync, shfl) through
-// per-warp exchange buffers, cp.async performed at wait_group, bounds checks on shared memory and global sources.
-#include <cstdint>
-#include <cstring>
-#include <cmath>
-#include <math.h>
-#include <cstdio>
-#include <cstdlib>
-#include <ucontext.h>
-#include <vector>
-#include <functional>
-using std::min; using std::max;
-struct dim3_ { unsigned x = 0, y = 0, z = 0; };
-struct Fiber { ucontext_t ctx; dim3_ idx; bool done; char* stack; };
-static Fiber g_f[1024];
-static int g_nf = 0, g_cur = 0;
-static ucontext_t g_main;
-static dim3_ blockIdx;
-#define threadIdx (g_f[g_cur].idx)
-static inline void yield_() { swapcontext(&g_f[g_cur].ctx, &g_main); }
-struct Bar { int count = 0, arrived = 0, gen = 0;
-  void wait() { const int g = gen; if (++arrived == count) { arrived = 0; ++gen; } else { while (gen == g) yield_(); } } };
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define __restrict__
-#define __shared__ static
-#define __align__(n)
-alignas(128) static unsigned char tc_smem[256 * 1024];
-static size_t g_smem_bytes = 0;
-static Bar g_cta_bar;
-static Bar g_warp_bar[32];
-static void emu_fail(const char* what, long long v) { fprintf(stderr, "EMU FAIL: %s (%lld) block %u,%u,%u thread %u\n", what, v, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x); fflush(stderr); std::_Exit(3); }
-inline void __syncthreads() { g_cta_bar.wait(); }
-typedef unsigned short tc_half;
-typedef unsigned int u32;
-static inline int lane_() { return threadIdx.x & 31; }
-static inline int warp_() { return threadIdx.x >> 5; }
-static inline void warp_sync() { g_warp_bar[warp_()].wait(); }
-inline u32 smem_u32(const void* p) { return (u32)((const unsigned char*)p - tc_smem); }
-inline float h2f(tc_half h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
-inline tc_half f2h(float f) { _Float16 h = (_Float16)f; tc_half r; memcpy(&r, &h, 2); return r; }
-inline u32 pack_h2(float lo, float hi) { return (u32)f2h(lo) | ((u32)f2h(hi) << 16); }
-inline float lo_h2f(u32 v) { return h2f((tc_half)(v & 0xffffu)); }
-inline float hi_h2f(u32 v) { return h2f((tc_half)(v >> 16)); }
-inline float __int_as_float(int x) { float f; memcpy(&f, &x, 4); return f; }
-struct Cp { u32 dst; const void* src; bool ok; };
-static std::vector<Cp> g_pending[1024];
-static std::vector<std::vector<Cp>> g_groups[1024];
-struct Buf { const unsigned char* p; size_t n; };
-static std::vector<Buf> g_bufs;
-static void cp_do(const Cp& c) {
-  if (c.dst % 16 || c.dst + 16 > g_smem_bytes) emu_fail("cp.async dst out of shared range", c.dst);
-  if (c.ok) {
-    const unsigned char* s = (const unsigned char*)c.src;
-    bool inside = false;
-    for (auto& b : g_bufs) if (s >= b.p && s + 16 <= b.p + b.n) inside = true;
-    if (!inside) emu_fail("cp.async src outside every buffer", (long long)(size_t)s);
-    if (((size_t)s) % 16) emu_fail("cp.async src not 16-byte aligned", (long long)(size_t)s);
-    memcpy(tc_smem + c.dst, s, 16);
-  } else memset(tc_smem + c.dst, 0, 16);
-}
-inline void cp_async16(u32 dst, const void* src, bool ok) { g_pending[g_cur].push_back(Cp{dst, src, ok}); }
-inline void cp_async_commit() { g_groups[g_cur].push_back(g_pending[g_cur]); g_pending[g_cur].clear(); }
-template <int N> inline void cp_async_wait() {
-  auto& gs = g_groups[g_cur];
-  while ((int)gs.size() > N) { for (auto& c : gs.front()) cp_do(c); gs.erase(gs.begin()); }
-}
-struct WarpX { u32 addr[32]; u32 a[32][4]; u32 b[32][2]; float f[32]; };
-static WarpX g_wx[32];
-static inline uint16_t sm16(u32 addr, int i) {
-  if (addr % 16 || addr + 16 > g_smem_bytes) emu_fail("ldmatrix address", addr);
-  uint16_t v; memcpy(&v, tc_smem + addr + 2 * i, 2); return v;
-}
-static void ldsm_impl(u32* r, u32 addr, bool trans) {
-  const int l = lane_(), w = warp_();
-  g_wx[w].addr[l] = addr; warp_sync();
-  for (int i = 0; i < 4; ++i) {
-    uint16_t lo, hi;
-    if (!trans) { const u32 a = g_wx[w].addr[i * 8 + l / 4]; lo = sm16(a, 2 * (l % 4)); hi = sm16(a, 2 * (l % 4) + 1); }
-    else { lo = sm16(g_wx[w].addr[i * 8 + 2 * (l % 4)], l / 4); hi = sm16(g_wx[w].addr[i * 8 + 2 * (l % 4) + 1], l / 4); }
-    r[i] = (u32)lo | ((u32)hi << 16);
-  }
-  warp_sync();
-}
-inline void ldsm_x4(u32* r, u32 addr) { ldsm_impl(r, addr, false); }
-inline void ldsm_x4_t(u32* r, u32 addr) { ldsm_impl(r, addr, true); }
-static inline float half_of(u32 v, int hi) { return h2f((tc_half)(hi ? v >> 16 : v & 0xffffu)); }
-inline void mma16816(float* d, const u32* a, const u32* b) {
-  const int l = lane_(), w = warp_();
-  for (int i = 0; i < 4; ++i) g_wx[w].a[l][i] = a[i];
-  g_wx[w].b[l][0] = b[0]; g_wx[w].b[l][1] = b[1];
-  warp_sync();
-  for (int e = 0; e < 4; ++e) {
-    const int row = l / 4 + (e >= 2 ? 8 : 0), col = 2 * (l % 4) + (e & 1);
-    double s = d[e];
-    for (int k = 0; k < 16; ++k) {
-      const float av = half_of(g_wx[w].a[(row % 8) * 4 + (k % 8) / 2][(row / 8) + 2 * (k / 8)], k % 2);
-      const float bv = half_of(g_wx[w].b[col * 4 + (k % 8) / 2][k / 8], k % 2);
-      s += (double)av * bv;
-    }
-    d[e] = (float)s;
-  }
-  warp_sync();
-}
-inline float __shfl_xor_sync(unsigned mask, float v, int m) {
-  if (mask != 0xffffffffu) emu_fail("partial shuffle mask", mask);
-  const int l = lane_(), w = warp_();
-  g_wx[w].f[l] = v; warp_sync();
-  const float r = g_wx[w].f[l ^ m]; warp_sync();
-  return r;
-}
-static const std::function<void()>* g_fn;
-static void fiber_entry() { (*g_fn)(); g_f[g_cur].done = true; }
-static void run_grid(unsigned gx, unsigned gy, unsigned gz, unsigned bx, size_t smem, const std::function<void()>& fn) {
-  g_smem_bytes = smem;
-  g_fn = &fn;
-  const size_t STACK = 256 * 1024;
-  for (unsigned t = 0; t < bx; ++t) if (!g_f[t].stack) g_f[t].stack = (char*)malloc(STACK);
-  for (unsigned z = 0; z < gz; ++z) for (unsigned y = 0; y < gy; ++y) for (unsigned x = 0; x < gx; ++x) {
-    blockIdx.x = x; blockIdx.y = y; blockIdx.z = z;
-    g_cta_bar = Bar{(int)bx};
-    for (unsigned w = 0; w < (bx + 31) / 32; ++w) g_warp_bar[w] = Bar{32};
-    memset(tc_smem, 0xAB, sizeof(tc_smem));
-    g_nf = bx;
-    for (unsigned t = 0; t < bx; ++t) {
-      Fiber& f = g_f[t];
-      f.idx.x = t; f.done = false;
-      g_pending[t].clear(); g_groups[t].clear();
-      getcontext(&f.ctx);
-      f.ctx.uc_stack.ss_sp = f.stack; f.ctx.uc_stack.ss_size = STACK; f.ctx.uc_link = &g_main;
-      makecontext(&f.ctx, fiber_entry, 0);
-    }
-    for (;;) {
-      bool any = false;
-      for (int t = 0; t < g_nf; ++t) {
-        if (g_f[t].done) continue;
-        any = true; g_cur = t;
-        swapcontext(&g_main, &g_f[t].ctx);
-      }
-      if (!any) break;
-    }
-  }
-}
-static unsigned char* load_file(const char* path, size_t n) {
-  unsigned char* p = (unsigned char*)aligned_alloc(256, (n + 255) / 256 * 256 + 256);
-  FILE* f = fopen(path, "rb"); if (!f) { perror(path); exit(2); }
-  if (fread(p, 1, n, f) != n) { fprintf(stderr, "short read %s\n", path); exit(2); }
-  fclose(f); g_bufs.push_back(Buf{p, n}); return p;
-}
-static void save_file(const char* path, const unsigned char* p, size_t n) { FILE* f = fopen(path, "wb"); fwrite(p, 1, n, f); fclose(f); }
-`;
+// ---- kernels: CPU emulation (test/tc_emu.ts: fibers per CUDA thread, 3-D grids, shared-memory and source checks) ---
 
 let hasGxx = true;
 try { execFileSync('g++', ['--version'], { stdio: 'pipe' }); } catch { hasGxx = false; }
@@ -661,7 +507,7 @@ function emulate(id: string, p: AttentionProblem, maskGen: (b: number, h: number
   const args = k.params.map((x) => `(${T}*)${x.name}_p`);
   expect(k.source).toContain(TC_HELPERS);
   const src = k.source.replace(TC_HELPERS, '#include "../emu_prelude.h"\n').replace('extern __shared__ __align__(128) unsigned char tc_smem[];', '')
-    + `\nint main() {\n${lines.join('\n')}\n  run_grid(${k.grid.join(', ')}, ${k.block[0]}, ${k.sharedBytes}, [&] { ${k.name}(${args.join(', ')}); });\n`
+    + `\nint main() {\n${lines.join('\n')}\n  run_grid3(${k.grid.join(', ')}, ${k.block[0]}, ${k.sharedBytes}, [&] { ${k.name}(${args.join(', ')}); });\n`
     + `  save_file("out.bin", y_p, ${outN * es});\n  return 0;\n}\n`;
   writeFileSync(join(dir, 'k.cpp'), src);
   const exe = join(dir, `k_${createHash('sha1').update(src).update(EMU_PRELUDE).digest('hex').slice(0, 10)}`);

@@ -37,7 +37,7 @@ alignas(128) static unsigned char tc_smem[256 * 1024];
 static size_t g_smem_bytes = 0;
 static Bar g_cta_bar;
 static Bar g_warp_bar[32];
-static void emu_fail(const char* what, long long v) { fprintf(stderr, "EMU FAIL: %s (%lld) block %u,%u thread %u\n", what, v, blockIdx.x, blockIdx.y, threadIdx.x); fflush(stderr); std::_Exit(3); }
+static void emu_fail(const char* what, long long v) { fprintf(stderr, "EMU FAIL: %s (%lld) block %u,%u,%u thread %u\n", what, v, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x); fflush(stderr); std::_Exit(3); }
 inline void __syncthreads() { g_cta_bar.wait(); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
@@ -81,7 +81,7 @@ inline void cp_async_commit() { t_groups.push_back(t_pending); t_pending.clear()
 template <int N> inline void cp_async_wait() {
   while ((int)t_groups.size() > N) { for (auto& c : t_groups.front()) cp_do(c); t_groups.erase(t_groups.begin()); }
 }
-struct WarpX { u32 addr[32]; u32 a[32][4]; u32 b[32][2]; };
+struct WarpX { u32 addr[32]; u32 a[32][4]; u32 b[32][2]; float f[32]; };
 static WarpX g_wx[32];
 static inline uint16_t sm16(u32 addr, int i) {
   if (addr % 16 || addr + 16 > g_smem_bytes) emu_fail("ldmatrix address", addr);
@@ -118,18 +118,26 @@ inline void mma16816(float* d, const u32* a, const u32* b) {
   }
   warp_sync();
 }
+// the attention kernels' row reductions (test/kernel_emu.ts adds a template for other types)
+inline float __shfl_xor_sync(unsigned mask, float v, int m) {
+  if (mask != 0xffffffffu) emu_fail("partial shuffle mask", mask);
+  const int l = lane_(), w = warp_();
+  g_wx[w].f[l] = v; warp_sync();
+  const float r = g_wx[w].f[l ^ m]; warp_sync();
+  return r;
+}
 inline void st_cg4(float* p, float a, float b, float c, float d) { p[0] = a; p[1] = b; p[2] = c; p[3] = d; }
 inline void ld_cg4(const float* p, float* v) { v[0] = p[0]; v[1] = p[1]; v[2] = p[2]; v[3] = p[3]; }
 static const std::function<void()>* g_fn;
 static void fiber_entry() { (*g_fn)(); g_f[g_cur].done = true; }
-static void run_grid(unsigned gx, unsigned gy, unsigned bx, size_t smem, const std::function<void()>& fn) {
+static void run_grid3(unsigned gx, unsigned gy, unsigned gz, unsigned bx, size_t smem, const std::function<void()>& fn) {
   g_smem_bytes = smem;
   g_fn = &fn;
   const size_t STACK = 256 * 1024;
   for (unsigned t = 0; t < bx; ++t) if (!g_f[t].stack) g_f[t].stack = (char*)malloc(STACK);
-  gridDim.x = gx; gridDim.y = gy; gridDim.z = 1;
-  for (unsigned y = 0; y < gy; ++y) for (unsigned x = 0; x < gx; ++x) {
-    blockIdx.x = x; blockIdx.y = y;
+  gridDim.x = gx; gridDim.y = gy; gridDim.z = gz;
+  for (unsigned z = 0; z < gz; ++z) for (unsigned y = 0; y < gy; ++y) for (unsigned x = 0; x < gx; ++x) {
+    blockIdx.x = x; blockIdx.y = y; blockIdx.z = z;
     g_cta_bar = Bar{(int)bx};
     for (unsigned w = 0; w < (bx + 31) / 32; ++w) g_warp_bar[w] = Bar{32};
     memset(tc_smem, 0xAB, sizeof(tc_smem));
@@ -153,6 +161,7 @@ static void run_grid(unsigned gx, unsigned gy, unsigned bx, size_t smem, const s
     }
   }
 }
+static void run_grid(unsigned gx, unsigned gy, unsigned bx, size_t smem, const std::function<void()>& fn) { run_grid3(gx, gy, 1, bx, smem, fn); }
 static unsigned char* load_file(const char* path, size_t n) {
   unsigned char* p = (unsigned char*)aligned_alloc(256, (n + 255) / 256 * 256 + 256);
   FILE* f = fopen(path, "rb"); if (!f) { perror(path); exit(2); }
