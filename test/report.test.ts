@@ -134,7 +134,7 @@ describe('tsrt report', () => {
     expect(html).toContain('float32[1,3,48,192]');
   });
 
-  it('renders in headless chromium to a non-blank PNG', async (ctx) => {
+  it('renders in headless chromium to a non-blank PNG', { timeout: 240_000 }, async (ctx) => {
     if (!existsSync(CHROMIUM)) {
       console.log(`skipped: ${CHROMIUM} is not installed (apt-get install chromium)`);
       ctx.skip();
@@ -143,10 +143,18 @@ describe('tsrt report', () => {
     const data = await collectReport(MODEL, { device: 'cpu', compileKernels: false, shapes: { x: [1, 3, 48, 192] } });
     writeFileSync(join(dir, 'r.html'), renderReport(data));
     data.engine.dispose();
-    const r = spawnSync(CHROMIUM, ['--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', `--screenshot=${join(dir, 'r.png')}`,
-      '--window-size=1200,1600', `file://${join(dir, 'r.html')}`], { timeout: 60_000, encoding: 'utf8' });
-    expect(existsSync(join(dir, 'r.png')), r.stderr).toBe(true);
-    const s = pngStats(readFileSync(join(dir, 'r.png')));
+    // Container-safe flags: its own profile, no /dev/shm (small in containers) and no first-run work.
+    // One retry: under CI load (kernel compiles on every core) a first start has timed out without a PNG.
+    const png = join(dir, 'r.png');
+    const shoot = () => spawnSync(CHROMIUM, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+      '--no-first-run', '--disable-extensions', `--user-data-dir=${join(dir, 'profile')}`, '--hide-scrollbars',
+      `--screenshot=${png}`, '--window-size=1200,1600', `file://${join(dir, 'r.html')}`], { timeout: 90_000, encoding: 'utf8' });
+    let r = shoot();
+    if (!existsSync(png)) r = shoot();
+    const why = `chromium status ${r.status} signal ${r.signal} ${r.error ?? ''}\n` +
+      (r.stderr ?? '').split('\n').filter((l) => !l.includes('dbus')).join('\n');
+    expect(existsSync(png), why).toBe(true);
+    const s = pngStats(readFileSync(png));
     expect([s.width, s.height]).toEqual([1200, 1600]);
     // white page, dark text, and the op-family fills of the graph boxes
     expect(s.colors).toBeGreaterThan(20);
