@@ -83,10 +83,9 @@ function vecStoreCode(s: TcSpec): string {
  * validated the config). */
 export function wgmmaWsKernel(s: TcSpec): TcKernelSource {
   const c = s.cfg;
-  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR, sharedBytes } = wgmmaGeometry(s);
+  const { G, MI, S, mTiles, nTiles, kTiles, stageBytes, sharedBytes } = wgmmaGeometry(s);
   const threads = 128 * (G + 1); // a producer warpgroup besides the G consumers
   const rowsPerWg = MI * 64, ld = wgmmaStagingStride(c);
-  const regs = G === 2;
   // the 16-bit staged epilogue with residual prefetch (wgmma_epilogue.ts); the fp32 staging below stays for
   // residual tiles that do not fit beside the stages
   // (a persistent kernel cycles through all S stages across its tiles, whatever one tile's k-tile count)
@@ -131,42 +130,12 @@ ${stagedCopyOut(s, plan, scope)}`;
     if (!plan || s.batch !== 1) throw new TsrtError('USAGE', `persistent wgmma config ${configName(c)}: needs 16-B output rows, a staging tile beside the stages and batch 1`);
     return persistentKernel(s, plan, scope, staged16 as string);
   }
-  const body = (name: string) => `${wgmmaPreamble(s, {
+  const body = wsKernelBody(s, {
     title: `wgmma warp-specialized ${configName(c)} M=${s.m} N=${s.n} K=${s.k} batch=${s.batch}${plan ? ' staged epilogue' : ''}`,
-    helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
-  })}
-extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
-  extern __shared__ __align__(1024) unsigned char tc_smem[];
-  __shared__ __align__(8) unsigned long long wg_bars[${2 * S}]; // full[0..S), empty[S..2S)
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
-  const int mTile = ${s.nFastest ? `blockIdx.x / ${nTiles}` : `blockIdx.x % ${mTiles}`};
-  const int nTile = ${s.nFastest ? `blockIdx.x % ${nTiles}` : `blockIdx.x / ${mTiles}`};
-  const int bz = blockIdx.y;
-  const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};
-  (void)bz;
-  const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
-  unsigned char* smemPtr = tc_smem + (smemBase - smem_u32(tc_smem));
-  (void)smemPtr;
-${barrierInit(S, G)}${s.setup}
-  const int ktCount = ${kTiles};
-
-  if (wg == 0) {
-    // producer: its threads are tid 0..127, the thread ids the loaders were built for
-${regs ? `    setmaxnreg_dec<${WS_PRODUCER_REGS}>();\n` : ''}${producerLoop(s, { S, stageBytes, aBytes, counter: 'kt' })}    // no thread leaves with copies in flight (they are all tracked by full barriers already)
-    cp_async_commit();
-    cp_async_wait<0>();
-    return;
-  }
-${regs ? `  setmaxnreg_inc<${WS_CONSUMER_REGS}>();\n` : ''}  const int cw = wg - 1, ctid = tid & 127; // consumer warpgroup, thread in it
-  (void)ctid;
-${plan ? stagedResidualPrefetch(s, plan, scope) : ''}${consumerLoop({ MI, NR, S, stageBytes, aBytes, counter: 'it' })}  wg_wait<0>();
-  #pragma unroll
-  for (int i = 0; i < ${MI}; ++i)
-    #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) wg_keep(acc[i][j]);
-${staged16 || (s.vecStores ? stagedStores : fragmentStores)}
-}
-`;
+    helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)), acc: 'float',
+    prologue: plan ? stagedResidualPrefetch(s, plan, scope) : '',
+    epilogue: staged16 || (s.vecStores ? stagedStores : fragmentStores),
+  });
   const name = `${s.prefix}_${configName(c)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;
   return {
     name, source: body(name),
@@ -187,15 +156,9 @@ ${staged16 || (s.vecStores ? stagedStores : fragmentStores)}
  * problems get this variant, since batched setups advance pointers by the batch index. */
 function persistentKernel(s: TcSpec, plan: StagingPlan, scope: { rowBase: string; rows: number; threads: number; tid: string }, staged16: string): TcKernelSource {
   const c = s.cfg;
-  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
-  const threads = 128 * (G + 1);
-  const regs = G === 2;
+  const { G, MI, mTiles, nTiles } = wgmmaGeometry(s);
   const numTiles = mTiles * nTiles;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
-  const tileIndexOf = (t: string) => `    const int mTile = ${s.nFastest ? `${t} / ${nTiles}` : `${t} % ${mTiles}`};
-    const int nTile = ${s.nFastest ? `${t} % ${nTiles}` : `${t} / ${mTiles}`};
-    const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};`;
-  const tileIndex = tileIndexOf('tile');
   // Double-buffered residual (when two staging tiles fit beside the stages): tile tl's residual was requested
   // during tile tl-1 (or before the loop), into buffer tl & 1, so its latency hides under the previous tile's
   // epilogue and this tile's mainloop instead of being waited for after it: the K=64..256 1x1 convs' mainloop
@@ -203,20 +166,49 @@ function persistentKernel(s: TcSpec, plan: StagingPlan, scope: { rowBase: string
   // wait_group 1 leaves only the next tile's in flight.
   const tileBytes = stagingTileBytes(s);
   const dbl = !!s.epi.residual && plan.offset + 2 * tileBytes + WGMMA_ALIGN_SLACK <= wgmmaDynamicSmemMax(c);
-  const prefetchInto = (t: string, buf: string) => `    {
-      const int pt = ${t};
-${tileIndexOf('pt').replace(/^ {4}/gm, '      ')}
-${stagedResidualPrefetch(s, plan, scope, `${plan.offset} + (${buf}) * ${tileBytes}`).replace(/^/gm, '    ')}    }
-`;
   const consumerEpilogue = dbl ? `    cp_async_wait<1>(); // this tile's residual chunks (the next tile's stay in flight)
     named_bar_sync(2 + cw, 128);
   ${stagedDecl(plan, `${plan.offset} + (tl & 1) * ${tileBytes}`)}${wgmmaFragmentStores(MI, c.bn, 'float', stagedFragmentStore(s, plan), 'cw')}
     named_bar_sync(2 + cw, 128);
 ${stagedCopyOut(s, plan, scope)}` : staged16;
-  const body = (name: string) => `${wgmmaPreamble(s, {
+  const body = persistentKernelBody(s, {
     title: `wgmma warp-specialized persistent ${configName(c)} M=${s.m} N=${s.n} K=${s.k} staged epilogue`,
-    helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)),
-  })}
+    helpers: [WGMMA_ASM_HELPERS, WGMMA_WS_ASM_HELPERS], instr: wgmmaInstr(c.bn, specElem(s)), acc: 'float',
+    dbl, prefetch: (buf) => stagedResidualPrefetch(s, plan, scope, buf === undefined ? undefined : `${plan.offset} + (${buf}) * ${tileBytes}`),
+    epilogue: consumerEpilogue,
+  });
+  const name = `${s.prefix}_${configName(c)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;
+  return {
+    name, source: body(name),
+    grid: [Math.min(numTiles, SM_COUNT), 1, 1], block: [128 * (G + 1), 1, 1],
+    sharedBytes: dbl ? plan.sharedBytes + tileBytes : plan.sharedBytes, params, config: c,
+    workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
+  };
+}
+
+/** The persistent ws kernel as a function of its name (see persistentKernel): CTAs walk the tiles; `prefetch(buf)`
+ * issues the consumer warpgroup's residual prefetch of the tile whose mBase / nBase are in scope into residual
+ * buffer `buf` (undefined: the single buffer; '' when there is no residual), one cp.async group; with `dbl` the
+ * next tile's goes into the other buffer during this tile (the caller's `epilogue` waits with wait_group 1) and
+ * every iteration commits one group. `epilogue` runs per tile after the accumulators are final; the skeleton syncs
+ * each consumer warpgroup after it, before the next tile's prefetch may overwrite its staging rows. */
+export function persistentKernelBody(s: TcSpec, o: WsKernelParts & { dbl: boolean; prefetch: (buf?: string) => string; epilogue: string }): (name: string) => string {
+  const c = s.cfg;
+  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
+  const threads = 128 * (G + 1);
+  const regs = G === 2;
+  const numTiles = mTiles * nTiles;
+  const tileIndexOf = (t: string) => `    const int mTile = ${s.nFastest ? `${t} / ${nTiles}` : `${t} % ${mTiles}`};
+    const int nTile = ${s.nFastest ? `${t} % ${nTiles}` : `${t} / ${mTiles}`};
+    const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};`;
+  const tileIndex = tileIndexOf('tile');
+  const dbl = o.dbl;
+  const prefetchInto = (t: string, buf: string) => `    {
+      const int pt = ${t};
+${tileIndexOf('pt').replace(/^ {4}/gm, '      ')}
+${o.prefetch(buf).replace(/^/gm, '    ')}    }
+`;
+  return (name: string) => `${wgmmaPreamble(s, { title: o.title, helpers: o.helpers, instr: o.instr, swizzleNote: o.swizzleNote })}
 // the spec's setup runs in both roles' tile loops; each role leaves some of its variables unused
 #pragma nv_diag_suppress 177, 550
 extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
@@ -248,37 +240,30 @@ ${dbl ? `    if (tile + (int)gridDim.x < ${numTiles}) {
 ${prefetchInto('tile + (int)gridDim.x', '(tl + 1) & 1').replace(/^/gm, '  ')}    } else {
       cp_async_commit();
     }
-` : stagedResidualPrefetch(s, plan, scope)}${consumerLoop({ MI, NR, S, stageBytes, aBytes, counter: 'g' }).replace(/^/gm, '  ')}    wg_wait<0>();
+` : o.prefetch()}${consumerLoop({ MI, NR, S, stageBytes, aBytes, counter: 'g', acc: o.acc }).replace(/^/gm, '  ')}    wg_wait<0>();
     // the tile's last stage is free too: the producer may already be filling stages with the next tile
     if (lane == 0) mbar_arrive(emptyBar + 8 * ((g - 1) % ${S}));
     #pragma unroll
     for (int i = 0; i < ${MI}; ++i)
       #pragma unroll
-      for (int j = 0; j < ${NR}; ++j) wg_keep(acc[i][j]);
-${consumerEpilogue}
+      for (int j = 0; j < ${NR}; ++j) ${keepOf(o.acc)}(acc[i][j]);
+${o.epilogue}
     named_bar_sync(2 + cw, 128); // copy-out read the staging rows: only now may a prefetch write into them
   }
 }
 `;
-  const name = `${s.prefix}_${configName(c)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;
-  return {
-    name, source: body(name),
-    grid: [Math.min(numTiles, SM_COUNT), 1, 1], block: [threads, 1, 1],
-    sharedBytes: dbl ? plan.sharedBytes + tileBytes : plan.sharedBytes, params, config: c,
-    workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
-  };
 }
 
 /** The consumers' accumulator init and k-loop, up to (not including) the final wait_group 0. `counter`: the
  * k-iteration count the stage and barrier parity come from: `it` (this tile's) or `g` (the persistent kernel's
  * count over all its tiles, advanced with `it`). */
-function consumerLoop(o: { MI: number; NR: number; S: number; stageBytes: number; aBytes: number; counter: 'it' | 'g' }): string {
+function consumerLoop(o: { MI: number; NR: number; S: number; stageBytes: number; aBytes: number; counter: 'it' | 'g'; acc: 'float' | 'int' }): string {
   const { MI, NR, S, stageBytes, aBytes, counter: k } = o;
-  return `  float acc[${MI}][${NR}];
+  return `  ${o.acc} acc[${MI}][${NR}];
   #pragma unroll
   for (int i = 0; i < ${MI}; ++i)
     #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) acc[i][j] = 0.0f;
+    for (int j = 0; j < ${NR}; ++j) acc[i][j] = ${o.acc === 'float' ? '0.0f' : '0'};
   for (int it = 0; it < ktCount; ++it${k === 'g' ? ', ++g' : ''}) {
     const int stage = ${k} % ${S};
     mbar_wait(fullBar + 8 * stage, (${k} / ${S}) & 1);
@@ -290,7 +275,7 @@ function consumerLoop(o: { MI: number; NR: number; S: number; stageBytes: number
     for (int kk = 0; kk < 4; ++kk) {
       const u64 db = wg_desc(sB + kk * 32);
       #pragma unroll
-      for (int mi = 0; mi < ${MI}; ++mi) wg_mma(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
+      for (int mi = 0; mi < ${MI}; ++mi) ${o.acc === 'float' ? 'wg_mma' : 'wg_mma_s8'}(acc[mi], wg_desc(sA + mi * ${64 * 128} + kk * 32), db);
     }
     wg_commit();
     wg_wait<1>();
@@ -327,3 +312,55 @@ ${s.loadB}
     }
 `;
 }
+
+/** What a ws kernel's emitter (this file's fp16/bf16 kernels, wgmma_s8.ts's int8 ones) puts around the shared
+ * producer/consumer skeleton: the accumulator type picks the wgmma wrapper (`wg_mma` on f32, `wg_mma_s8` on s32)
+ * and the accumulator fence; `helpers` and `instr` must define them. */
+export interface WsKernelParts {
+  title: string; helpers: string[]; instr: string; swizzleNote?: string;
+  acc: 'float' | 'int';
+}
+
+/** The one-CTA-per-tile ws kernel (header) as a function of its name: producer warpgroup, consumer warpgroups
+ * running `prologue` before their k-loop and `epilogue` (reading acc[MI][NR], with cw / ctid in scope) after it. */
+export function wsKernelBody(s: TcSpec, o: WsKernelParts & { prologue: string; epilogue: string }): (name: string) => string {
+  const c = s.cfg;
+  const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
+  const threads = 128 * (G + 1);
+  const regs = G === 2;
+  return (name: string) => `${wgmmaPreamble(s, { title: o.title, helpers: o.helpers, instr: o.instr, swizzleNote: o.swizzleNote })}
+extern "C" __global__ void __launch_bounds__(${threads}, 1) ${name}(${s.params.map((p) => p.decl).join(', ')}) {
+  extern __shared__ __align__(1024) unsigned char tc_smem[];
+  __shared__ __align__(8) unsigned long long wg_bars[${2 * S}]; // full[0..S), empty[S..2S)
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+  const int mTile = ${s.nFastest ? `blockIdx.x / ${nTiles}` : `blockIdx.x % ${mTiles}`};
+  const int nTile = ${s.nFastest ? `blockIdx.x % ${nTiles}` : `blockIdx.x / ${mTiles}`};
+  const int bz = blockIdx.y;
+  const int mBase = mTile * ${c.bm}, nBase = nTile * ${c.bn};
+  (void)bz;
+  const u32 smemBase = (smem_u32(tc_smem) + 1023u) & ~1023u;
+  unsigned char* smemPtr = tc_smem + (smemBase - smem_u32(tc_smem));
+  (void)smemPtr;
+${barrierInit(S, G)}${s.setup}
+  const int ktCount = ${kTiles};
+
+  if (wg == 0) {
+    // producer: its threads are tid 0..127, the thread ids the loaders were built for
+${regs ? `    setmaxnreg_dec<${WS_PRODUCER_REGS}>();\n` : ''}${producerLoop(s, { S, stageBytes, aBytes, counter: 'kt' })}    // no thread leaves with copies in flight (they are all tracked by full barriers already)
+    cp_async_commit();
+    cp_async_wait<0>();
+    return;
+  }
+${regs ? `  setmaxnreg_inc<${WS_CONSUMER_REGS}>();\n` : ''}  const int cw = wg - 1, ctid = tid & 127; // consumer warpgroup, thread in it
+  (void)ctid;
+${o.prologue}${consumerLoop({ MI, NR, S, stageBytes, aBytes, counter: 'it', acc: o.acc })}  wg_wait<0>();
+  #pragma unroll
+  for (int i = 0; i < ${MI}; ++i)
+    #pragma unroll
+    for (int j = 0; j < ${NR}; ++j) ${keepOf(o.acc)}(acc[i][j]);
+${o.epilogue}
+}
+`;
+}
+
+const keepOf = (acc: 'float' | 'int') => (acc === 'float' ? 'wg_keep' : 'wg_keep_i');
