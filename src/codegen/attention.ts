@@ -15,7 +15,7 @@ import { strides } from '../ir/tensor.js';
 import { attentionAttrs } from '../ops/attention_fused.js';
 import { shortHash, type KernelParam, type KernelSource } from './kernel.js';
 import { NotLowerable, registerLowering } from './lower.js';
-import { MAX_SMEM, flit, tcHelpers, type TcElem } from './tc_gemm.js';
+import { MAX_SMEM, SM_COUNT, flit, tcHelpers, type TcElem } from './tc_gemm.js';
 
 export interface AttentionProblem {
   dtype: 'float16' | 'bfloat16' | 'float32';
@@ -32,15 +32,16 @@ export interface AttentionProblem {
   impl?: 'tc' | 'simt';
   /** Query rows per CTA of the tc kernel; default 128 when that still gives two CTAs per SM, else 64. */
   blockM?: 64 | 128;
+  /** SMs of the target GPU (absent: SM_COUNT), for the blockM default. */
+  smCount?: number;
 }
 
 export const TC_HEAD_DIMS = [32, 64, 128] as const;
 /** Keys per K/V tile of the tc kernel. */
 const BN = 64;
 const LOG2E = Math.LOG2E;
-const SM_COUNT = 132;
 
-interface Resolved extends Required<Omit<AttentionProblem, 'mask' | 'blockM' | 'impl'>> {
+interface Resolved extends Required<Omit<AttentionProblem, 'mask' | 'blockM' | 'impl' | 'smCount'>> {
   impl: 'tc' | 'simt';
   /** Element strides of the mask over [b, h, sq, sk] (0 where it broadcasts), or undefined without a mask. */
   maskStrides?: number[];
@@ -122,7 +123,7 @@ export function emitFlashAttention(p: AttentionProblem): KernelSource {
     if (x % 8) throw new NotLowerable(`${k}=${x} is not a multiple of 8 (16-byte rows for cp.async)`);
   }
   if (r.h > 65535 || r.b > 65535) throw new NotLowerable(`heads ${r.h} or batch ${r.b} exceed the grid's 65535`);
-  const bm = p.blockM ?? (Math.ceil(r.sq / 128) * r.b * r.h >= 2 * SM_COUNT ? 128 : 64);
+  const bm = p.blockM ?? (Math.ceil(r.sq / 128) * r.b * r.h >= 2 * (p.smCount ?? SM_COUNT) ? 128 : 64);
   if (bm !== 64 && bm !== 128) throw new NotLowerable(`blockM ${bm} is not 64 or 128`);
   return emitTc(r, bm);
 }
@@ -419,7 +420,7 @@ registerLowering('FusedAttention', (ctx) => {
   if (m && m.dtype !== q.dtype) throw new NotLowerable(`mask is ${m.dtype}, Q is ${q.dtype}`);
   const prob: AttentionProblem = {
     dtype: q.dtype, b: q.dims[0], h: a.numHeads, sq: q.dims[1], sk: k.dims[1], d: a.headDim, scale: a.scale,
-    mask: m ? { dims: m.dims } : 'none',
+    mask: m ? { dims: m.dims } : 'none', smCount: ctx.smCount,
     ...(a.packed ? { ldq: 3 * hd, ldk: 3 * hd, ldv: 3 * hd, offq: 0, offk: hd, offv: 2 * hd } : {}),
   };
   let ks: KernelSource;

@@ -78,8 +78,8 @@ export function defaultVec(c: number, dtype: GenericDType): number {
   return 1;
 }
 
-/** Enough threads for the loads in flight to cover DRAM latency on every SM. */
-const MIN_THREADS = SM_COUNT * 512;
+/** Enough threads for the loads in flight to cover DRAM latency on every SM of the target GPU. */
+const minThreads = (p: ConvProblem) => (p.smCount ?? SM_COUNT) * 512;
 /** Accumulator floats per thread; beyond this the register file limits occupancy more than the reuse gains. */
 const ACC_BUDGET = 32;
 /** L1 bandwidth over L2 bandwidth (H100: ~33 TB/s over ~7 TB/s): what one L2 load costs in L1 loads. */
@@ -89,7 +89,7 @@ const L2_OVER_L1 = 5;
  * th x tw outputs: loaded from L1 once per kernel row (NHWC) or column (NCHW), fetched from L2 once per
  * thread (input rows shared by vertically adjacent threads are in other blocks, on other SMs; columns
  * shared with horizontal neighbours are mostly in the same block). Pick the tile with the lowest modelled
- * cost per output within ACC_BUDGET accumulators and MIN_THREADS threads (padded tiles included). */
+ * cost per output within ACC_BUDGET accumulators and minThreads threads (padded tiles included). */
 export function chooseDepthwiseTile(p: ConvProblem, layout: 'nhwc' | 'nchw', vec: number): { tileH: number; tileW: number } {
   const nhwc = layout === 'nhwc';
   let best = { tileH: 1, tileW: 1 }, bestCost = Infinity;
@@ -97,7 +97,7 @@ export function chooseDepthwiseTile(p: ConvProblem, layout: 'nhwc' | 'nchw', vec
     for (let tw = 1; tw <= (nhwc ? Math.min(8, p.q) : 1); tw++) {
       if (th * tw > 1 && th * tw * vec > ACC_BUDGET) continue;
       const threads = p.n * ceil(p.p, th) * ceil(p.q, tw) * (nhwc ? p.c / vec : p.c);
-      if (th * tw > 1 && threads < MIN_THREADS) continue;
+      if (th * tw > 1 && threads < minThreads(p)) continue;
       const spanW = (tw - 1) * p.strideW + (p.s - 1) * p.dilW + 1;
       const spanH = (th - 1) * p.strideH + (p.r - 1) * p.dilH + 1;
       const l1 = nhwc ? th * p.r * spanW + p.r * p.s : p.s * spanH + p.r * p.s;
@@ -178,7 +178,9 @@ export function emitDepthwiseConv(p: ConvProblem, epi: Epilogue, opts: Depthwise
   const body = nhwc ? nhwcBody(p, epi, T, vec, tileH, tileW, I) : nchwBody(p, epi, T, tileH, I);
   const params = `const ${T}* __restrict__ x, const ${T}* __restrict__ w, const float* __restrict__ bias, const ${T}* __restrict__ residual, ${T}* __restrict__ y`;
   const tag = `${dtypeTag(dtype)}_${layout}_${p.r}x${p.s}s${p.strideH}${p.strideW === p.strideH ? '' : `x${p.strideW}`}`;
-  const source = (name: string) => `// dwconv ${dtype} ${layout.toUpperCase()} ${JSON.stringify(p)} vec=${vec} tile=${tileH}x${tileW}
+  // the SM count only steers the tile choice: left out of the text, so a kernel is the same for every GPU that picks its tile
+  const { smCount: _sms, ...shown } = p;
+  const source = (name: string) => `// dwconv ${dtype} ${layout.toUpperCase()} ${JSON.stringify(shown)} vec=${vec} tile=${tileH}x${tileW}
 ${tcHelpers(dtype === 'bfloat16' ? 'bf16' : 'f16')}
 ${vectorHelpers(dtype, vec)}
 ${actFunction(epi)}

@@ -16,6 +16,10 @@ export interface KernelSource {
   block: [number, number, number];
   sharedBytes: number;
   params: KernelParam[];
+  /** A persistent kernel's work items (tiles), walked with a gridDim.x stride so any grid.x up to this is correct:
+   * its grid.x is min(this, the target's SM count), and an engine file loaded on a GPU with another SM count
+   * refits it (runtime/plan.ts). */
+  persistentTiles?: number;
 }
 
 /** C type used to store each dtype in device memory. */

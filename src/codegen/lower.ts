@@ -49,6 +49,9 @@ export interface LowerCtx {
   tactic?: Tactic;
   /** NVRTC target of the engine's kernels (engine.ts); 'sm_90a' lets tensor-core lowerings offer wgmma configs. */
   readonly arch?: string;
+  /** SMs of the target GPU (engine.ts: the device's, else SM_COUNT): lowerings pass it on in their problems
+   * (smCountField) for one-wave sizing: split-K, tile heuristics, persistent grids. Absent: SM_COUNT. */
+  readonly smCount?: number;
 }
 
 /** [autotune] `key`: tacticSignature() of the kernel; `emit` builds the candidate kernel for a config. */
@@ -78,7 +81,7 @@ export function staticType(name: string, t: TensorType | undefined, node?: strin
   return { dtype: t.dtype, dims: t.shape as number[] };
 }
 
-export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; tactic?: Tactic /* [autotune] */; arch?: string }): Lowered {
+export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; tactic?: Tactic /* [autotune] */; arch?: string; smCount?: number }): Lowered {
   const steps: Step[] = [];
   const consts = new Map(g.initializers);
   const types = new Map<string, { dtype: DType; dims: number[] }>();
@@ -97,7 +100,7 @@ export function lowerGraph(g: Graph, opts: { fp16: boolean; allowHost: boolean; 
     const pending: Step[] = [];
     const ctx: LowerCtx = {
       node, graph: g, fp16: opts.fp16, tactic: opts.tactic, // [autotune]
-      arch: opts.arch,
+      arch: opts.arch, smCount: opts.smCount,
       t: (name) => {
         const t = types.get(name);
         if (!t) throw new GraphError(`value '${name}' has no type`, node.name);

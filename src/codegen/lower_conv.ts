@@ -7,7 +7,7 @@ import type { DType, Tensor } from '../ir/types.js';
 import { NotLowerable, registerLowering, type Arg, type LowerCtx } from './lower.js';
 import { resolvePads } from './lowerings.js';
 import { emitConvGeneric, convConfigSpace, convTcPreconditions, type ConvProblem } from './tc_conv.js';
-import { emitGemmGeneric, gemmConfigSpace, gemmTcPreconditions, type Activation, type Epilogue, type GemmProblem, type TcKernelSource } from './tc_gemm.js';
+import { emitGemmGeneric, gemmConfigSpace, gemmTcPreconditions, smCountField, type Activation, type Epilogue, type GemmProblem, type TcKernelSource } from './tc_gemm.js';
 import { tacticSignature } from '../runtime/timing_cache.js'; // [autotune]
 import { emitElementwise } from './elementwise.js';
 import { transposeView } from './indexing.js';
@@ -97,7 +97,7 @@ function lowerConv(ctx: LowerCtx): void {
     // direct kernel: weights [r][s][c] for NHWC (a warp reads consecutive channels), ONNX's [c][1][r][s] for NCHW
     const layout = nhwc ? 'nhwc' : 'nchw';
     const wname = ctx.addConst(nhwc ? 'w_rsc' : 'w', fromF64(x.dtype, nhwc ? [r, s, k] : [k, 1, r, s], depthwiseWeightLayout(wv(), k, r, s, layout)));
-    const ks = emitDepthwiseConv(prob, epi, { dtype: x.dtype, layout });
+    const ks = emitDepthwiseConv({ ...prob, ...smCountField(ctx.smCount) }, epi, { dtype: x.dtype, layout });
     ctx.kernel(ks, bindByName(ctx, ks, { x: xn, w: wname, bias, residual: zn, y: node.outputs[0] }));
     return;
   }
@@ -118,7 +118,7 @@ function lowerConv(ctx: LowerCtx): void {
       dst[((ko * r + ri) * s + si) * cp + ci] = src[((ko * c + ci) * r + ri) * s + si];
     }
     const wname = ctx.addConst('w_krsc', wt);
-    const pp: ConvProblem = { ...prob, c: cp, ...tcDtype(x.dtype) };
+    const pp: ConvProblem = { ...prob, c: cp, ...tcDtype(x.dtype), ...smCountField(ctx.smCount) };
     if (!convTcPreconditions(pp).length) {
       // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's.
       // On sm_90a the wgmma configs join the candidates; the heuristic (no timing) keeps mma.sync until the
@@ -217,6 +217,7 @@ function lowerGemm(ctx: LowerCtx): void {
   epi.residual = !!residual;
   if (node.domain === 'tsrt') epi.residualAfterAct = attrInt(node, 'residual_before_act', 1) === 0;
   if (a.dtype === 'bfloat16') prob = { ...prob, ...tcDtype(a.dtype) };
+  prob = { ...prob, ...smCountField(ctx.smCount) };
   const tc = (a.dtype === 'float16' || a.dtype === 'bfloat16') && !gemmTcPreconditions(prob).length;
   // [autotune] a measured tile config when the engine tunes (optLevel >= 3 on a GPU), else the heuristic's
   const space = tc ? [...gemmConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? wgmmaGemmSpace(prob) : [])] : [];

@@ -13,7 +13,7 @@ import { NotLowerable, registerLowering, type Arg, type LowerCtx } from './lower
 import { resolvePads } from './lowerings.js';
 import { emitPad } from './movement.js';
 import type { ConvProblem } from './tc_conv.js';
-import type { Activation, TcKernelSource } from './tc_gemm.js';
+import { smCountField, type Activation, type TcKernelSource } from './tc_gemm.js';
 import {
   emitConvInt8, emitGemmInt8, int8ConvConfigSpace, int8ConvPreconditions, int8GemmConfigSpace, int8GemmPreconditions,
   int8WgmmaConvSpace, int8WgmmaGemmSpace, type Int8Epilogue, type Int8Out,
@@ -93,7 +93,7 @@ function lowerQConv(ctx: LowerCtx): void {
   if (pads[0] < 0 || pads[1] < 0) throw new NotLowerable('negative pads');
   // channels padded with zeros to a multiple of 16 (one 16-byte chunk): zero weights add nothing
   const cp = Math.ceil(c / 16) * 16;
-  const prob: ConvProblem = { n, h, w, c: cp, k, r, s, strideH: st[0], strideW: st[1], padH: pads[0], padW: pads[1], dilH: dil[0], dilW: dil[1], p, q };
+  const prob: ConvProblem = { n, h, w, c: cp, k, r, s, strideH: st[0], strideW: st[1], padH: pads[0], padW: pads[1], dilH: dil[0], dilW: dil[1], p, q, ...smCountField(ctx.smCount) };
   const pre = int8ConvPreconditions(prob);
   if (pre.length) throw new NotLowerable(pre.join('; '));
   const epi = int8Epilogue(ctx);
@@ -124,7 +124,7 @@ function lowerQGemm(ctx: LowerCtx): void {
   const wc = ctx.constOf(wn);
   if (!wc) throw new NotLowerable('weights are not constant');
   const [N, K] = wc.dims;
-  const prob = { m: size(a.dims) / K, n: N, k: K };
+  const prob = { m: size(a.dims) / K, n: N, k: K, ...smCountField(ctx.smCount) };
   const pre = int8GemmPreconditions(prob);
   if (pre.length) throw new NotLowerable(pre.join('; '));
   const epi = int8Epilogue(ctx);

@@ -8,7 +8,7 @@ import { shortHash } from './kernel.js';
 import { tcLoaderThreads } from './wgmma_config.js';
 import {
   chooseTileConfig, configName, configProblems, epilogueKey, epilogueStatements, genericKernel, GENERIC_TILE,
-  dtypeTag, loadF, rowChunkLoader, storageType, storeF, tcKernel, tileConfigSpace,
+  dtypeTag, loadF, rowChunkLoader, smCountField, storageType, storeF, tcKernel, tileConfigSpace,
   type Epilogue, type GenericDType, type TcDType, type TcKernelSource, type TcSpec, type TileConfig, type TileShape,
 } from './tc_gemm.js';
 
@@ -25,6 +25,8 @@ export interface ConvProblem {
    * ldY >= yOffset + that row's length. Absent: rows are dense (ldY = row length, yOffset 0). The residual keeps
    * y's dense layout either way. */
   ldY?: number; yOffset?: number;
+  /** SMs of the GPU the kernel is for (absent: SM_COUNT; set with smCountField). */
+  smCount?: number;
 }
 
 /** Row stride and offset of the output (see ConvProblem.ldY) for a row of `row` elements; dense when absent. */
@@ -66,7 +68,7 @@ export function convTcPreconditions(p: ConvProblem): string[] {
 }
 
 export function convShape(p: ConvProblem): TileShape {
-  return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 };
+  return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1, ...smCountField(p.smCount) };
 }
 
 export function convConfigSpace(p: ConvProblem): TileConfig[] { return tileConfigSpace(convShape(p)); }
@@ -119,6 +121,7 @@ export function convTcSpec(p: ConvProblem, epi: Epilogue = {}, cfg?: TileConfig)
     ...(o.strided ? { outOffset: `(idx_t)m * ${o.ld} + ${o.off} + n`, resOffset: dense } : { outOffset: dense }),
     pairStores: aligned(2), vecStores: aligned(8), epi,
     nFastest: wBytes <= xBytes, flops: 2 * M * p.k * K, bigIndex: false, // convTcPreconditions caps tensors below 2^31
+    ...smCountField(p.smCount),
   };
 }
 

@@ -64,7 +64,16 @@ export interface TcKernelSource extends KernelSource {
   flops: number;
 }
 
+/** SMs of the GPU a build targets when there is none to ask (CPU-only builds, CI): H100 SXM / H200. A build on a
+ * GPU lowers for its own count (BuildOptions.smCount, from CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT): an H100
+ * PCIe has 114, an L40S 142, and one wave of CTAs is what split-K, the time model and persistent grids size for. */
 export const SM_COUNT = 132;
+
+/** `{ smCount }` for a problem whose target GPU has another SM count than SM_COUNT, else nothing: problems for
+ * 132-SM GPUs (and their timing-cache signatures, and the kernel sources that print them) stay as they were. */
+export function smCountField(smCount: number | undefined): { smCount?: number } {
+  return smCount !== undefined && smCount !== SM_COUNT ? { smCount } : {};
+}
 export const MAX_SMEM = 227 * 1024;
 
 // ---------------------------------------------------------------------------------------------------
@@ -191,7 +200,11 @@ export function epilogueKey(epi: Epilogue): string {
 // ---------------------------------------------------------------------------------------------------
 // Tile configurations
 
-export interface TileShape { m: number; n: number; k: number; batch: number }
+export interface TileShape {
+  m: number; n: number; k: number; batch: number;
+  /** SMs of the target GPU (absent: SM_COUNT): split-K candidates and estimateTime's waves. */
+  smCount?: number;
+}
 
 /** Storage dtypes of the tensor-core conv/GEMM kernels. */
 export type TcDType = 'float16' | 'bfloat16';
@@ -263,9 +276,10 @@ export function tileConfigSpace(s: TileShape, bKN = false): TileConfig[] {
     out.push(c);
     const ctas = ceil(s.m, c.bm) * ceil(s.n, c.bn) * s.batch;
     const kTiles = ceil(s.k, c.bk);
-    if (ctas < SM_COUNT) {
+    const sms = s.smCount ?? SM_COUNT;
+    if (ctas < sms) {
       for (const sk of [2, 3, 4, 6, 8, 12, 16]) {
-        if (kTiles / sk < 2 || ctas * sk > 4 * SM_COUNT) continue;
+        if (kTiles / sk < 2 || ctas * sk > 4 * sms) continue;
         out.push({ ...c, splitK: sk });
       }
     }
@@ -273,8 +287,9 @@ export function tileConfigSpace(s: TileShape, bKN = false): TileConfig[] {
   return out;
 }
 
-/** Rough mma.sync fp16 throughput of one H100 SM at full efficiency (flop/s), and L2/DRAM bandwidth. */
-const SM_FLOPS = 450e12 / SM_COUNT;
+/** Rough mma.sync fp16 throughput of one H100 SM at full efficiency (flop/s: ~450 TFLOP/s over 132 SMs), and
+ * L2/DRAM bandwidth. */
+const SM_FLOPS = 450e12 / 132;
 const MEM_BW = 2.5e12;
 
 /** Fraction of SM peak a tile shape sustains: ldmatrix bytes per mma fall with the warp tile, global
@@ -293,7 +308,7 @@ export function estimateTime(s: TileShape, c: TileConfig): number {
   const threads = 32 * c.warpsM * c.warpsN;
   const slots = Math.max(1, Math.min(Math.floor(MAX_SMEM / smemBytes(c)), Math.floor(65536 / (regEstimate(c) * threads)), 4));
   const ctas = ceil(s.m, c.bm) * ceil(s.n, c.bn) * s.batch * sk;
-  const perSm = ceil(ctas, SM_COUNT);
+  const perSm = ceil(ctas, s.smCount ?? SM_COUNT);
   const warpsActive = Math.min(perSm, slots) * c.warpsM * c.warpsN;
   const occ = Math.min(1, warpsActive / 8);
   const kPer = ceil(ceil(s.k, c.bk), sk) * c.bk + 3 * c.bk; // + prologue/epilogue overhead
@@ -361,6 +376,8 @@ export interface TcSpec {
    * tc_int8.ts stages the output tile in shared memory there and writes it back in 16-byte rows. */
   storeBegin?: string;
   storeEnd?: string;
+  /** SMs of the target GPU (the problem's smCount; absent: SM_COUNT): a persistent kernel's grid (wgmma_ws.ts). */
+  smCount?: number;
 }
 
 function swizzleExpr(rowChunks: number): { sh: number; mask: number } {
@@ -615,11 +632,13 @@ export interface GemmProblem {
    * e.g. strideB [0] for shared weights). The residual uses C's layout. */
   batch?: number[];
   strideA?: number[]; strideB?: number[]; strideC?: number[];
+  /** SMs of the GPU the kernel is for (absent: SM_COUNT; set with smCountField). */
+  smCount?: number;
 }
 
 interface GemmResolved {
   m: number; n: number; k: number; kn: boolean; lda: number; ldb: number; ldc: number;
-  batch: number[]; sA: number[]; sB: number[]; sC: number[]; batchCount: number;
+  batch: number[]; sA: number[]; sB: number[]; sC: number[]; batchCount: number; smCount?: number;
 }
 
 function resolveGemm(p: GemmProblem): GemmResolved {
@@ -631,7 +650,7 @@ function resolveGemm(p: GemmProblem): GemmResolved {
     m: p.m, n: p.n, k: p.k, kn,
     lda: p.lda ?? p.k, ldb: p.ldb ?? (kn ? p.n : p.k), ldc: p.ldc ?? p.n,
     batch, batchCount: batch.reduce((a, b) => a * b, 1),
-    sA: [], sB: [], sC: [],
+    sA: [], sB: [], sC: [], ...smCountField(p.smCount),
   };
   r.sA = dflt(p.strideA, p.m * r.lda);
   r.sB = dflt(p.strideB, kn ? p.k * r.ldb : p.n * r.ldb);
@@ -670,7 +689,7 @@ function batchSetup(r: GemmResolved, pointers: Array<[string, number[]]>): strin
   return lines.join('\n');
 }
 
-function gemmShape(r: GemmResolved): TileShape { return { m: r.m, n: r.n, k: r.k, batch: r.batchCount }; }
+function gemmShape(r: GemmResolved): TileShape { return { m: r.m, n: r.n, k: r.k, batch: r.batchCount, ...smCountField(r.smCount) }; }
 
 export function gemmConfigSpace(p: GemmProblem): TileConfig[] {
   const r = resolveGemm(p);
@@ -737,7 +756,7 @@ export function gemmTcSpec(p: GemmProblem, epi: Epilogue = {}, cfg?: TileConfig)
     setup, loadA, loadB, outOffset: `(idx_t)m * ${r.ldc} + n`, pairStores, epi,
     vecStores: r.ldc % 8 === 0 && r.n % 8 === 0 && r.sC.every((s) => s % 8 === 0),
     nFastest: bBytes <= aBytes, flops: 2 * r.m * r.n * r.k * r.batchCount,
-    bigIndex: (r.m + 1) * Math.max(r.lda, r.ldc) >= 2 ** 31 || (r.kn ? r.k : r.n) * r.ldb >= 2 ** 31,
+    bigIndex: (r.m + 1) * Math.max(r.lda, r.ldc) >= 2 ** 31 || (r.kn ? r.k : r.n) * r.ldb >= 2 ** 31, ...smCountField(r.smCount),
   };
 }
 

@@ -13,7 +13,7 @@ import { TsrtError } from '../errors.js';
 import type { ConvProblem } from './tc_conv.js';
 import { convLoaders, isPointwise } from './tc_conv.js';
 import {
-  chooseTileConfig, configName, configProblems, estimateTime, flit, rowChunkLoader, tcKernel, tileConfigSpace,
+  chooseTileConfig, configName, configProblems, estimateTime, flit, rowChunkLoader, smCountField, tcKernel, tileConfigSpace,
   type Epilogue, type TcKernelSource, type TileConfig, type TileShape,
 } from './tc_gemm.js';
 import { wgmmaS8Kernel } from './wgmma_s8.js';
@@ -34,7 +34,7 @@ export interface Int8Epilogue extends Omit<Epilogue, 'alpha'> {
 }
 
 /** M x N x K GEMM with A [M,K] int8 row-major and B [N,K] int8 (weights, pre-transposed). */
-export interface Int8GemmProblem { m: number; n: number; k: number }
+export interface Int8GemmProblem { m: number; n: number; k: number; /** SMs of the target GPU (absent: SM_COUNT) */ smCount?: number }
 
 const ELEM: Record<Int8Out, string> = { int8: 'signed char', float16: 'tc_half', float32: 'float' };
 
@@ -224,7 +224,7 @@ export function int8ConvPreconditions(p: ConvProblem): string[] {
   return out;
 }
 
-export function int8ConvShape(p: ConvProblem): TileShape { return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 }; }
+export function int8ConvShape(p: ConvProblem): TileShape { return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1, ...smCountField(p.smCount) }; }
 export function int8ConvConfigSpace(p: ConvProblem): TileConfig[] { return int8ConfigSpace(int8ConvShape(p)); }
 export function int8WgmmaConvSpace(p: ConvProblem): TileConfig[] { return int8WgmmaConfigSpace(int8ConvShape(p)); }
 
@@ -250,7 +250,7 @@ export function emitConvInt8(p: ConvProblem, epi: Int8Epilogue, cfg?: TileConfig
     setup, loadA, loadB,
     outOffset: `(idx_t)m * ${p.k} + n`, pairStores: false, epi: { act: epi.act, actArgs: epi.actArgs },
     ...epilogueSpec(epi, c, M, p.k, `(idx_t)m * ${p.k} + n`),
-    nFastest: p.k * K <= p.n * p.h * p.w * p.c, flops: 2 * M * p.k * K, bigIndex: false,
+    nFastest: p.k * K <= p.n * p.h * p.w * p.c, flops: 2 * M * p.k * K, bigIndex: false, ...smCountField(p.smCount),
   });
 }
 
@@ -264,7 +264,7 @@ export function int8GemmPreconditions(p: Int8GemmProblem): string[] {
   return out;
 }
 
-function gemmShape(p: Int8GemmProblem): TileShape { return { m: p.m, n: p.n, k: p.k, batch: 1 }; }
+function gemmShape(p: Int8GemmProblem): TileShape { return { m: p.m, n: p.n, k: p.k, batch: 1, ...smCountField(p.smCount) }; }
 export function int8GemmConfigSpace(p: Int8GemmProblem): TileConfig[] { return int8ConfigSpace(gemmShape(p)); }
 export function int8WgmmaGemmSpace(p: Int8GemmProblem): TileConfig[] { return int8WgmmaConfigSpace(gemmShape(p)); }
 
@@ -293,6 +293,6 @@ export function emitGemmInt8(p: Int8GemmProblem, epi: Int8Epilogue, cfg?: TileCo
     setup: '  const signed char* tc_dummy = a;\n  auto* __restrict__ y = c;', loadA, loadB,
     outOffset: `(idx_t)m * ${p.n} + n`, pairStores: false, epi: { act: epi.act, actArgs: epi.actArgs },
     ...epilogueSpec(epi, c, p.m, p.n, `(idx_t)m * ${p.n} + n`),
-    nFastest: p.n <= p.m, flops: 2 * p.m * p.n * p.k, bigIndex: false,
+    nFastest: p.n <= p.m, flops: 2 * p.m * p.n * p.k, bigIndex: false, ...smCountField(p.smCount),
   });
 }

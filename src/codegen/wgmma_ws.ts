@@ -180,7 +180,7 @@ ${stagedCopyOut(s, plan, scope)}` : staged16;
   const name = `${s.prefix}_${configName(c)}_${epilogueKey(s.epi)}_${shortHash(body('K'))}`;
   return {
     name, source: body(name),
-    grid: [Math.min(numTiles, SM_COUNT), 1, 1], block: [128 * (G + 1), 1, 1],
+    grid: [Math.min(numTiles, s.smCount ?? SM_COUNT), 1, 1], persistentTiles: numTiles, block: [128 * (G + 1), 1, 1],
     sharedBytes: dbl ? plan.sharedBytes + tileBytes : plan.sharedBytes, params, config: c,
     workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
   };

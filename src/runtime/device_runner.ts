@@ -52,6 +52,9 @@ export class DeviceRunner {
 
   deviceName(): string { return this.cu.deviceInfo().name; }
 
+  /** Multiprocessors of the device (CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT): what lowering sizes one wave for. */
+  smCount(): number { return this.cu.deviceInfo().sms; }
+
   load(graph: Graph, lowered: Lowered, memory: MemoryPlan, kernels: Map<string, { source: KernelSource; cubin?: Uint8Array }>, opts: { cudaGraphs: boolean }): void {
     const cu = this.cu;
     this.graph = graph;

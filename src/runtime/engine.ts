@@ -9,7 +9,7 @@ import { verifyGraph } from '../ir/verify.js';
 import type { PrecisionRule } from '../passes/precision_rules.js';
 import { optimize } from '../passes/pipeline.js';
 import { lowerGraph, type Lowered, type Tactic } from '../codegen/lower.js';
-import { configName } from '../codegen/tc_gemm.js';
+import { configName, SM_COUNT } from '../codegen/tc_gemm.js';
 import '../codegen/lowerings.js';
 import '../codegen/lower_conv.js';
 import '../codegen/attention.js';
@@ -50,6 +50,8 @@ export interface BuildOptions {
   cacheDir?: string;
   /** Target arch for NVRTC; default from the GPU (sm_90a on Hopper with NVRTC 12+: the wgmma kernels), else sm_90. */
   arch?: string;
+  /** SMs of the target GPU (split-K, tile heuristics, persistent grids); default the GPU's, else 132 (H100 SXM / H200). */
+  smCount?: number;
   /** Compile kernels even without a GPU (default true). */
   compileKernels?: boolean;
   /** Replay the whole run as one CUDA graph when every step is a kernel (default true). */
@@ -107,6 +109,8 @@ export interface BuildReport {
 export interface BuiltWith {
   /** NVRTC target the kernels were compiled for. */
   arch: string;
+  /** SMs the kernels were lowered for (absent in engine files from before it was recorded: 132). */
+  smCount?: number;
   /** The build options, callbacks left out. */
   options: BuildOptions;
   /** [autotune] Tile config chosen per tensor-core kernel signature (configName), at optLevel >= 3. */
@@ -268,7 +272,11 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const tuner = runner && optLevel >= 3 && opts.compileKernels !== false
     ? Autotuner.open({ arch, level: optLevel, timingCache: opts.timingCache, budgetMs: opts.tuningBudgetMs, cacheDir: opts.cacheDir, log })
     : undefined;
-  const lowerOpts = { fp16: !!opts.fp16 || !!opts.int8 || !!opts.bf16, allowHost: opts.allowHost ?? true, arch };
+  const smCount = opts.smCount ?? (runner ? runner.smCount() : SM_COUNT);
+  if (!Number.isInteger(smCount) || smCount < 1 || smCount > 1024) {
+    throw new TsrtError('USAGE', `smCount ${smCount} is not a multiprocessor count (1..1024)`, 'leave BuildOptions.smCount out to use the GPU\'s, or give its CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT (e.g. 132 on an H100 SXM, 114 on an H100 PCIe)');
+  }
+  const lowerOpts = { fp16: !!opts.fp16 || !!opts.int8 || !!opts.bf16, allowHost: opts.allowHost ?? true, arch, smCount };
   let lowered: Lowered;
   let tuning: TuningReport = { timed: 0, cached: 0, heuristic: 0, ms: 0, warnings: [] };
   const tactics: Record<string, string> = {};
@@ -318,7 +326,7 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   const engine = new Engine(graph, lowered, memory, runner ? 'cuda' : 'cpu', report, ctx, kernels, runner);
   engine.fixedInputs = opts.inputValues;
   const { log: _log, instruments: _instruments, ...options } = opts;
-  engine.built = { arch, options, tactics, model: m.source };
+  engine.built = { arch, smCount, options, tactics, model: m.source };
   return engine;
 }
 

@@ -2,8 +2,8 @@
 // sizes the GPU timer launches candidates on, for the fp16 tensor-core kernels (tc_conv.ts / tc_gemm.ts, wgmma)
 // and the int8 ones (tc_int8.ts, wgmma_s8.ts). Pure functions of the signature: no GPU, no tuner state.
 import { TsrtError } from '../errors.js';
-import { chooseConvConfig, type ConvProblem } from '../codegen/tc_conv.js';
-import { chooseGemmConfig, type Epilogue, type GemmProblem, type TileConfig, type TileShape } from '../codegen/tc_gemm.js';
+import { chooseConvConfig, convShape, type ConvProblem } from '../codegen/tc_conv.js';
+import { chooseGemmConfig, smCountField, type Epilogue, type GemmProblem, type TileConfig, type TileShape } from '../codegen/tc_gemm.js';
 import { chooseInt8Config, int8ConvShape } from '../codegen/tc_int8.js';
 import type { ParsedSignature } from './timing_cache.js';
 
@@ -30,6 +30,8 @@ function positiveInts(o: Record<string, unknown>, fields: string[], what: string
 
 /** Tile shape, heuristic config and scratch sizes of a signature's problem (fp16 storage, fp32 bias). */
 export function problemInfo(sig: ParsedSignature): ProblemInfo {
+  // the target GPU's SM count, in problems lowered for other than SM_COUNT SMs
+  if ((sig.problem as { smCount?: unknown }).smCount !== undefined) positiveInts(sig.problem as unknown as Record<string, unknown>, ['smCount'], `${sig.kind} problem`);
   if (sig.dtype === 'int8') return int8ProblemInfo(sig);
   // bf16 kernels are the fp16 ones with another 16-bit type: same tiles, same buffer sizes
   if (sig.dtype !== 'float16' && sig.dtype !== 'bfloat16') throw new TsrtError('USAGE', `autotuning covers fp16, bf16 and int8 tensor-core kernels, not ${sig.dtype}`);
@@ -38,7 +40,7 @@ export function problemInfo(sig: ParsedSignature): ProblemInfo {
     const p = sig.problem as ConvProblem;
     const buffers = convBuffers(p, epi, { operand: 2, out: 2, residual: 2 });
     return {
-      shape: { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1 }, bKN: false,
+      shape: convShape(p), bKN: false,
       heuristic: tryHeuristic(() => chooseConvConfig(p)), buffers,
     };
   }
@@ -62,7 +64,7 @@ export function problemInfo(sig: ParsedSignature): ProblemInfo {
   if (epi.bias) buffers.bias = pad256(4 * p.n);
   if (epi.residual) buffers.residual = pad256(2 * cElems);
   return {
-    shape: { m: p.m, n: p.n, k: p.k, batch: batch.reduce((a, b) => a * b, 1) }, bKN: kn,
+    shape: { m: p.m, n: p.n, k: p.k, batch: batch.reduce((a, b) => a * b, 1), ...smCountField(p.smCount) }, bKN: kn,
     heuristic: tryHeuristic(() => chooseGemmConfig(p)), buffers,
   };
 }
@@ -106,6 +108,6 @@ function int8ProblemInfo(sig: ParsedSignature): ProblemInfo {
   };
   if (epi.bias) buffers.bias = pad256(4 * p.n);
   if (epi.residual) buffers.residual = pad256(rb * p.m * p.n);
-  const shape = { m: p.m, n: p.n, k: p.k, batch: 1 };
+  const shape = { m: p.m, n: p.n, k: p.k, batch: 1, ...smCountField(p.smCount) };
   return { shape, bKN: false, int8: true, heuristic: tryHeuristic(() => chooseInt8Config(shape)), buffers };
 }
