@@ -1,6 +1,7 @@
 // The int8 graph around the layers (issue 6, item 4): a MaxPool between int8 layers runs on int8 (the layer
 // before it requantizes to the pool output's scale; no fp16 tensor, no QuantizeLinear), and an fp32 graph
-// input is quantized directly instead of through the fp16 pass's Cast. Checked on the optimized graph (nodes
+// input is quantized directly instead of through the fp16 pass's Cast, in the one Relayout kernel that also
+// transposes and pads it. Checked on the optimized graph (nodes
 // and types), the lowered kernels (count, int8 pool kernel) and the CPU reference against fp32.
 import { describe, expect, it } from 'vitest';
 import { lowerGraph } from '../src/codegen/lower.js';
@@ -66,10 +67,13 @@ describe('int8 graph: MaxPool on int8, input quantized from fp32', () => {
     const pool = g.nodes.find((n) => n.op === 'MaxPool')!;
     expect(dtype(pool.inputs[0])).toBe('int8');
     expect(dtype(pool.outputs[0])).toBe('int8');
-    // one QuantizeLinear, reading the fp32 graph input (no fp16 Cast in front of it)
-    const qs = g.nodes.filter((n) => n.op === 'QuantizeLinear');
+    // the input quantized once, from the fp32 graph input (no fp16 Cast in front of it), inside the Relayout that
+    // also makes it NHWC and pads it to 16 channels (fuse-relayout)
+    expect(g.nodes.filter((n) => n.op === 'QuantizeLinear')).toEqual([]);
+    const qs = g.nodes.filter((n) => n.op === 'Relayout' && dtype(n.outputs[0]) === 'int8');
     expect(qs.length).toBe(1);
     expect(qs[0].inputs[0]).toBe('x');
+    expect(qs[0].attrs.scale).toEqual({ kind: 'float', value: Math.fround(sc.x) });
     expect(ops.filter((o) => o === 'QConv').length).toBe(3);
     const conv1 = g.nodes.find((n) => n.op === 'QConv' && n.outputs[0] === pool.inputs[0])!;
     // conv1 requantizes to the pool output's scale, which the readers of the pool take as x_scale
@@ -83,11 +87,12 @@ describe('int8 graph: MaxPool on int8, input quantized from fp32', () => {
     const ks = l.steps.flatMap((s) => (s.kind === 'kernel' ? [s.kernel] : []));
     const pool = ks.find((k) => k.name.startsWith('maxpool'))!;
     expect(pool.source).toMatch(/const signed char\* __restrict__ x/);
-    // quantize the input, NHWC + channel padding, conv1 (int8 out), int8 pool, conv3 (int8 out), conv2 + residual
-    // + relu (fp16 out), back to NCHW and fp32 for the graph output (one fuse-relayout kernel, 4 channels a
-    // thread; the int8 pool takes 16 channels a thread): nothing converts between the layers
+    // quantize + NHWC + channel padding to 16 (one fuse-relayout kernel, 16 int8 channels a thread), conv1 (int8
+    // out), int8 pool, conv3 (int8 out), conv2 + residual + relu (fp16 out), back to NCHW and fp32 for the graph
+    // output (one fuse-relayout kernel, 4 channels a thread; the int8 pool takes 16 channels a thread): nothing
+    // converts between the layers
     expect(ks.map((k) => k.name.replace(/_[0-9a-f]{12}$/, '').replace(/_m\d+n\d+k\d+_.*$/, ''))).toEqual([
-      'quantize', 'copy_transpose', 'pad', 'conv_i8_3x3s1_qb', 'maxpool_v16', 'conv_i8_3x3s1_q', 'conv_i8_1x1_hrq', 'relayout_v4',
+      'relayout_v16', 'conv_i8_3x3s1_qb', 'maxpool_v16', 'conv_i8_3x3s1_q', 'conv_i8_1x1_hrq', 'relayout_v4',
     ]);
   });
 

@@ -44,6 +44,8 @@ inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return
 inline float2 make_float2(float x, float y) { return float2{x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+// IEEE fp32 division (the int8 Relayout's x / scale; volatile: the host compiler keeps it a single division)
+inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
 static dim3_ blockDim; // gridDim: tc_emu.ts (run_grid sets it)
 static unsigned char g_shfl[32][32][8];
 template <class T> inline T __shfl_xor_sync(unsigned, T v, int off) {

@@ -644,6 +644,38 @@ describe('input and output preparation', () => {
         %z = Transpose(%x) {perm=[0, 3, 1, 2]} }`,
     });
   });
+
+  it('fuse-relayout (int8): QuantizeLinear -> NCHW->NHWC Transpose -> int8 QConv of 3 channels => one quantizing Relayout that pads to 16 channels (zero int8 weights)', () => {
+    // 1/32 makes x / scale exact: 0.25 -> 8, -0.5 -> -16, ties like 0.046875 (1.5) round to even
+    const { ctx } = checkPass({
+      pass: fuseRelayout,
+      before: `graph g(%x: float32[1,3,2,2]) -> (%y: float32[1,2,2,2]) opset 17 {
+        const %s: float32[] = [0.03125]
+        const %z: int8[] = [0]
+        const %w: int8[2,3,1,1] = [1, -1, 2, 3, 4, -5]
+        const %ws: float32[2] = [0.5, 0.25]
+        %q = QuantizeLinear(%x, %s, %z)
+        %t = Transpose(%q) {perm=[0, 2, 3, 1]}
+        %y = tsrt::QConv(%t, %w, %ws) {layout="NHWC", x_scale=0.03125, out_dtype=1} }`,
+      after: `graph g(%x: float32[1,3,2,2]) -> (%y: float32[1,2,2,2]) opset 17 {
+        const %w16: int8[2,16,1,1] = [1, -1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, -5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        const %ws: float32[2] = [0.5, 0.25]
+        %p = tsrt::Relayout(%x) {perm=[0, 2, 3, 1], pads=[0, 0, 0, 0, 0, 0, 0, 13], to=3, scale=0.03125}
+        %y = tsrt::QConv(%p, %w16, %ws) {layout="NHWC", x_scale=0.03125, out_dtype=1} }`,
+    });
+    expect(fusions(ctx, fuseRelayout.name)).toEqual(['QuantizeLinear+Transpose+ChannelPad [QuantizeLinear_0, Transpose_1]']);
+  });
+
+  it('fuse-relayout (int8): an asymmetric or uint8 QuantizeLinear is no Relayout conversion; the Transpose stays too', () => {
+    checkPass({
+      pass: fuseRelayout,
+      before: `graph g(%x: float32[1,3,2,2]) -> (%y: uint8[1,2,2,3]) opset 17 {
+        const %s: float32[] = [0.03125]
+        const %z: uint8[] = [3]
+        %q = QuantizeLinear(%x, %s, %z)
+        %y = Transpose(%q) {perm=[0, 2, 3, 1]} }`,
+    });
+  });
 });
 
 describe('space-to-depth stem', () => {
@@ -662,6 +694,26 @@ describe('space-to-depth stem', () => {
         %y = tsrt::FusedConv(%s, %w2) {layout="NHWC", strides=[1, 1], pads=[0, 0, 0, 0], kernel_shape=[2, 2], dilations=[1, 1]} }`,
     });
     expect(fusions(ctx, spaceToDepthConv.name)).toEqual(['SpaceToDepthConv(3x3s2 -> 2x2s1, K 72 -> 32) [FusedConv_0]']);
+  });
+
+  it('space-to-depth-conv (int8): a QConv reading a quantizing Relayout => the Relayout quantizes into the space-to-depth layout, 16-channel chunks, K 144 -> 64', () => {
+    const ch0 = (k: number) => [...Array.from({ length: 9 }, (_, i) => 9 * k + i + 1), ...new Array(15 * 9).fill(0)].join(', ');
+    const { ctx } = checkPass({
+      pass: spaceToDepthConv,
+      before: `graph g(%x: float32[1,1,6,6]) -> (%y: float32[1,3,3,2]) opset 17 {
+        const %w: int8[2,16,3,3] = [${ch0(0)}, ${ch0(1)}]
+        const %ws: float32[2] = [0.5, 0.25]
+        %p = tsrt::Relayout(%x) {perm=[0, 2, 3, 1], pads=[0, 0, 0, 0, 0, 0, 0, 15], to=3, scale=0.03125}
+        %y = tsrt::QConv(%p, %w, %ws) {layout="NHWC", strides=[2, 2], pads=[1, 1, 1, 1], x_scale=0.03125, out_dtype=1} }`,
+      // the fp16 case's weights (above) with 16 channels a tap instead of 8
+      after: `graph g(%x: float32[1,1,6,6]) -> (%y: float32[1,3,3,2]) opset 17 {
+        const %w2: int8[2,16,2,2] = [0, 0, 0, 5, 0, 0, 4, 6, 0, 2, 0, 8, 1, 3, 7, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+          0, 0, 0, 14, 0, 0, 13, 15, 0, 11, 0, 17, 10, 12, 16, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        const %ws: float32[2] = [0.5, 0.25]
+        %s = tsrt::Relayout(%x) {perm=[0, 2, 3, 1], pads=[0, 1, 1, 0, 0, 0, 0, 12], to=3, scale=0.03125, blocksize=2}
+        %y = tsrt::QConv(%s, %w2, %ws) {layout="NHWC", strides=[1, 1], pads=[0, 0, 0, 0], x_scale=0.03125, out_dtype=1, kernel_shape=[2, 2], dilations=[1, 1]} }`,
+    });
+    expect(fusions(ctx, spaceToDepthConv.name)).toEqual(['SpaceToDepthConv(3x3s2 -> 2x2s1, K 144 -> 64) [Relayout_0, QConv_1]']);
   });
 });
 

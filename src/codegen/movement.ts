@@ -5,7 +5,7 @@ import type { DType } from '../ir/types.js';
 import { relayoutAttrs } from '../ops/relayout.js';
 import { cType, computeType, finalizeKernel, grid1d, load, store, type KernelSource } from './kernel.js';
 import { NotLowerable, registerLowering } from './lower.js';
-import { emitBlockedRelayout } from './relayout_s2d.js';
+import { emitBlockedRelayout, quantizeLane } from './relayout_s2d.js';
 import { markTunable, type KernelTactic } from './tactics.js';
 import { storageAlign, vecAccessProblems, vecStore, widestVec } from './vector_io.js';
 
@@ -89,7 +89,8 @@ ${lines.join('\n')}
   });
 }
 
-export interface RelayoutProblem { from: DType; to: DType; inDims: number[]; perm: number[]; pads: number[] }
+/** `scale`: to is int8 and the values are quantized (quantizeLane); without it they are converted with store(). */
+export interface RelayoutProblem { from: DType; to: DType; inDims: number[]; perm: number[]; pads: number[]; scale?: number }
 
 const DEFAULT_BLOCK = 256;
 /** Largest flat index the vector kernel forms with 32-bit indices (a grid-stride step past the end included). */
@@ -115,8 +116,9 @@ export function relayoutHeuristic(p: RelayoutProblem, align: number): KernelTact
 }
 
 /** tsrt::Relayout: y = convert(pad(transpose(x, perm), pads, 0)), read through the transposed strides of x, zero in
- * the padding. One pass over the data where Cast, Transpose and Pad took three. `{}`: one thread per output
- * element (the scalar kernel); vec > 1: the vector kernel (relayoutVecProblems says when it applies). */
+ * the padding; convert is a dtype conversion or, with `scale`, the int8 quantization. One pass over the data where
+ * Cast (or QuantizeLinear), Transpose and Pad took three. `{}`: one thread per output element (the scalar kernel);
+ * vec > 1: the vector kernel (relayoutVecProblems says when it applies). */
 export function emitRelayout(p: RelayoutProblem, t: KernelTactic = {}): KernelSource {
   const block = t.block ?? DEFAULT_BLOCK, vec = t.vec ?? 1;
   const bad = relayoutVecProblems(p, vec, 16);
@@ -148,7 +150,7 @@ extern "C" __global__ void ${bounds}${name}(const ${X}* __restrict__ x, ${Y}* __
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < ${n}LL; i += (long long)gridDim.x * blockDim.x) {
     bool inside = true;
 ${lines.join('\n')}
-    y[i] = ${store(p.to, `inside ? ${load(p.from, `x[${off}]`)} : 0.0f`)};
+    y[i] = ${store(p.to, quantizeLane(p.scale, `inside ? ${load(p.from, `x[${off}]`)} : 0.0f`))};
   }
 }
 `,
@@ -189,7 +191,7 @@ function emitRelayoutVec(p: RelayoutProblem, vec: number, block: number): Kernel
       at = `(cl + ${j}) * ${step}`;
       if (padded(r - 1)) cond.push(`cl + ${j} >= 0 && cl + ${j} < ${inLen}`);
     }
-    const v = load(p.from, `xb[${at}]`);
+    const v = quantizeLane(p.scale, load(p.from, `xb[${at}]`));
     return cond.length ? `(${cond.join(' && ')}) ? ${v} : 0.0f` : v;
   });
   lines.push(`    ${vecStore(p.to, `y + i * ${vec}${L}`, lanes)}`);
@@ -213,10 +215,10 @@ registerLowering('Relayout', (ctx) => {
   if (!prod(x.dims)) return;
   // blocksize > 1: the space-to-depth input of a stride-2 stem conv (passes/space_to_depth.ts) has its own kernel
   if (a.blocksize > 1) {
-    ctx.kernel(emitBlockedRelayout({ from: x.dtype, to: a.to, inDims: x.dims, perm: a.perm, pads: a.pads, blocksize: a.blocksize }), [ctx.v(ctx.node.inputs[0]), ctx.v(ctx.node.outputs[0])]);
+    ctx.kernel(emitBlockedRelayout({ from: x.dtype, to: a.to, inDims: x.dims, perm: a.perm, pads: a.pads, blocksize: a.blocksize, scale: a.scale }), [ctx.v(ctx.node.inputs[0]), ctx.v(ctx.node.outputs[0])]);
     return;
   }
-  const p: RelayoutProblem = { from: x.dtype, to: a.to, inDims: x.dims, perm: a.perm, pads: a.pads };
+  const p: RelayoutProblem = { from: x.dtype, to: a.to, inDims: x.dims, perm: a.perm, pads: a.pads, ...(a.scale !== undefined ? { scale: a.scale } : {}) };
   const align = storageAlign(ctx, [ctx.node.inputs[0], ctx.node.outputs[0]]);
   ctx.kernel(emitRelayout(p, relayoutHeuristic(p, align)), [ctx.v(ctx.node.inputs[0]), ctx.v(ctx.node.outputs[0])]);
 }, 'tsrt');

@@ -3,12 +3,23 @@
 // NCHW image becomes fp16 [N, H/2 + pads, W/2 + pads, 16], each output pixel 32 contiguous bytes the tensor-core conv
 // reads as two 16-byte chunks. A thread writes one 16-byte chunk of a pixel's channels (one vector store; 8 fp16
 // channels read from 2x2 input pixels), so a warp's stores are contiguous; it falls back to one element per thread
-// when the channel count does not split into 16-byte chunks.
+// when the channel count does not split into 16-byte chunks. An int8 stem (QConv) takes the same layout quantized
+// (quantizeLane): 16 int8 channels are one 16-byte chunk.
 import { DTYPE_SIZE, strides } from '../ir/tensor.js';
 import type { DType } from '../ir/types.js';
 import { cType, finalizeKernel, grid1d, load, store, type KernelSource } from './kernel.js';
+import { flit } from './tc_gemm.js';
+import { vecStore } from './vector_io.js';
 
-export interface BlockedRelayout { from: DType; to: DType; inDims: number[]; perm: number[]; pads: number[]; blocksize: number }
+export interface BlockedRelayout { from: DType; to: DType; inDims: number[]; perm: number[]; pads: number[]; blocksize: number; scale?: number }
+
+/** Compute-type expression of float `v` quantized to int8 by the Relayout's `scale` (`v` itself without one), as
+ * ONNX QuantizeLinear rounds: the fp32 division x / scale (not a multiply by 1/scale: the op the Relayout replaces
+ * divides, and the CPU reference runs that op), half to even, saturated; NaN -> 0 as the reference's int8 store.
+ * The result is an integer in [-128, 127], so the int8 store() after it is exact. */
+export function quantizeLane(scale: number | undefined, v: string): string {
+  return scale === undefined ? v : `(float)max(-128, min(127, __float2int_rn(__fdiv_rn(${v}, ${flit(scale)}))))`;
+}
 
 const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
 
@@ -36,7 +47,7 @@ export function emitBlockedRelayout(p: BlockedRelayout): KernelSource {
   const pd = p.pads;
   // a 16-byte chunk per thread where the channels split into them (y 16-byte aligned: every engine buffer is)
   const es = DTYPE_SIZE[p.to];
-  const V = (es === 2 || es === 4) && (out[3] * es) % 16 === 0 ? 16 / es : 1;
+  const V = (es === 1 || es === 2 || es === 4) && (out[3] * es) % 16 === 0 ? 16 / es : 1;
   const n = prod(out) / V;
   const X = cType(p.from), Y = cType(p.to);
   const lane = (u: string) => `
@@ -50,16 +61,17 @@ export function emitBlockedRelayout(p: BlockedRelayout): KernelSource {
   let body: string;
   if (V === 1) {
     body = `    float v = 0.0f;${lane('0')}
-    y[e] = ${store(p.to, 'v')};`;
+    y[e] = ${store(p.to, quantizeLane(p.scale, 'v'))};`;
   } else {
     // lanes converted one by one like the scalar kernel (same bits), then one packed store
     const packed = es === 4 ? `*reinterpret_cast<float4*>(y + e) = make_float4(o[0], o[1], o[2], o[3]);`
-      : `*reinterpret_cast<uint4*>(y + e) = make_uint4(${Array.from({ length: 4 }, (_, k) => pack16(p.to, `o[${2 * k}]`, `o[${2 * k + 1}]`)).join(', ')});`;
+      : es === 1 ? vecStore(p.to, 'y + e', Array.from({ length: V }, (_, u) => `o[${u}]`))
+        : `*reinterpret_cast<uint4*>(y + e) = make_uint4(${Array.from({ length: 4 }, (_, k) => pack16(p.to, `o[${2 * k}]`, `o[${2 * k + 1}]`)).join(', ')});`;
     body = `    ${Y} o[${V}];
 #pragma unroll
     for (int u = 0; u < ${V}; ++u) {
       float v = 0.0f;${lane('u')}
-      o[u] = ${store(p.to, 'v')};
+      o[u] = ${store(p.to, quantizeLane(p.scale, 'v'))};
     }
     ${packed}`;
   }

@@ -1,9 +1,13 @@
 // tsrt::Relayout: a chain of pure data movement and one dtype conversion as one op, so it runs as one kernel:
 //
 //   Y = Cast(Pad(SpaceToDepth(Transpose(X, perm), blocksize), pads, 0), to)
+//   Y = QuantizeLinear(Pad(SpaceToDepth(Transpose(X, perm), blocksize), pads, 0), scale, int8 0)   (to = int8)
 //
 // attributes: perm (ints, default identity), pads (ints [begin..., end...] of Y's axes, >= 0, zeros written;
-// default none), to (ONNX dtype, default X's), blocksize (int, default 1: no space-to-depth). With blocksize b > 1 the
+// default none), to (ONNX dtype, default X's), blocksize (int, default 1: no space-to-depth), scale (float: with a
+// float X and to = int8, symmetric per-tensor quantization saturate(rint(x / scale)) with the fp32 division and
+// half-to-even rounding of ONNX QuantizeLinear; an int8 X moves unconverted). The int8 form is the input of an int8
+// model's first conv: quantize + NCHW->NHWC + the 16-channel pad of the int8 tensor-core conv in one kernel. With blocksize b > 1 the
 // transposed tensor is read as channels-last [N, H, W, C] and becomes [N, ceil(H/b), ceil(W/b), b*b*C], channel
 // (bh*b + bw)*C + c holding T[n, b*i + bh, b*j + bw, c] (ONNX SpaceToDepth's order; zeros past an odd edge); pads
 // are in that space. The fuse-relayout pass builds it from Cast/Transpose/Pad chains: an fp32 NCHW model input cast to
@@ -12,16 +16,27 @@
 // The CPU reference runs those ONNX ops in that order (a Cast commutes with the movement, so the order the chain
 // had does not matter).
 import { GraphError } from '../errors.js';
-import { DTYPE_ONNX, ONNX_DTYPE, fromF64 } from '../ir/tensor.js';
+import { DTYPE_ONNX, ONNX_DTYPE, fromF64, makeTensor } from '../ir/tensor.js';
 import type { DType, Node, Tensor, TensorType } from '../ir/types.js';
 import { attrInt, attrInts } from './attrs.js';
 import { runOnnxOp } from './fused.js';
 import { register, type InferCtx } from './registry.js';
 import { need } from './util.js';
 
-export interface RelayoutAttrs { perm: number[]; pads: number[]; to: DType; blocksize: number }
+export interface RelayoutAttrs { perm: number[]; pads: number[]; to: DType; blocksize: number; scale?: number }
 
 const FLOATS: DType[] = ['float32', 'float16', 'bfloat16'];
+
+/** Why converting `from` to `to` (with quantization `scale`) is not a Relayout; undefined when it is. */
+function conversionProblem(from: DType, to: DType | undefined, code: number, scale: number | undefined): string | undefined {
+  if (to === 'int8' && FLOATS.includes(from)) {
+    return scale !== undefined && scale > 0 && Number.isFinite(scale) ? undefined : `quantizes ${from} to int8 without a positive finite scale (got ${scale})`;
+  }
+  if (scale !== undefined) return `scale ${scale} is only for a float -> int8 quantization, not ${from} -> ${to ?? `dtype ${code}`}`;
+  if (from === 'int8' && to === 'int8') return undefined;
+  if (!to || !FLOATS.includes(to) || !FLOATS.includes(from)) return `converts ${from} to ${to ?? `dtype ${code}`}; only float32/float16/bfloat16 among themselves, float -> int8 (with scale) and int8 -> int8`;
+  return undefined;
+}
 
 /** The node's fields for an input of `rank` and dtype `from`, or why they are invalid. */
 export function relayoutAttrs(node: Node, rank: number, from: DType): RelayoutAttrs | string {
@@ -30,12 +45,14 @@ export function relayoutAttrs(node: Node, rank: number, from: DType): RelayoutAt
   const code = attrInt(node, 'to', DTYPE_ONNX[from]);
   const to = ONNX_DTYPE[code];
   const blocksize = attrInt(node, 'blocksize', 1);
+  const scale = node.attrs.scale?.kind === 'float' ? node.attrs.scale.value : undefined;
   if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) return `perm [${perm}] is not a permutation of ${rank} axes`;
   if (pads.length !== 2 * rank || pads.some((p) => !Number.isInteger(p) || p < 0)) return `pads [${pads}] must be ${2 * rank} non-negative integers`;
-  if (!to || !FLOATS.includes(to) || !FLOATS.includes(from)) return `converts ${from} to ${to ?? `dtype ${code}`}; only float32/float16/bfloat16`;
+  const bad = conversionProblem(from, to, code, scale);
+  if (bad) return bad;
   if (!Number.isInteger(blocksize) || blocksize < 1) return `blocksize ${blocksize} must be a positive integer`;
   if (blocksize > 1 && rank !== 4) return `blocksize ${blocksize} needs a rank-4 channels-last tensor after perm, got rank ${rank}`;
-  return { perm, pads, to, blocksize };
+  return { perm, pads, to, blocksize, ...(scale !== undefined ? { scale } : {}) };
 }
 
 const ints = (v: number[]) => fromF64('int64', [v.length], v);
@@ -70,7 +87,10 @@ function cpu(node: Node, ins: (Tensor | undefined)[], ctx: Parameters<typeof run
   let y = runOnnxOp('Transpose', [x], ctx, { perm: { kind: 'ints', value: a.perm } });
   if (a.blocksize > 1) y = spaceToDepthNhwc(y, a.blocksize, ctx);
   if (a.pads.some((p) => p)) y = runOnnxOp('Pad', [y, ints(a.pads)], ctx, {});
-  if (a.to !== x.dtype) y = runOnnxOp('Cast', [y], ctx, { to: { kind: 'int', value: DTYPE_ONNX[a.to] } });
+  // the quantize is the ONNX op itself (fp32 scale, int8 zero point 0), so the fused form rounds exactly as the
+  // QuantizeLinear it replaced; the zeros of the padding quantize to 0
+  if (a.scale !== undefined) y = runOnnxOp('QuantizeLinear', [y, fromF64('float32', [], [a.scale]), makeTensor('int8', [], Int8Array.of(0))], ctx, {});
+  else if (a.to !== x.dtype) y = runOnnxOp('Cast', [y], ctx, { to: { kind: 'int', value: DTYPE_ONNX[a.to] } });
   return [y];
 }
 
@@ -79,6 +99,8 @@ register({
   supports: (node) => {
     const p = attrInts(node, 'pads'), b = attrInt(node, 'blocksize', 1);
     if (p && p.some((v) => v < 0)) return `pads [${p}] must be non-negative`;
+    const sc = node.attrs.scale;
+    if (sc && (sc.kind !== 'float' || !(sc.value > 0) || !Number.isFinite(sc.value))) return 'scale must be a positive finite float';
     return Number.isInteger(b) && b >= 1 ? undefined : `blocksize ${b} must be a positive integer`;
   },
   infer,

@@ -3,8 +3,12 @@
 // three kernels (Cast to fp16, Transpose to NHWC, and the pad from 3 to 8 channels that the tensor-core conv
 // lowering adds for its 16-byte loads); here the pad becomes explicit (zero weights for the extra channels) and the
 // three run as one pass over the image. At the outputs the same rule merges NHWC -> NCHW with the Cast back to fp32.
+// An int8 engine's first conv reads QuantizeLinear(fp32 image) through the NCHW -> NHWC Transpose and its lowering
+// pads 3 channels to 16 (one 16-byte int8 chunk): a symmetric per-tensor int8 QuantizeLinear is the chain's
+// conversion (Relayout `scale`), so those three kernels become one that reads fp32 NCHW and writes int8 NHWC. The
+// quantize moves after the transpose and pad, which changes nothing: it is elementwise and quantizes a zero to 0.
 import type { DType, Node } from '../ir/types.js';
-import { DTYPE_ONNX, fromF64, ONNX_DTYPE, toF64 } from '../ir/tensor.js';
+import { DTYPE_ONNX, DTYPE_SIZE, fromF64, ONNX_DTYPE, toF64 } from '../ir/tensor.js';
 import { attrInt, attrInts, attrString } from '../ops/attrs.js';
 import { runOnnxOp } from '../ops/fused.js';
 import type { Pass } from './pass.js';
@@ -12,10 +16,24 @@ import { GraphEdit, GraphView, recordFusion, scopedPass } from './patterns.js';
 
 const FUSE_RELAYOUT = 'fuse-relayout';
 const FLOATS: DType[] = ['float32', 'float16', 'bfloat16'];
-/** Channel multiple the tensor-core conv kernels load (16 bytes of fp16/bf16); see lower_conv.ts. */
-const TC_CHANNELS = 8;
+/** Element types a chain moves: floats, and int8 after (or without) a quantization. */
+const MOVED: DType[] = [...FLOATS, 'int8'];
+/** Channel multiple the tensor-core conv kernels load (16 bytes: 8 fp16/bf16, see lower_conv.ts; 16 int8,
+ * lower_int8.ts). */
+const TC_BYTES = 16;
 
-interface Chain { input: string; nodes: Node[]; perm: number[]; pads: number[]; to?: DType }
+interface Chain { input: string; nodes: Node[]; perm: number[]; pads: number[]; to?: DType; scale?: number }
+
+/** The fp32 scale of a QuantizeLinear that a Relayout can take: float input, symmetric per-tensor int8 (zero point 0)
+ * and an fp32 scale, so x / scale is the fp32 division the Relayout kernel does; else undefined. */
+function int8Scale(v: GraphView, n: Node): number | undefined {
+  if (n.op !== 'QuantizeLinear' || n.domain !== '' || v.type(n.outputs[0])?.dtype !== 'int8') return undefined;
+  if (attrInt(n, 'block_size', 0) || n.attrs.precision) return undefined;
+  const s = v.const(n.inputs[1]), z = n.inputs[2] ? v.const(n.inputs[2]) : undefined;
+  if (!s || s.dtype !== 'float32' || s.data.length !== 1 || (n.inputs[2] && (!z || toF64(z)[0] !== 0 || z.data.length !== 1))) return undefined;
+  const x = toF64(s)[0];
+  return x > 0 && Number.isFinite(x) ? x : undefined;
+}
 
 /** Pads of a constant-zero Pad over every axis, or undefined. */
 function zeroPads(v: GraphView, n: Node, rank: number): number[] | undefined {
@@ -32,11 +50,13 @@ function chainTo(v: GraphView, x: string): Chain | undefined {
   let cur = x, casts = 0;
   for (let p = v.prod(cur); p && p.domain === '' && (cur === x || !v.blocked(cur)); p = v.prod(cur)) {
     const t = v.type(p.inputs[0]), out = v.type(cur);
-    if (!t || !out || !FLOATS.includes(t.dtype)) break;
+    if (!t || !out || !MOVED.includes(t.dtype)) break;
     const r = t.shape.length;
+    // (at most one conversion: floats before it, its type after; the movement commutes with it)
     const ok = p.op === 'Transpose' ? (attrInts(p, 'perm')?.length ?? r) === r
       : p.op === 'Pad' ? !!zeroPads(v, p, r)
-        : p.op === 'Cast' && FLOATS.includes(out.dtype) && ++casts === 1;
+        : p.op === 'Cast' ? FLOATS.includes(t.dtype) && FLOATS.includes(out.dtype) && ++casts === 1
+          : FLOATS.includes(t.dtype) && int8Scale(v, p) !== undefined && ++casts === 1;
     if (!ok) break;
     nodes.unshift(p);
     cur = p.inputs[0];
@@ -46,7 +66,7 @@ function chainTo(v: GraphView, x: string): Chain | undefined {
   // forward from the input: perm maps output axes to input axes; pads are in output coordinates
   const r = t.shape.length;
   let perm = Array.from({ length: r }, (_, i) => i), pads = new Array<number>(2 * r).fill(0);
-  let to: DType | undefined;
+  let to: DType | undefined, scale: number | undefined;
   for (const n of nodes) {
     if (n.op === 'Transpose') {
       const q = attrInts(n, 'perm') ?? perm.map((_, i) => r - 1 - i);
@@ -55,18 +75,22 @@ function chainTo(v: GraphView, x: string): Chain | undefined {
     } else if (n.op === 'Pad') {
       const p = zeroPads(v, n, r)!;
       pads = pads.map((x, i) => x + p[i]);
-    } else to = ONNX_DTYPE[attrInt(n, 'to', 0)];
+    } else if (n.op === 'Cast') to = ONNX_DTYPE[attrInt(n, 'to', 0)];
+    else { to = 'int8'; scale = int8Scale(v, n); }
   }
-  return { input: cur, nodes, perm, pads, to };
+  return { input: cur, nodes, perm, pads, to, ...(scale !== undefined ? { scale } : {}) };
 }
 
-/** A channels-last tensor-core conv whose input channels the lowering would pad (fp16/bf16, dense, constant weights). */
-function padsChannels(v: GraphView, n: Node): number | undefined {
-  if (n.domain !== 'tsrt' || n.op !== 'FusedConv' || attrString(n, 'layout', 'NCHW') !== 'NHWC' || attrInt(n, 'group', 1) !== 1) return undefined;
+/** A channels-last tensor-core conv whose input channels the lowering would pad (fp16/bf16 FusedConv or int8 QConv,
+ * dense, constant weights): its channels and the multiple they are padded to. */
+function padsChannels(v: GraphView, n: Node): { c: number; multiple: number } | undefined {
+  const conv = n.domain === 'tsrt' && (n.op === 'FusedConv' || n.op === 'QConv');
+  if (!conv || attrString(n, 'layout', 'NCHW') !== 'NHWC' || attrInt(n, 'group', 1) !== 1) return undefined;
   const x = v.type(n.inputs[0]), w = v.const(n.inputs[1]);
-  if (!x || !w || x.shape.length !== 4 || w.dims.length !== 4 || (x.dtype !== 'float16' && x.dtype !== 'bfloat16')) return undefined;
-  const c = x.shape[3];
-  return typeof c === 'number' && c % TC_CHANNELS ? c : undefined;
+  if (!x || !w || x.shape.length !== 4 || w.dims.length !== 4) return undefined;
+  const ok = n.op === 'QConv' ? x.dtype === 'int8' : x.dtype === 'float16' || x.dtype === 'bfloat16';
+  const c = x.shape[3], multiple = TC_BYTES / DTYPE_SIZE[x.dtype];
+  return ok && typeof c === 'number' && c % multiple ? { c, multiple } : undefined;
 }
 
 export const fuseRelayout: Pass = scopedPass(FUSE_RELAYOUT, 2, (g, ctx, scope) => {
@@ -80,21 +104,22 @@ export const fuseRelayout: Pass = scopedPass(FUSE_RELAYOUT, 2, (g, ctx, scope) =
         ...(c.perm.some((p, i) => p !== i) ? { perm: { kind: 'ints', value: c.perm } } : {}),
         ...(pads.some((p) => p) ? { pads: { kind: 'ints', value: pads } } : {}),
         ...(c.to ? { to: { kind: 'int', value: DTYPE_ONNX[c.to] } } : {}),
+        ...(c.scale !== undefined ? { scale: { kind: 'float', value: c.scale } } : {}),
       },
     };
   };
   // convs first: their channel padding joins the chain that prepares their input
   for (const conv of v.order) {
-    const c = padsChannels(v, conv);
-    const chain = c === undefined || e.taken(conv) ? undefined : chainTo(v, conv.inputs[0]);
-    if (!chain || e.anyTaken(chain.nodes)) continue;
-    const cp = Math.ceil(c! / TC_CHANNELS) * TC_CHANNELS;
+    const pc = padsChannels(v, conv);
+    const chain = pc === undefined || e.taken(conv) ? undefined : chainTo(v, conv.inputs[0]);
+    if (!chain || !pc || e.anyTaken(chain.nodes)) continue;
+    const c = pc.c, cp = Math.ceil(c / pc.multiple) * pc.multiple;
     const x = v.type(conv.inputs[0])!;
     const padded = e.fresh(`${conv.inputs[0]}_c${cp}`);
     e.types.set(padded, { dtype: x.dtype, shape: [...x.shape.slice(0, 3), cp] });
     const w = v.const(conv.inputs[1])!;
-    const wp = runOnnxOp('Pad', [w, fromF64('int64', [8], [0, 0, 0, 0, 0, cp - c!, 0, 0])], { opset: v.g.opset, runGraph: () => { throw new Error('Pad has no subgraphs'); } }, {});
-    const node = relayout(chain, padded, [0, 0, 0, 0, 0, 0, 0, cp - c!]);
+    const wp = runOnnxOp('Pad', [w, fromF64('int64', [8], [0, 0, 0, 0, 0, cp - c, 0, 0])], { opset: v.g.opset, runGraph: () => { throw new Error('Pad has no subgraphs'); } }, {});
+    const node = relayout(chain, padded, [0, 0, 0, 0, 0, 0, 0, cp - c]);
     const conv2: Node = { ...conv, inputs: [padded, e.addConst(`${conv.inputs[1]}_c${cp}`, wp), ...conv.inputs.slice(2)] };
     e.replace([...chain.nodes, conv], [node, conv2]);
     recordFusion(ctx, FUSE_RELAYOUT, [...chain.nodes.map((n) => n.op), 'ChannelPad'].join('+'), node.name, chain.nodes);

@@ -12,8 +12,10 @@
 // blocksize 2: merged into the Relayout that already prepares the image (Cast + NCHW->NHWC + channel pad), else a new
 // one in place of the channel-pad kernel the lowering would add. Only where it strictly lowers K; the fusion
 // report says why not otherwise. TSRT_SPACE_TO_DEPTH=0 turns it off (A/B timing on the GPU).
+// The int8 stem (tsrt::QConv over the quantizing Relayout of fuse-relayout) takes the same rewrite with 16-channel
+// chunks: 7*7*16 = 784 -> 4*4*16 = 256. Its int32 sums are exact, so the rewritten conv gives the same bits.
 import type { DType, Node, Tensor } from '../ir/types.js';
-import { DTYPE_ONNX, fromF64, toF64 } from '../ir/tensor.js';
+import { DTYPE_ONNX, DTYPE_SIZE, fromF64, toF64 } from '../ir/tensor.js';
 import { attrInt, attrInts, attrString } from '../ops/attrs.js';
 import { relayoutAttrs } from '../ops/relayout.js';
 import { readWindowAttrs, windowAxis, type WindowAttrs } from '../ops/window.js';
@@ -21,11 +23,11 @@ import type { Pass } from './pass.js';
 import { GraphEdit, GraphView, recordFusion, recordRejection, scopedPass } from './patterns.js';
 
 export const SPACE_TO_DEPTH = 'space-to-depth-conv';
-/** Channel multiple the tensor-core conv loads (16 bytes of fp16/bf16); see lower_conv.ts. */
-const TC_CHANNELS = 8;
+/** Bytes of the channel chunk the tensor-core convs load (8 fp16/bf16 channels, lower_conv.ts; 16 int8, lower_int8.ts). */
+const TC_BYTES = 16;
 /** Input channels up to which 2x2 space-to-depth (4C channels) can fit in the padding it removes. */
 const MAX_CHANNELS = 4;
-const roundUp = (c: number) => Math.ceil(c / TC_CHANNELS) * TC_CHANNELS;
+const roundUp = (c: number, dtype: DType) => { const m = TC_BYTES / DTYPE_SIZE[dtype]; return Math.ceil(c / m) * m; };
 
 /** Where the conv's real input comes from: the tensor the new Relayout reads, viewed as NHWC through `perm`. */
 interface Source {
@@ -34,6 +36,8 @@ interface Source {
   dims: number[];
   perm: number[];
   to?: DType;
+  /** The merged Relayout's int8 quantization scale. */
+  scale?: number;
   /** The block-1 Relayout merged into the new one (its channel pad is dropped, its spatial pads join the conv's). */
   merged?: Node;
   /** Zero pixels the merged Relayout puts around the image: [top, left, bottom, right]. */
@@ -52,7 +56,7 @@ function source(v: GraphView, x: string): Source | undefined {
     if (typeof a !== 'string' && a.blocksize === 1 && it.shape.length === 4 && !a.pads[0] && !a.pads[4]) {
       const dims = a.perm.map((q) => it.shape[q] as number);
       return {
-        input: p.inputs[0], dims, perm: a.perm, to: a.to === it.dtype ? undefined : a.to, merged: p,
+        input: p.inputs[0], dims, perm: a.perm, to: a.to === it.dtype ? undefined : a.to, scale: a.scale, merged: p,
         border: [a.pads[1], a.pads[2], a.pads[5], a.pads[6]], cOff: a.pads[3],
       };
     }
@@ -72,9 +76,10 @@ type Plan = { reject: string } | { src: Source; axes: Axis[]; cp: number; kBefor
 
 /** Whether `conv` is a small-channel tensor-core conv (a candidate at all), and if so the rewrite or why not. */
 function plan(v: GraphView, conv: Node): Plan | undefined {
-  if (conv.domain !== 'tsrt' || conv.op !== 'FusedConv' || attrString(conv, 'layout', 'NCHW') !== 'NHWC') return undefined;
+  const int8 = conv.op === 'QConv';
+  if (conv.domain !== 'tsrt' || (conv.op !== 'FusedConv' && !int8) || attrString(conv, 'layout', 'NCHW') !== 'NHWC') return undefined;
   const x = v.type(conv.inputs[0]), y = v.type(conv.outputs[0]), w = v.const(conv.inputs[1]);
-  if (!x || !y || !w || w.dims.length !== 4 || (x.dtype !== 'float16' && x.dtype !== 'bfloat16')) return undefined;
+  if (!x || !y || !w || w.dims.length !== 4 || (int8 ? x.dtype !== 'int8' : x.dtype !== 'float16' && x.dtype !== 'bfloat16')) return undefined;
   const src = source(v, conv.inputs[0]);
   if (!src || src.dims[3] > MAX_CHANNELS) return undefined;
   const [kOut, cw, kh, kw] = w.dims;
@@ -94,7 +99,7 @@ function plan(v: GraphView, conv: Node): Plan | undefined {
     return axisPlan(i ? kw : kh, src.dims[i + 1], r.begin + src.border[i], r.out);
   });
   if (axes.some((ax) => ax.after < 0)) return { reject: 'the space-to-depth input would be cropped (the conv skips its last input rows/columns)' };
-  const cp = roundUp(4 * c), kBefore = kh * kw * roundUp(cw), kAfter = axes[0].taps * axes[1].taps * cp;
+  const cp = roundUp(4 * c, x.dtype), kBefore = kh * kw * roundUp(cw, x.dtype), kAfter = axes[0].taps * axes[1].taps * cp;
   if (kAfter >= kBefore) return { reject: `K ${kBefore} -> ${kAfter} (${axes[0].taps}x${axes[1].taps}x${cp}) is no reduction` };
   return { src, axes, cp, kBefore, kAfter };
 }
@@ -136,6 +141,7 @@ export const spaceToDepthConv: Pass = scopedPass(SPACE_TO_DEPTH, 2, (g, ctx, sco
         ...(src.perm.some((q, i) => q !== i) ? { perm: ints(src.perm) } : {}),
         pads: ints([0, axes[0].before, axes[1].before, 0, 0, axes[0].after, axes[1].after, cp - 4 * c]),
         ...(src.to ? { to: { kind: 'int' as const, value: DTYPE_ONNX[src.to] } } : {}),
+        ...(src.scale !== undefined ? { scale: { kind: 'float' as const, value: src.scale } } : {}),
         blocksize: { kind: 'int', value: 2 },
       },
     };
