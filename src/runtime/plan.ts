@@ -19,8 +19,11 @@
 // cubins on a GPU, and a driver older than the NVRTC that compiled the cubins (major version; for PTX plans also
 // minor). It warns (LoadOptions.warn, else process.emitWarning) on: another tsrt version (the format version is what decides
 // compatibility), a driver of the same major but older minor than NVRTC (CUDA minor-version compatibility runs such
-// cubins), and another GPU model of the same arch (the tactics were tuned on the other one). Without a GPU the plan
-// runs on the CPU reference from its optimized graph.
+// cubins), and another GPU model of the same arch (the tactics were tuned on the other one). A GPU with another SM
+// count than the build's gets its persistent kernels' grids refit to min(tiles, its SMs) (fitPersistentGrids: they
+// walk their tiles with a gridDim.x stride, so any grid is correct and one wave is the fast one); the other SM-count
+// choices (split-K, tiles) stay as built, hence the warning. Without a GPU the plan runs on the CPU reference from
+// its optimized graph.
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { TsrtError } from '../errors.js';
@@ -125,7 +128,7 @@ export function saveEngine(engine: Engine, path: string): void {
   const device = engine.backend === 'cuda' ? sharedCuda().deviceInfo() : undefined;
   const info = {
     tsrt: tsrtVersion(), format: PLAN_FORMAT_VERSION, created: new Date().toISOString(), arch: engine.built.arch,
-    nvrtc: nvrtc.join('.'), driver: device?.driverVersion ?? 0, device: device?.name ?? null, backend: engine.backend,
+    nvrtc: nvrtc.join('.'), driver: device?.driverVersion ?? 0, device: device?.name ?? null, sms: engine.built.smCount ?? null, backend: engine.backend,
     model: engine.built.model ?? ps?.model.source ?? null, fp16: !!engine.built.options.fp16, optLevel: engine.built.options.optLevel ?? 2,
     profiles: ps?.profiles.length ?? 0, kernels: engine.kernels.size, constBytes: engine.report.constBytes,
   };
@@ -341,8 +344,19 @@ export async function loadEngine(path: string, opts: LoadOptions = {}): Promise<
   }
 }
 
+/** Kernels with their persistent grids refit to a GPU of `smCount` SMs (KernelSource.persistentTiles); others as they are. */
+export function fitPersistentGrids<K extends { source: KernelSource }>(kernels: K[], smCount: number): K[] {
+  return kernels.map((k) => {
+    const tiles = k.source.persistentTiles;
+    if (!tiles) return k;
+    const [, y, z] = k.source.grid;
+    return { ...k, source: { ...k.source, grid: [Math.min(tiles, smCount), y, z] } };
+  });
+}
+
 function restoreEngine(path: string, s: EngineState, gpu: boolean, opts: LoadOptions): Engine {
-  const kernels = new Map(s.kernels.map((k) => [k.name, { source: k.source, cubin: k.cubin }]));
+  const stored = gpu ? fitPersistentGrids(s.kernels, sharedCuda().deviceInfo().sms) : s.kernels;
+  const kernels = new Map(stored.map((k) => [k.name, { source: k.source, cubin: k.cubin }]));
   const steps: Step[] = s.lowered.steps.map((x) => {
     if (x.kind !== 'kernel') return x;
     const k = kernels.get(x.kernel);
@@ -365,7 +379,7 @@ function restoreEngine(path: string, s: EngineState, gpu: boolean, opts: LoadOpt
 }
 
 /** Refuses a plan this GPU cannot run (see the file comment for what refuses and what warns). */
-export function checkPlanDevice(path: string, h: PlanHeader, info: { name: string; ccMajor: number; ccMinor: number; driverVersion: number },
+export function checkPlanDevice(path: string, h: PlanHeader, info: { name: string; ccMajor: number; ccMinor: number; driverVersion: number; sms?: number },
   warn: (m: string) => void): void {
   const model = typeof h.build.model === 'string' ? h.build.model : 'MODEL.onnx';
   const sm = info.ccMajor * 10 + info.ccMinor;
@@ -388,7 +402,11 @@ export function checkPlanDevice(path: string, h: PlanHeader, info: { name: strin
       `update the NVIDIA driver to one for CUDA ${nvrtc}+, or rebuild with this machine's NVRTC: tsrt build ${model} -o ${path}`);
   }
   if (older) warn(`${path}: kernels compiled by NVRTC ${nvrtc} on a CUDA ${driver} driver (CUDA minor-version compatibility; rebuild if loading fails)`);
-  if (h.build.device && h.build.device !== info.name) {
-    warn(`${path} was built and tuned on ${String(h.build.device)}; this GPU is ${info.name} (same ${gpuArch}): it runs, but rebuild for the best tactics`);
+  // plans from before the SM count was recorded were lowered for 132
+  const planSms = typeof h.build.sms === 'number' ? h.build.sms : 132;
+  const smNote = info.sms !== undefined && info.sms !== planSms
+    ? ` and lowered for ${planSms} SMs, this one has ${info.sms} (persistent grids are refit; split-K and tiles stay as built)` : '';
+  if ((h.build.device && h.build.device !== info.name) || smNote) {
+    warn(`${path} was built and tuned on ${String(h.build.device ?? 'another GPU')}${smNote}; this GPU is ${info.name} (same ${gpuArch}): it runs, but rebuild for the best tactics`);
   }
 }
