@@ -25,6 +25,7 @@ import { engineArch } from '../codegen/wgmma.js';
 import { nvrtcVersion } from './nvrtc.js';
 import { buildProfiles, type Profile, type ProfileSet } from './profiles.js';
 import { saveEngine } from './plan.js';
+import { buildWithPrecisionTiming, precisionTimingApplies, type PrecisionTimingReport } from './precision_timing.js';
 
 export interface BuildOptions {
   fp16?: boolean;
@@ -38,6 +39,10 @@ export interface BuildOptions {
   int8Scales?: Record<string, number>;
   /** Per-layer / per-op precision rules (trtexec --layerPrecisions), in order, later ones win; see passes/precision_rules.ts. */
   layerPrecisions?: PrecisionRule[];
+  /** With int8 at optLevel >= 3 on a GPU: time each calibrated int8 layer against its fp16 twin (with the conversions
+   * at int8/fp16 boundaries) and run the faster (runtime/precision_timing.ts; default true). false: every calibrated
+   * layer int8. Precision rules win over timing. */
+  precisionByTiming?: boolean;
   /** 0-5; default 2 */
   optLevel?: number;
   shapes?: Record<string, number[]>;
@@ -103,6 +108,8 @@ export interface BuildReport {
   unmarked: string[];
   /** [autotune] Kernel signatures timed / taken from the timing cache at optLevel >= 3 (zeros otherwise). */
   tuning: TuningReport;
+  /** int8 layers moved to fp16 because fp16 timed faster (precisionByTiming), with their times. */
+  precisionTiming?: PrecisionTimingReport;
 }
 
 /** What build() decided that is not in the graph or the steps: kept in engine files (runtime/plan.ts). */
@@ -249,13 +256,19 @@ function checkPrecisionFlags(opts: BuildOptions): void {
   if (opts.int8) throw new TsrtError('USAGE', '--int8 with --bf16: int8 layers fall back to fp16, not bf16', 'drop --bf16 (int8 builds are int8 + fp16), or drop --int8 for a bf16 engine');
 }
 
+/** The pass options of a build (precision_timing.ts optimizes the same way). */
+export function passOptions(opts: BuildOptions): Parameters<typeof newPassContext>[0] {
+  return { optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16 || !!opts.int8 || !!opts.bf16, bf16: !!opts.bf16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues, layerPrecisions: opts.layerPrecisions, int8: !!opts.int8, int8Scales: opts.int8Scales };
+}
+
 export async function build(model: Model | string, opts: BuildOptions = {}): Promise<Engine> {
   const t0 = performance.now();
   const m = typeof model === 'string' ? loadModel(model) : model;
   if (opts.profiles?.length) return buildProfiles(m, opts, build);
   const log = opts.log ?? (() => {});
   checkPrecisionFlags(opts);
-  const ctx = newPassContext({ optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16 || !!opts.int8 || !!opts.bf16, bf16: !!opts.bf16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues, layerPrecisions: opts.layerPrecisions, int8: !!opts.int8, int8Scales: opts.int8Scales });
+  if (precisionTimingApplies(opts)) return buildWithPrecisionTiming(m, opts, build);
+  const ctx = newPassContext(passOptions(opts));
   ctx.log = log;
   const verify = opts.verify ?? Number(process.env.TSRT_DEBUG ?? 0) >= 2;
   const instruments = [...(opts.instruments ?? []), ...(verify ? [verifyInstrument((g) => verifyGraph(g).map((p) => `${p.graph}${p.node ? ` node '${p.node}'` : ''}: ${p.message}`))] : [])];
