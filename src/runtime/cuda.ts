@@ -467,6 +467,15 @@ export class Cuda {
 
   syncStream(stream: CuStream): void { this.check(this.api.cuStreamSynchronize(stream), 'cuStreamSynchronize'); }
 
+  /** Whether all work queued on `stream` has finished, without blocking (cuStreamQuery: CUDA_ERROR_NOT_READY is
+   * false; an error of the work itself throws): lets a caller wait with a deadline for a kernel that may hang. */
+  streamDone(stream: CuStream): boolean {
+    const rc = this.api.cuStreamQuery(stream);
+    if (rc === 600) return false; // CUDA_ERROR_NOT_READY
+    this.check(rc, 'cuStreamQuery');
+    return true;
+  }
+
   destroyStream(stream: CuStream): void { this.check(this.api.cuStreamDestroy_v2(stream), 'cuStreamDestroy'); }
 
   createEvent(flags: number = CU.EVENT_DEFAULT): CuEvent {

@@ -52,6 +52,7 @@ export interface CudaApi {
   cuStreamCreate(stream: BigUint64Array, flags: number): number;
   cuStreamDestroy_v2(stream: bigint): number;
   cuStreamSynchronize(stream: Ptr): number;
+  cuStreamQuery(stream: Ptr): number;
   cuEventCreate(event: BigUint64Array, flags: number): number;
   cuEventRecord(event: bigint, stream: Ptr): number;
   cuEventSynchronize(event: bigint): number;
@@ -170,6 +171,7 @@ export function cudaApi(): CudaApi {
     cuStreamCreate: f('int cuStreamCreate(void **stream, unsigned int flags)'),
     cuStreamDestroy_v2: f('int cuStreamDestroy_v2(void *stream)'),
     cuStreamSynchronize: f('int cuStreamSynchronize(void *stream)'),
+    cuStreamQuery: f('int cuStreamQuery(void *stream)'),
     cuEventCreate: f('int cuEventCreate(void **event, unsigned int flags)'),
     cuEventRecord: f('int cuEventRecord(void *event, void *stream)'),
     cuEventSynchronize: f('int cuEventSynchronize(void *event)'),
