@@ -22,6 +22,9 @@ import { buildWithPrecisionTiming, describePrecisionTiming } from '../src/runtim
 import { assign, boundaryGraph } from '../src/runtime/precision_model.js';
 import type { ConvProblem } from '../src/codegen/tc_conv.js';
 import type { GemmProblem } from '../src/codegen/tc_gemm.js';
+import { Command } from 'commander';
+import { precisionOptions, withPrecisionOptions } from '../src/cli/precision_flags.js';
+import { renderReport } from '../src/cli/report.js';
 import '../src/ops/index.js';
 
 let seed = 5;
@@ -124,6 +127,9 @@ describe('precision by timing', () => {
     // the quantize pass's reason names the timing
     expect(e.passContext.rejected.find((x) => base(x.nodes[0]) === 'conv2')?.reason).toMatch(/precision by timing: fp16 0\.0500 ms/);
     expect(describePrecisionTiming(r)[0]).toMatch(/2 of 4 int8 layers moved to fp16/);
+    const html = renderReport({ model: 'chain.onnx', engine: e, imported: m.graph, beforeFusion: m.graph }, { int8: true, optLevel: 3 });
+    expect(html).toMatch(/<h2>Precision by timing \(2 of 4 int8 layers moved to fp16\)/);
+    expect(html).toMatch(/conv2_fused<\/td><td><code>conv2<\/code> <code>relu2<\/code><\/td><td class="num">0\.1000<\/td><td class="num">0\.0500<\/td><td class="num">[-+]0\.0000<\/td><td><b>fp16<\/b>/);
     const x = inputOf(m.graph);
     const want = runGraph(m.graph, new Map([['x', x]])).get('y')!;
     const got = (await e.run({ x })).get('y')!;
@@ -229,5 +235,13 @@ describe('boundary model mirrors quantize-int8', () => {
     }
     // every rule of the mirror was exercised by some choice
     for (const [k, v] of Object.entries(seen)) expect(v, k).toBeGreaterThan(0);
+  });
+});
+
+describe('--no-precision-timing', () => {
+  const parse = (args: string[]) => precisionOptions(withPrecisionOptions(new Command()).parse(args, { from: 'user' }).opts(), () => {});
+  it('turns precision by timing off; without it the build option is left to its default (on)', () => {
+    expect(parse(['--no-precision-timing'])).toEqual({ precisionByTiming: false });
+    expect(parse([])).toEqual({});
   });
 });

@@ -23,6 +23,7 @@ import { precisionOptions, withPrecisionOptions, type PrecisionFlags } from './p
 import { registerCompare } from './compare.js';
 import { buildWithBudgetCli, withBudgetOptions, type BudgetFlags } from './budget.js';
 import { readCalibrationCache } from '../quant/cache.js';
+import { describePrecisionTiming } from '../runtime/precision_timing.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_MODEL = resolve(here, '../../models/ppocr_mobile_v2_cls/model.onnx');
@@ -97,6 +98,7 @@ function printBuild(engine: Engine, model: string): void {
   }
   if (r.tuning.families) console.log(`  autotune kernel tactics: ${familySummary(r.tuning.families)}`); // [autotune]
   for (const w of r.tuning.warnings) console.log(`  autotune warning: ${w}`); // [autotune]
+  if (r.precisionTiming) for (const l of describePrecisionTiming(r.precisionTiming)) console.log(`  ${l}`);
   console.log(`  memory: activations ${mb(r.arenaBytes)} planned (naive ${mb(r.naiveBytes)}), weights ${mb(r.constBytes)}`);
   console.log(`  backend: ${engine.backend}${engine.backend === 'cpu' ? ' (no GPU found: kernels compiled, run on the CPU reference)' : ''}; build ${(r.buildMs / 1000).toFixed(2)} s`);
 }
