@@ -8,6 +8,9 @@
 // equal it bit for bit; on the small cases both are also checked against the CPU reference of the ONNX op. Prints
 // the median CUDA-event time of each kernel, its effective bandwidth (bytes read once + written) and the speedup
 // over the scalar kernel. Exit code 1 when anything failed.
+// int8 cases (the int8 engine's input: fp32 NCHW quantized to int8 NHWC with 16 channels in one kernel, and the
+// space-to-depth form of the int8 stem, `blocked`): the small ones have .5 ties, saturation, NaN and +-inf in their
+// input, which must quantize as the CPU reference's ONNX QuantizeLinear does (NaN -> 0).
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 
@@ -19,9 +22,10 @@ const iters = Number(args.iters ?? 20), dry = !!args['dry-run'];
 
 const { emitPool } = await imp('codegen/pool.js');
 const { emitRelayout } = await imp('codegen/movement.js');
+const { emitBlockedRelayout, blockedRelayoutDims: blockedDims } = await imp('codegen/relayout_s2d.js');
 const { familyProblem } = await imp('codegen/kernel_tactics.js');
 const { tunableOf, tacticLabel } = await imp('codegen/tactics.js');
-const { fromF64, makeTensor, DTYPE_SIZE } = await imp('ir/tensor.js');
+const { fromF64, makeTensor, DTYPE_SIZE, DTYPE_ONNX } = await imp('ir/tensor.js');
 const { getOp } = await imp('ops/index.js');
 const { packModules } = await imp('codegen/kernel.js');
 
@@ -30,6 +34,9 @@ const pool = (dtype, kind, n, c, hw, k, s, pad, extra = {}) => {
   return { dtype, kind, layout: 'NHWC', n, c, inSpatial: hw, outSpatial: out, kernel: hw.map(() => k), strides: hw.map(() => s), padsBegin: hw.map(() => pad), padsEnd: hw.map(() => pad), dilations: hw.map(() => 1), countIncludePad: false, ...extra };
 };
 const stem = (to, n) => ({ from: 'float32', to, inDims: [n, 3, 224, 224], perm: [0, 2, 3, 1], pads: [0, 0, 0, 0, 0, 0, 0, 5] });
+// int8: 3 -> 16 channels (one 16-byte chunk of the int8 conv); s2d: the 7x7/2 pad-3 stem as a 4x4/1 conv's input
+const stemI8 = (n, scale) => ({ from: 'float32', to: 'int8', inDims: [n, 3, 224, 224], perm: [0, 2, 3, 1], pads: [0, 0, 0, 0, 0, 0, 0, 13], scale });
+const s2dI8 = (n, scale) => ({ from: 'float32', to: 'int8', inDims: [n, 3, 224, 224], perm: [0, 2, 3, 1], pads: [0, 2, 2, 0, 0, 1, 1, 4], blocksize: 2, scale });
 const CASES = [
   { id: 'rn50_bs256_maxpool_fp16', kind: 'pool', p: pool('float16', 'max', 256, 64, [112, 112], 3, 2, 1) },
   { id: 'rn50_bs256_maxpool_bf16', kind: 'pool', p: pool('bfloat16', 'max', 256, 64, [112, 112], 3, 2, 1) },
@@ -41,6 +48,12 @@ const CASES = [
   { id: 'avgpool_fp32_c12', kind: 'pool', p: pool('float32', 'avg', 4, 12, [30, 30], 2, 2, 0), cpu: true },
   { id: 'maxpool_int8_c32', kind: 'pool', p: pool('int8', 'max', 4, 32, [27, 27], 3, 2, 1), cpu: true },
   { id: 'relayout_fp16_to_fp32_nhwc_c16', kind: 'relayout', p: { from: 'float16', to: 'float32', inDims: [8, 16, 33, 35], perm: [0, 2, 3, 1], pads: [0, 0, 0, 0, 0, 0, 0, 0] }, cpu: true },
+  { id: 'rn50_bs256_relayout_int8', kind: 'relayout', p: stemI8(256, 0.0187) },
+  { id: 'rn50_bs256_relayout_s2d_int8', kind: 'blocked', p: s2dI8(256, 0.0187) },
+  { id: 'rn50_bs2_relayout_int8_ties', kind: 'relayout', p: stemI8(2, 1 / 32), cpu: true, special: true },
+  { id: 'rn50_bs2_relayout_int8', kind: 'relayout', p: stemI8(2, 0.0123), cpu: true, special: true },
+  { id: 'rn50_bs2_relayout_s2d_int8', kind: 'blocked', p: s2dI8(2, 0.0123), cpu: true, special: true },
+  { id: 'relayout_s2d_int8_scalar_c12', kind: 'blocked', p: { ...s2dI8(2, 1 / 32), inDims: [2, 3, 31, 33], pads: [0, 1, 0, 0, 0, 0, 1, 0] }, cpu: true, special: true },
 ];
 
 let seed = 7;
@@ -53,7 +66,10 @@ function input(c) {
   const n = size(dims);
   // bytes straight from a PRNG for the big cases (every bit pattern, NaNs included: the kernels must agree anyway)
   if (!c.cpu) { const b = new Uint8Array(n * DTYPE_SIZE[dtype]); for (let i = 0; i < b.length; i += 4) { const v = (rnd() * 2 ** 32) >>> 0; b[i] = v; b[i + 1] = v >> 8; b[i + 2] = v >> 16; b[i + 3] = v >> 24; } return { dims, dtype, bytes: b }; }
-  const t = fromF64(dtype, dims, Array.from({ length: n }, () => (dtype === 'int8' ? Math.floor(rnd() * 256) - 128 : rnd() * 8 - 4)));
+  // special: every other value on the 1/64 grid (with scale 1/32: exact .5 ties and |x / scale| past 127), NaN and
+  // +-inf now and then
+  const special = (i) => (i % 211 === 0 ? NaN : i % 307 === 0 ? (i % 2 ? Infinity : -Infinity) : i % 2 ? Math.round((rnd() - 0.5) * 1024) / 64 : rnd() * 12 - 6);
+  const t = fromF64(dtype, dims, Array.from({ length: n }, (_, i) => (dtype === 'int8' ? Math.floor(rnd() * 256) - 128 : c.special ? special(i) : rnd() * 8 - 4)));
   return { dims, dtype, tensor: t, bytes: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) };
 }
 
@@ -77,7 +93,10 @@ function cpuReference(c, x) {
     y = getOp(node.op).cpu(node, [transpose(x, [0, sd + 1, ...p.inSpatial.map((_, d) => d + 1)])], ctx)[0];
     y = transpose(y, [0, ...p.inSpatial.map((_, d) => d + 2), 1]);
   } else {
-    const node = { name: c.id, op: 'Relayout', domain: 'tsrt', inputs: ['x'], outputs: ['y'], attrs: { perm: ints(c.p.perm), pads: ints(c.p.pads), to: { kind: 'int', value: { float32: 1, float16: 10, bfloat16: 16 }[c.p.to] } } };
+    const attrs = { perm: ints(c.p.perm), pads: ints(c.p.pads), to: { kind: 'int', value: DTYPE_ONNX[c.p.to] } };
+    if (c.p.scale !== undefined) attrs.scale = { kind: 'float', value: c.p.scale };
+    if (c.p.blocksize) attrs.blocksize = { kind: 'int', value: c.p.blocksize };
+    const node = { name: c.id, op: 'Relayout', domain: 'tsrt', inputs: ['x'], outputs: ['y'], attrs };
     y = getOp('Relayout', 'tsrt').cpu(node, [x], ctx)[0];
   }
   return new Uint8Array(y.data.buffer, y.data.byteOffset, y.data.byteLength);
@@ -123,20 +142,22 @@ function run(k, image, x, y, outBytes) {
 
 for (const c of CASES) {
   if (args.filter && !c.id.includes(args.filter)) continue;
-  const emit = c.kind === 'pool' ? emitPool : emitRelayout;
+  const emit = c.kind === 'pool' ? emitPool : c.kind === 'blocked' ? emitBlockedRelayout : emitRelayout;
   const scalar = emit(c.p);
-  const f = familyProblem(tunableOf(scalar), { align: 16 });
+  // (the space-to-depth kernel has no tactic family: its one form is checked against the CPU reference and timed)
+  const f = c.kind === 'blocked' ? { space: [], heuristic: {} } : familyProblem(tunableOf(scalar), { align: 16 });
   const tactics = f.space.filter((t) => !f.problems(t).length && (t.vec ?? 1) > 1);
   const kernels = [scalar, ...tactics.map((t) => f.emit(t))];
-  const label = (k, i) => (i === 0 ? 'scalar b256' : `${tacticLabel(tactics[i - 1])}${tacticLabel(tactics[i - 1]) === tacticLabel(f.heuristic) ? ' (default)' : ''}`);
+  const label = (k, i) => (i === 0 ? (c.kind === 'blocked' ? k.name.split('_').slice(0, 2).join('_') : 'scalar b256') : `${tacticLabel(tactics[i - 1])}${tacticLabel(tactics[i - 1]) === tacticLabel(f.heuristic) ? ' (default)' : ''}`);
   const x = input(c);
-  const outEl = c.kind === 'pool' ? c.p.n * size(c.p.outSpatial) * c.p.c : size(c.p.perm.map((q, i) => c.p.inDims[q] + c.p.pads[i] + c.p.pads[i + c.p.inDims.length]));
+  const outEl = c.kind === 'pool' ? c.p.n * size(c.p.outSpatial) * c.p.c : c.kind === 'blocked' ? size(blockedDims(c.p))
+    : size(c.p.perm.map((q, i) => c.p.inDims[q] + c.p.pads[i] + c.p.pads[i + c.p.inDims.length]));
   const outBytes = outEl * DTYPE_SIZE[c.kind === 'pool' ? c.p.dtype : c.p.to];
   const moved = x.bytes.byteLength + outBytes;
   const ref = c.cpu ? cpuReference(c, x.tensor) : undefined;
   if (dry) {
     for (const m of packModules(kernels, 64)) { const r = compileCuda(m.source, { name: m.name, arch: 'sm_90' }); if (!r.cubin?.length) throw new Error(`${m.name} did not compile`); }
-    report(!ref || ref.length === outBytes, `${c.id} (dry run)`, `${kernels.length} kernels compile (default ${tacticLabel(f.heuristic)})${ref ? `, CPU reference ${ref.length} bytes` : ''}`);
+    report(!ref || ref.length === outBytes, `${c.id} (dry run)`, `${kernels.length} kernels compile (default ${c.kind === 'blocked' ? label(scalar, 0) : tacticLabel(f.heuristic)})${ref ? `, CPU reference ${ref.length} bytes` : ''}`);
     continue;
   }
   const dev = { x: cu.malloc(x.bytes.byteLength), y: cu.malloc(outBytes) };
@@ -144,7 +165,7 @@ for (const c of CASES) {
     cu.memcpyHtoD(dev.x, x.bytes);
     const images = await kc.compileAll(kernels.map((k) => ({ source: k.source, name: k.name })), { parallel: Math.min(16, availableParallelism()) });
     const r0 = run(scalar, images[0].cubin, dev.x, dev.y, outBytes);
-    if (ref) { const d = sameBytes(r0.out, ref); report(d === 0, `${c.id} scalar vs CPU reference`, `${d} of ${outBytes} bytes differ`); }
+    if (ref) { const d = sameBytes(r0.out, ref); report(d === 0, `${c.id} ${label(scalar, 0)} vs CPU reference`, `${d} of ${outBytes} bytes differ`); }
     const gbs = (ms) => (moved / (ms * 1e-3) / 1e9).toFixed(0);
     console.log(`---- ${c.id}: scalar ${r0.ms.toFixed(4)} ms (${gbs(r0.ms)} GB/s of ${(moved / 1e6).toFixed(0)} MB)`);
     let best = { name: 'scalar', ms: r0.ms };
