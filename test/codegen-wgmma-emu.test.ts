@@ -18,7 +18,7 @@ import { tcHelpers, type Epilogue, type GemmProblem, type TileConfig } from '../
 import { bf16BitsToF32, f32ToBf16Bits } from '../src/ir/tensor.js';
 import { emitConvTc, emitGemmTc, WGMMA_ASM_HELPERS, wgmmaInstr } from '../src/codegen/wgmma.js';
 import { WGMMA_WS_ASM_HELPERS } from '../src/codegen/wgmma_ws.js';
-import { EMU_PRELUDE } from './tc_emu.js';
+import { EMU_PRELUDE, WS_EMU } from './tc_emu.js';
 
 const WGMMA_EMU = String.raw`
 // ---- wgmma emulation (see codegen-wgmma-emu.test.ts) ----
@@ -54,62 +54,7 @@ template <int N> inline void wg_wait() {
     g_wg_groups[g_cur].erase(g_wg_groups[g_cur].begin());
   }
 }
-// ---- warp-specialized kernels (wgmma_ws.ts): mbarriers, cp.async.mbarrier.arrive.noinc, named barriers ----
-// An mbarrier (PTX ISA "Parallel Synchronization and Communication: mbarrier"): a phase completes when the
-// pending arrival count reaches 0, which then resets to the init count; try_wait.parity P succeeds once the
-// phase of parity P has completed, i.e. while the current phase's parity differs from P.
-// cp.async.mbarrier.arrive.noinc: the thread's arrival happens when all its earlier cp.asyncs completed; here
-// those copies (the uncommitted ones and every committed group) are taken off the thread and performed when
-// the phase completes, the latest moment the ISA allows, so a consumer that reads a stage without waiting for
-// its full barrier reads stale data (with EMU_EARLY they land at issue as before).
-struct float2 { float x, y; };
-struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
-struct __attribute__((aligned(16))) uint4 { u32 x, y, z, w; };
-inline float2 make_float2(float x, float y) { return float2{x, y}; }
-struct MBar { int count = 0, pending = 0, phase = 0; std::vector<Cp> copies; };
-static std::vector<std::pair<u32, MBar>> g_mbars;
-static MBar& mbar_at(u32 bar) {
-  if (bar % 8) emu_fail("mbarrier not 8-byte aligned", bar);
-  for (auto& b : g_mbars) if (b.first == bar) return b.second;
-  emu_fail("mbarrier used before mbarrier.init", bar);
-  return g_mbars[0].second;
-}
-inline void mbar_init(u32 bar, u32 count) {
-  if (count < 1) emu_fail("mbarrier count", count);
-  for (auto& b : g_mbars) if (b.first == bar) { b.second = MBar{(int)count, (int)count, 0, {}}; return; }
-  g_mbars.push_back({bar, MBar{(int)count, (int)count, 0, {}}});
-}
-inline void mbar_arrive(u32 bar) {
-  MBar& b = mbar_at(bar);
-  if (--b.pending == 0) { for (auto& c : b.copies) cp_do(c); b.copies.clear(); b.pending = b.count; ++b.phase; }
-}
-inline bool mbar_try_wait(u32 bar, u32 parity) {
-  if (parity > 1) emu_fail("mbarrier parity", parity);
-  if ((u32)(mbar_at(bar).phase & 1) != parity) return true;
-  yield_();
-  return false;
-}
-inline void mbar_wait(u32 bar, u32 parity) {
-  for (long spins = 0; !mbar_try_wait(bar, parity); ++spins) if (spins > 20000) emu_fail("mbarrier wait never completes (deadlock)", bar);
-}
-inline void mbar_wait_bounded(u32 bar, u32 parity) { mbar_wait(bar, parity); }
-inline void cp_async_mbar_arrive(u32 bar) {
-  MBar& b = mbar_at(bar);
-  for (auto& g : t_groups) b.copies.insert(b.copies.end(), g.begin(), g.end());
-  b.copies.insert(b.copies.end(), t_pending.begin(), t_pending.end());
-  t_groups.clear(); t_pending.clear();
-  mbar_arrive(bar);
-}
-static Bar g_named[16];
-inline void named_bar_sync(u32 id, u32 threads) {
-  if (id == 0 || id > 15 || threads % 32) emu_fail("named barrier id/thread count", id);
-  Bar& b = g_named[id];
-  if (b.arrived == 0) b.count = (int)threads; else if (b.count != (int)threads) emu_fail("named barrier thread count differs", threads);
-  b.wait();
-}
-template <int N> inline void setmaxnreg_dec() { static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg range"); }
-template <int N> inline void setmaxnreg_inc() { static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg range"); }
-`;
+${WS_EMU}`;
 
 const hasGxx = (() => { try { execFileSync('g++', ['--version'], { stdio: 'pipe' }); return true; } catch { return false; } })();
 if (!hasGxx) console.warn('codegen-wgmma-emu: skipped (no g++)');

@@ -82,8 +82,9 @@ export const hasGxx = (() => { try { execFileSync('g++', ['--version'], { stdio:
 
 /** Runs a kernel under the emulator (twice with a split-K workspace: its counters must reset) and returns the output bytes. */
 /** `adapt` (the wgmma kernels): rewrites the source after the mma.sync substitutions, adds shared bytes (the
- * kernel's window may start unaligned) and g++ flags (-DEMU_EARLY: cp.async lands at issue). */
-export interface EmuAdapt { source: (src: string) => string; smemExtra?: number; flags?: string[] }
+ * kernel's window may start unaligned) and g++ flags (-DEMU_EARLY: cp.async lands at issue); `grid`: CTAs to
+ * launch instead of the kernel's grid (persistent kernels walk the tiles with any grid). */
+export interface EmuAdapt { source: (src: string) => string; smemExtra?: number; flags?: string[]; grid?: number }
 
 export function emulate(k: TcKernelSource, id: string, bufs: Record<string, Buffer>, outBytes: number, adapt?: EmuAdapt): Buffer {
   const dir = join(EMU_DIR, id);
@@ -103,7 +104,7 @@ export function emulate(k: TcKernelSource, id: string, bufs: Record<string, Buff
     .replace('extern __shared__ __align__(128) unsigned char tc_smem[];', '');
   const src = (adapt ? adapt.source(base) : base)
     + `\nint main() {\n${lines.join('\n')}\n  for (int rep = 0; rep < ${k.workspaceBytes ? 2 : 1}; ++rep) {\n    memset(out_p, 0x7f, ${outBytes});\n`
-    + `    run_grid(${k.grid[0]}, ${k.grid[1]}, ${k.block[0]}, ${k.sharedBytes + (adapt?.smemExtra ?? 0)}, [&] { ${call}; });\n  }\n`
+    + `    run_grid(${adapt?.grid ?? k.grid[0]}, ${k.grid[1]}, ${k.block[0]}, ${k.sharedBytes + (adapt?.smemExtra ?? 0)}, [&] { ${call}; });\n  }\n`
     + `  save_file("out.bin", out_p, ${outBytes});\n  return 0;\n}\n`;
   writeFileSync(join(dir, 'k.cpp'), src);
   const flags = adapt?.flags ?? [];

@@ -14,9 +14,10 @@ import type { ConvProblem } from './tc_conv.js';
 import { convLoaders, isPointwise } from './tc_conv.js';
 import {
   chooseTileConfig, configName, configProblems, estimateTime, flit, rowChunkLoader, smCountField, tcKernel, tileConfigSpace,
-  type Epilogue, type TcKernelSource, type TileConfig, type TileShape,
+  type Epilogue, type TcKernelSource, type TcSpec, type TileConfig, type TileShape,
 } from './tc_gemm.js';
-import { wgmmaS8Kernel } from './wgmma_s8.js';
+import { tcLoaderThreads } from './wgmma_config.js';
+import { wgmmaS8Kernel, type S8Staged } from './wgmma_s8.js';
 
 export type Int8Out = 'int8' | 'float16' | 'float32';
 
@@ -44,15 +45,15 @@ export const asHalf = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk / 2 });
 export const asInt8 = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk * 2 });
 export const halfShape = (s: TileShape): TileShape => ({ ...s, k: Math.ceil(s.k / 2) });
 
-/** Reasons an int8 tile config is invalid: its fp16 twin's (same shared memory and registers), plus the int8
- * wgmma limits (bk 128 = one 128-B swizzle row, bn 64/128: the integer wgmma shapes stop below n256). */
+/** Reasons an int8 tile config is invalid: its fp16 twin's (same shared memory and registers, the same ws / se /
+ * persistent rules: the ws kernels' static mbarrier block, a persistent kernel's staging tile beside the stages,
+ * which for a 16-bit tile is what an int8 output and residual tile take), plus the int8 wgmma limits (bk 128 =
+ * one 128-B swizzle row, bn 64/128). The emitter checks the exact int8 staging sizes (wgmma_s8.ts). */
 export function int8ConfigProblems(c: TileConfig): string[] {
   if (c.bk % 2) return ['bk must be 64 or 128'];
   const r = configProblems(asHalf(c)).map((x) => x.replace('bk must be 32 or 64', 'bk must be 64 or 128')
     .replace('bk must be 64 (one 128-B swizzle row of fp16)', 'bk must be 128 (one 128-B swizzle row of int8)'));
   if (c.wgmma && c.bn !== 64 && c.bn !== 128) r.push('int8 wgmma: bn must be 64 or 128');
-  if (c.wgmma && (c as { ws?: boolean }).ws) r.push('int8 wgmma: no warp-specialized variant');
-  if (c.se) r.push('int8: no se (staged 16-bit epilogue) variant; the int8 kernels stage their own');
   return r;
 }
 export function int8ConfigSpace(s: TileShape): TileConfig[] { return tileConfigSpace(halfShape(s)).filter((c) => !c.wgmma).map(asInt8); }
@@ -62,14 +63,25 @@ const WG_S8_TILES: Array<[number, number, number]> = [
   [128, 128, 8], [128, 64, 8], [256, 128, 8], [256, 64, 8], [128, 128, 4], [128, 64, 4], [64, 128, 4], [64, 64, 4],
 ];
 
-/** Int8 wgmma configs (wgmma_s8.ts, sm_90a) for a problem: offered to the autotuner next to the mma.sync ones. */
+/** Int8 wgmma configs (wgmma_s8.ts, sm_90a) for a problem: offered to the autotuner next to the mma.sync ones.
+ * Every tile in the forms of wgmmaConfigSpace, in its order (the autotuner's level-3 pick takes a tile's first
+ * five): persistent ws (with se), ws + se, ws, se, all-threads. `se` (residual prefetched into a staging tile
+ * under the mainloop) needs 16-B output and residual rows: N % 16 == 0 (any output type). TSRT_WGMMA_WS=0 /
+ * TSRT_WGMMA_SE=0 / TSRT_WGMMA_PERSISTENT=0 leave those forms out, as for fp16. */
 export function int8WgmmaConfigSpace(s: TileShape): TileConfig[] {
   const out: TileConfig[] = [];
+  const wsToo = process.env.TSRT_WGMMA_WS !== '0', seToo = process.env.TSRT_WGMMA_SE !== '0', pToo = process.env.TSRT_WGMMA_PERSISTENT !== '0';
   for (const [bm, bn, warpsM] of WG_S8_TILES) {
     if (bm > 2 * Math.max(16, s.m) + 64 || bn > 2 * Math.max(16, s.n) + 64) continue;
     for (const stages of [3, 4, 5]) {
-      const c: TileConfig = { bm, bn, bk: 128, warpsM, warpsN: 1, stages, wgmma: true };
-      if (!int8ConfigProblems(c).length) out.push(c);
+      for (const ws of wsToo ? [true, false] : [false]) {
+        for (const se of s.n % 16 === 0 && seToo ? [true, false] : [false]) {
+          for (const persistent of ws && se && pToo ? [true, false] : [false]) {
+            const c: TileConfig = { bm, bn, bk: 128, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}), ...(se ? { se } : {}), ...(persistent ? { persistent } : {}) };
+            if (!int8ConfigProblems(c).length) out.push(c);
+          }
+        }
+      }
     }
   }
   return out;
@@ -156,33 +168,51 @@ export function int8StagingRowBytes(c: TileConfig, nTotal: number, out: Int8Out)
 /** Staged epilogue (CUTLASS's shared-memory epilogue): each thread finishes its accumulator pairs (residual read
  * two elements at a time) into the smem tile, then the CTA writes the tile back in coalesced 16-byte stores.
  * A one-byte int8 store per element used a store instruction per byte; this uses one per 16. */
-function stagedStore(e: Int8Epilogue, c: TileConfig, mTotal: number, nTotal: number, outOffset: string, rowBytes: number, threads: number) {
-  const ob = OUT_BYTES[e.out];
+/** The epilogue of accumulator pair t[0..1] at (m, n) (both in range) written to the output tile at `sp` (declared
+ * by `spDecl` when given); the residual pair is read at `rsp` (a staging tile) or, without it, from global memory
+ * at `off`. */
+function pairToTile(e: Int8Epilogue, rsp?: string, spDecl = ''): string {
   const rt = e.residualType ?? e.out;
   // n is even and N % 16 == 0 here, so a pair never straddles the edge and its residual pair is aligned
-  const resLoad = !e.residual ? '' : rt === 'int8' ? 'const unsigned short rv = *reinterpret_cast<const unsigned short*>(residual + off);'
-    : rt === 'float16' ? 'const u32 rv = *reinterpret_cast<const u32*>(residual + off);' : '';
+  const at = rsp ?? 'residual + off';
+  const resLoad = !e.residual ? '' : rt === 'int8' ? `const unsigned short rv = *reinterpret_cast<const unsigned short*>(${at});`
+    : rt === 'float16' ? `const u32 rv = *reinterpret_cast<const u32*>(${at});` : '';
   const res = (j: number) => (!e.residual ? '' : rt === 'int8'
     ? `__fmul_rn((float)(signed char)(rv >> ${8 * j}), ${flit(e.residualScale!)})`
-    : rt === 'float16' ? (j ? 'hi_h2f(rv)' : 'lo_h2f(rv)') : `residual[off + ${j}]`);
+    : rt === 'float16' ? (j ? 'hi_h2f(rv)' : 'lo_h2f(rv)') : rsp ? `reinterpret_cast<const float*>(${rsp})[${j}]` : `residual[off + ${j}]`);
   const put = e.out === 'int8'
     ? `*reinterpret_cast<unsigned short*>(sp) = (unsigned short)((unsigned char)${storeExpr(e, 'v0')} | ((unsigned)(unsigned char)${storeExpr(e, 'v1')} << 8));`
     : e.out === 'float16' ? '*reinterpret_cast<u32*>(sp) = pack_h2(v0, v1);'
       : 'reinterpret_cast<float*>(sp)[0] = v0; reinterpret_cast<float*>(sp)[1] = v1;';
+  return `${resLoad}
+          ${elementCode(e, 0, res(0))} ${elementCode(e, 1, res(1))}
+          ${spDecl}${put}`;
+}
+
+/** The int8 wgmma kernels' `se` epilogue parts (wgmma_s8.ts): element sizes and the pair code, or undefined when
+ * output or residual rows are not 16-B aligned (those kernels keep the spec's stores). */
+function s8Staged(e: Int8Epilogue, nTotal: number): S8Staged | undefined {
+  const ob = OUT_BYTES[e.out], rb = e.residual ? OUT_BYTES[e.residualType ?? e.out] : 0;
+  if ((nTotal * ob) % 16 || (nTotal * rb) % 16) return undefined;
+  return { ob, rb, pair: pairToTile(e, e.residual ? 'rsp' : undefined) };
+}
+
+function stagedStore(e: Int8Epilogue, c: TileConfig, mTotal: number, nTotal: number, outOffset: string, rowBytes: number, threads: number) {
+  const ob = OUT_BYTES[e.out];
   const chunks = (c.bn * ob) / 16;
+  // the warp-specialized kernels (wgmma_s8.ts): the producer warpgroup has left, so the consumers sync among
+  // themselves (named barrier 1) and copy the tile out; everyone else syncs the CTA
+  const sync = c.ws ? `named_bar_sync(1, ${threads});` : '__syncthreads();';
   return {
     storeBegin: `  // staged epilogue: the pipeline's shared memory becomes the output tile once every warp is done reading it
   struct __align__(16) tc_v16 { unsigned a, b, c, d; };
-  __syncthreads();`,
+  ${sync}`,
     store: `if (m < ${mTotal} && n < ${nTotal}) {
           ${e.residual ? `const idx_t off = ${outOffset};` : ''}
-          ${resLoad}
-          ${elementCode(e, 0, res(0))} ${elementCode(e, 1, res(1))}
-          unsigned char* sp = tc_smem + (m - mBase) * ${rowBytes} + (n - nBase) * ${ob};
-          ${put}
+          ${pairToTile(e, undefined, `unsigned char* sp = tc_smem + (m - mBase) * ${rowBytes} + (n - nBase) * ${ob};\n          `)}
         }`,
-    storeEnd: `  __syncthreads();
-  for (int i = tid; i < ${c.bm * chunks}; i += ${threads}) {
+    storeEnd: `  ${sync}
+  for (int i = ${c.ws ? 'tid - 128' : 'tid'}; i < ${c.bm * chunks}; i += ${threads}) {
     const int r = i / ${chunks}, ch = i % ${chunks};
     const int m = mBase + r, n = nBase + ch * ${16 / ob};
     if (m < ${mTotal} && n < ${nTotal}) {
@@ -197,7 +227,7 @@ function stagedStore(e: Int8Epilogue, c: TileConfig, mTotal: number, nTotal: num
 function epilogueSpec(e: Int8Epilogue, c: TileConfig, mTotal: number, nTotal: number, outOffset: string) {
   const rowBytes = int8StagingRowBytes(c, nTotal, e.out);
   if (rowBytes === undefined) return { store: storeCode(e, mTotal, nTotal, outOffset) };
-  return stagedStore(e, c, mTotal, nTotal, outOffset, rowBytes, 32 * c.warpsM * c.warpsN);
+  return stagedStore(e, c, mTotal, nTotal, outOffset, rowBytes, 32 * c.warpsM * c.warpsN); // (ws: the consumers)
 }
 
 function params(e: Int8Epilogue, a: string, b: string, y: string) {
@@ -239,12 +269,12 @@ export function emitConvInt8(p: ConvProblem, epi: Int8Epilogue, cfg?: TileConfig
   const c = cfg ?? chooseInt8Config(shape);
   const bad = int8ConfigProblems(c);
   if (bad.length) throw new TsrtError('USAGE', `int8 tile config ${configName(c)}: ${bad.join('; ')}`);
-  const threads = 32 * c.warpsM * c.warpsN;
+  const threads = tcLoaderThreads(c); // the loaders' threads: all, or the ws kernels' producer warpgroup
   const M = shape.m, K = shape.k;
   const pw = isPointwise(p);
   const { setup, loadA, loadB } = convLoaders(p, c, { threads, chunkElems: 16, elem: 'signed char', M, K });
   const kind = pw ? (p.strideH === 1 && p.strideW === 1 ? '1x1' : `1x1s${p.strideH}`) : `${p.r}x${p.s}s${p.strideH}`;
-  return (c.wgmma ? wgmmaS8Kernel : tcKernel)({
+  return (c.wgmma ? (x: TcSpec) => wgmmaS8Kernel(x, s8Staged(epi, p.k)) : tcKernel)({
     prefix: `conv_i8_${kind}_${epiKey(epi)}`, cfg: c, m: M, n: p.k, k: K, batch: 1, bKN: false, mma: 's8',
     params: params(epi, 'x', 'w', 'y'),
     setup, loadA, loadB,
@@ -277,7 +307,7 @@ export function emitGemmInt8(p: Int8GemmProblem, epi: Int8Epilogue, cfg?: TileCo
   const c = cfg ?? chooseInt8Config(gemmShape(p));
   const bad = int8ConfigProblems(c);
   if (bad.length) throw new TsrtError('USAGE', `int8 tile config ${configName(c)}: ${bad.join('; ')}`);
-  const threads = 32 * c.warpsM * c.warpsN;
+  const threads = tcLoaderThreads(c); // the loaders' threads: all, or the ws kernels' producer warpgroup
   const kcol = `      const int kcol = kt * ${c.bk} + ch * 16;`;
   const loadA = rowChunkLoader({
     smem: 'sA', rows: c.bm, rowChunks: c.bk / 16, threads, perKtile: kcol,
@@ -287,7 +317,7 @@ export function emitGemmInt8(p: Int8GemmProblem, epi: Int8Epilogue, cfg?: TileCo
     smem: 'sB', rows: c.bn, rowChunks: c.bk / 16, threads, perKtile: kcol,
     chunk: (_j, row) => ({ ok: `kcol < ${p.k} && nBase + ${row} < ${p.n}`, src: `b + (idx_t)(nBase + ${row}) * ${p.k} + kcol` }),
   });
-  return (c.wgmma ? wgmmaS8Kernel : tcKernel)({
+  return (c.wgmma ? (x: TcSpec) => wgmmaS8Kernel(x, s8Staged(epi, p.n)) : tcKernel)({
     prefix: `gemm_i8_${epiKey(epi)}`, cfg: c, m: p.m, n: p.n, k: p.k, batch: 1, bKN: false, mma: 's8',
     params: params(epi, 'a', 'b', 'c'),
     setup: '  const signed char* tc_dummy = a;\n  auto* __restrict__ y = c;', loadA, loadB,

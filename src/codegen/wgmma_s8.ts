@@ -16,10 +16,18 @@
 //    (+1)), so the epilogue sees the accumulator pairs it sees in the mma.sync kernels.
 //  - Pipeline, proxy fence, wait_group discipline and the accumulator fence after the last wait are those of
 //    wgmma.ts (see there); the accumulator fence uses "+r" since the registers hold integers.
+// Forms, as for fp16 (the autotuner times them side by side): all-threads-load (wgmmaMainloop), warp-specialized
+// (`ws`: wgmma_ws.ts's producer/consumer skeleton, s32 accumulators), `se` (output staged through a tile in shared
+// memory with the residual tile requested by cp.async before the mainloop, so its latency hides under it), and
+// `persistent` (ws + se; grid = min(tiles, SMs), the producer loads the next tile during this tile's epilogue, the
+// residual double-buffered when two residual tiles fit). The epilogue arithmetic is tc_int8.ts's (pairToTile) in
+// every form: per-channel scale, bias, residual, activation and requantize round exactly as in the CPU reference.
 import { TsrtError } from '../errors.js';
 import { shortHash, type KernelParam } from './kernel.js';
-import { configName, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { configName, SM_COUNT, type TcKernelSource, type TcSpec } from './tc_gemm.js';
 import { WGMMA_ASM_HELPERS, wgmmaFragmentStores, wgmmaGeometry, wgmmaInstr, wgmmaMainloop, wgmmaPreamble } from './wgmma.js';
+import { WGMMA_ALIGN_SLACK, wgmmaDynamicSmemMax } from './wgmma_config.js';
+import { persistentKernelBody, WGMMA_WS_ASM_HELPERS, wsKernelBody } from './wgmma_ws.js';
 
 
 /** The int-accumulator fence (the CPU emulator in test/int8-wgmma-emu.test.ts replaces exactly this text). */
@@ -27,33 +35,147 @@ export const WGMMA_S8_KEEP = `// compiler-only: ties an int accumulator to this 
 __device__ __forceinline__ void wg_keep_i(int& x) { asm volatile("" : "+r"(x) :: "memory"); }
 `;
 
+/** The `se` epilogue of an int8 kernel description (tc_int8.ts): output and residual element bytes (rb 0: no
+ * residual) and the code of one accumulator pair t[0..1] at (m, n), both in range, reading its residual pair at
+ * `rsp` and writing its output pair at `sp` (both byte pointers into the staging tiles). */
+export interface S8Staged { ob: number; rb: number; pair: string }
+
+/** Where the se staging tiles go: the output tile (rows of bn*ob + 16 bytes: a warp's pair writes fall on distinct
+ * banks) and `resBufs` residual tiles (rows of bn*rb + 16), after the stages when there is a residual or the kernel
+ * is persistent (whose producer refills the stages during the epilogue), else over the stages. */
+interface S8Plan { outOff: number; outRow: number; resOff: number; resRow: number; resTile: number; resBufs: number; sharedBytes: number }
+
+function s8Plan(s: TcSpec, k: S8Staged, pipelineBytes: number): S8Plan | undefined {
+  const c = s.cfg;
+  const outRow = c.bn * k.ob + 16, resRow = c.bn * k.rb + 16, outTile = c.bm * outRow, resTile = k.rb ? c.bm * resRow : 0;
+  if (!k.rb && !c.persistent) return { outOff: 0, outRow, resOff: 0, resRow, resTile, resBufs: 0, sharedBytes: Math.max(pipelineBytes, outTile) + WGMMA_ALIGN_SLACK };
+  const outOff = Math.ceil(pipelineBytes / 1024) * 1024, resOff = outOff + outTile;
+  const fits = (bufs: number) => resOff + bufs * resTile + WGMMA_ALIGN_SLACK <= wgmmaDynamicSmemMax(c);
+  if (!fits(k.rb ? 1 : 0)) return undefined;
+  // persistent: a second residual buffer lets the next tile's residual load under this tile's epilogue
+  const resBufs = !k.rb ? 0 : c.persistent && fits(2) ? 2 : 1;
+  return { outOff, outRow, resOff, resRow, resTile, resBufs, sharedBytes: resOff + resBufs * resTile + WGMMA_ALIGN_SLACK };
+}
+
+interface Scope { rowBase: string; rows: number; threads: number; tid: string }
+
+/** cp.async of the scope's residual rows (16 B a chunk, zero-filled outside M x N) into the residual tile at
+ * byte offset `off` from smemBase; one commit group. */
+function residualPrefetch(s: TcSpec, k: S8Staged, p: S8Plan, g: Scope, off: string): string {
+  const cpr = (s.cfg.bn * k.rb) / 16;
+  return `  { // residual tile -> shared memory, under the mainloop
+    const u32 rstg = smemBase + ${off};
+    for (int i = ${g.tid}; i < ${g.rows * cpr}; i += ${g.threads}) {
+      const int r = ${g.rowBase} + i / ${cpr}, cc = i % ${cpr};
+      const int m = mBase + r, n = nBase + cc * ${16 / k.rb};
+      const bool ok = m < ${s.m} && n < ${s.n};
+      const idx_t off = ok ? (idx_t)(${s.outOffset}) : (idx_t)0;
+      cp_async16(rstg + (u32)(r * ${p.resRow} + cc * 16), residual + off, ok);
+    }
+    cp_async_commit();
+  }
+`;
+}
+
+/** The epilogue proper: accumulator pairs through the int8 epilogue into the output tile (residual read from the
+ * residual tile at byte offset `resOff`), `sync`, then the scope's rows copied out 16 B a thread. The caller
+ * syncs before (residual landed, stages free when overlaid). */
+function stagedEpilogue(s: TcSpec, k: S8Staged, p: S8Plan, g: Scope, o: { MI: number; wgVar: string; sync: string; resOff: string }): string {
+  const c = s.cfg, chunks = (c.bn * k.ob) / 16;
+  const base = '(smemBase - smem_u32(tc_smem))';
+  const store = `if (m < ${s.m} && n < ${s.n}) {
+          ${k.rb ? `const unsigned char* rsp = r8 + (m - mBase) * ${p.resRow} + (n - nBase) * ${k.rb};` : ''}
+          unsigned char* sp = o8 + (m - mBase) * ${p.outRow} + (n - nBase) * ${k.ob};
+          ${k.pair}
+        }`;
+  return `  struct __align__(16) tc_v16 { unsigned a, b, c, d; };
+  unsigned char* o8 = tc_smem + ${base} + ${p.outOff};
+${k.rb ? `  const unsigned char* r8 = tc_smem + ${base} + ${o.resOff};\n` : ''}${wgmmaFragmentStores(o.MI, c.bn, 'int', store, o.wgVar)}
+  ${o.sync}
+  #pragma unroll 4
+  for (int i = ${g.tid}; i < ${g.rows * chunks}; i += ${g.threads}) {
+    const int r = ${g.rowBase} + i / ${chunks}, ch = i % ${chunks};
+    const int m = mBase + r, n = nBase + ch * ${16 / k.ob};
+    if (m < ${s.m} && n < ${s.n}) {
+      const idx_t off = ${s.outOffset};
+      *reinterpret_cast<tc_v16*>(y + off) = *reinterpret_cast<const tc_v16*>(o8 + r * ${p.outRow} + ch * 16);
+    }
+  }
+`;
+}
+
 /** Assembles the int8 wgmma kernel from a tc_int8.ts kernel description (`mma: 's8'`, `store` with `t` as two
- * int accumulators, optional `storeBegin` / `storeEnd`). Config validity is int8ConfigProblems' (tc_int8.ts). */
-export function wgmmaS8Kernel(s: TcSpec): TcKernelSource {
+ * int accumulators, optional `storeBegin` / `storeEnd`) and its se epilogue parts (`staged`: undefined when the
+ * output or residual rows are not 16-B aligned; the se form then keeps the spec's stores). Config validity is
+ * int8ConfigProblems' (tc_int8.ts). */
+export function wgmmaS8Kernel(s: TcSpec, staged?: S8Staged): TcKernelSource {
   const c = s.cfg;
   if (!c.wgmma || s.mma !== 's8') throw new TsrtError('USAGE', `wgmmaS8Kernel: ${configName(c)} is not an int8 wgmma kernel description`);
-  if ((c as { ws?: boolean }).ws) throw new TsrtError('USAGE', `int8 wgmma: warp-specialized config ${configName(c)} is not supported`);
   if (c.bk !== 128 || (c.bn !== 64 && c.bn !== 128) || (c.splitK ?? 1) !== 1 || s.bKN || !s.store) {
     throw new TsrtError('USAGE', `int8 wgmma: config ${configName(c)} needs bk 128, bn 64/128, no split-K, B [N,K] and int8 store code`);
   }
   if (s.batch !== 1) throw new TsrtError('USAGE', 'int8 wgmma kernels are not batched');
   const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
-  const threads = 128 * G;
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
-  const body = (name: string) => `${wgmmaPreamble(s, {
-    title: `wgmma s8 ${configName(c)} M=${s.m} N=${s.n} K=${s.k}`, helpers: [WGMMA_ASM_HELPERS, WGMMA_S8_KEEP], instr: wgmmaInstr(c.bn, 's8'),
-    swizzleNote: 'rows are 128 B = 128 int8',
-  })}
-${wgmmaMainloop({ s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes, acc: 'int', batchIndex: false })}${s.storeBegin ?? ''}
-${wgmmaFragmentStores(MI, c.bn, 'int', s.store!)}
-${s.storeEnd ?? ''}
-}
-`;
-  const name = `${s.prefix}_${configName(c)}_${shortHash(body('K'))}`;
-  return {
-    name, source: body(name),
-    grid: [mTiles * nTiles, 1, 1], block: [threads, 1, 1],
-    sharedBytes: S * stageBytes + 1024, params, config: c,
-    workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
+  // a persistent kernel cycles through all S stages across its tiles, whatever one tile's k-tile count
+  const pipelineBytes = (c.persistent ? S : Math.min(S, kTiles)) * stageBytes;
+  const plan = c.se && staged ? s8Plan(s, staged, pipelineBytes) : undefined;
+  const k = staged!;
+  const seNote = plan ? ' staged epilogue' : '';
+  const parts = {
+    helpers: [WGMMA_ASM_HELPERS, WGMMA_S8_KEEP, ...(c.ws ? [WGMMA_WS_ASM_HELPERS] : [])], instr: wgmmaInstr(c.bn, 's8'),
+    swizzleNote: 'rows are 128 B = 128 int8', acc: 'int' as const,
   };
+  const named = (body: (name: string) => string, grid: number, threads: number, sharedBytes: number): TcKernelSource => {
+    const name = `${s.prefix}_${configName(c)}_${shortHash(body('K'))}`;
+    return {
+      name, source: body(name), grid: [grid, 1, 1], block: [threads, 1, 1], sharedBytes, params, config: c,
+      workspaceBytes: 0, workspaceZeroBytes: 0, flops: s.flops,
+    };
+  };
+  // the spec's stores (direct, or staged over the stages: tc_int8.ts's stagedStore, which syncs the consumers only
+  // in ws kernels) for configs without se or whose output rows do not allow it
+  const specStores = (wgVar: string) => `${s.storeBegin ?? ''}
+${wgmmaFragmentStores(MI, c.bn, 'int', s.store!, wgVar)}
+${s.storeEnd ?? ''}`;
+  const allBytes = S * stageBytes + 1024; // the spec's staged stores assume every stage (int8StagingRowBytes)
+
+  if (!c.ws) {
+    const threads = 128 * G;
+    const scope = { rowBase: '0', rows: c.bm, threads, tid: 'tid' };
+    const epilogue = plan ? `  __syncthreads(); // every warpgroup's wgmmas retired and every residual chunk landed
+${stagedEpilogue(s, k, plan, scope, { MI, wgVar: 'wg', sync: '__syncthreads();', resOff: String(plan.resOff) })}` : `${specStores('wg')}\n`;
+    const body = (name: string) => `${wgmmaPreamble(s, { title: `wgmma s8 ${configName(c)} M=${s.m} N=${s.n} K=${s.k}${seNote}`, ...parts })}
+${wgmmaMainloop({ s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes, acc: 'int', batchIndex: false, prologue: plan && k.rb ? residualPrefetch(s, k, plan, scope, String(plan.resOff)) : undefined })}${epilogue}}
+`;
+    return named(body, mTiles * nTiles, threads, plan ? plan.sharedBytes : allBytes);
+  }
+
+  const threads = 128 * (G + 1), rowsPerWg = MI * 64;
+  const scope = { rowBase: `cw * ${rowsPerWg}`, rows: rowsPerWg, threads: 128, tid: 'ctid' };
+  const wgSync = 'named_bar_sync(2 + cw, 128);';
+  if (c.persistent) {
+    if (!plan) throw new TsrtError('USAGE', `persistent int8 wgmma config ${configName(c)}: needs 16-B output and residual rows and its staging tiles beside the stages`);
+    const dbl = plan.resBufs === 2;
+    const bufOff = (buf: string) => `${plan.resOff} + (${buf}) * ${plan.resTile}`;
+    // per tile: this tile's residual chunks landed (dbl: the next tile's stay in flight) and are visible to the
+    // warpgroup; its staging rows were released by the skeleton's sync at the end of the previous tile
+    const epilogue = `    cp_async_wait<${dbl ? 1 : 0}>();
+    ${wgSync}
+${stagedEpilogue(s, k, plan, scope, { MI, wgVar: 'cw', sync: wgSync, resOff: dbl ? bufOff('tl & 1') : String(plan.resOff) })}`;
+    const body = persistentKernelBody(s, {
+      title: `wgmma s8 warp-specialized persistent ${configName(c)} M=${s.m} N=${s.n} K=${s.k} staged epilogue`, ...parts,
+      dbl, prefetch: (buf) => (k.rb ? residualPrefetch(s, k, plan, scope, buf === undefined ? String(plan.resOff) : bufOff(buf)) : ''),
+      epilogue,
+    });
+    return named(body, Math.min(mTiles * nTiles, SM_COUNT), threads, plan.sharedBytes);
+  }
+  const epilogue = plan ? `${plan.outOff === 0 ? `  named_bar_sync(1, ${128 * G}); // the output tile overlays the stages: every consumer's wgmmas retired first` : `  cp_async_wait<0>(); // this thread's residual chunks
+  ${wgSync}`}
+${stagedEpilogue(s, k, plan, scope, { MI, wgVar: 'cw', sync: wgSync, resOff: String(plan.resOff) })}` : specStores('cw');
+  const body = wsKernelBody(s, {
+    title: `wgmma s8 warp-specialized ${configName(c)} M=${s.m} N=${s.n} K=${s.k}${seNote}`, ...parts,
+    prologue: plan && k.rb ? residualPrefetch(s, k, plan, scope, String(plan.resOff)) : '', epilogue,
+  });
+  return named(body, mTiles * nTiles, threads, plan ? plan.sharedBytes : allBytes);
 }
