@@ -1,6 +1,8 @@
 // GPU benchmark of tsrt engines (CUDA events around whole-engine replays), one JSON line per config.
 //   node bench/bench.mjs <model.onnx> <batch,...> [--fp16] [--fp32] [--iters N] [--seq 128] [--json out.json]
 //     [--opt-level N] [--timing-cache file | --no-timing-cache] [--tuning-budget-s S]   (autotuning at level 3+)
+//     [--int8] [--int8-all]   int8 with each layer's precision chosen by timing at level 3+ (precision_timing.ts), and
+//                             int8 with every calibrated layer int8 (--no-precision-timing), e.g. both with --fp16
 import { build } from '../dist/runtime/engine.js';
 import { accuracy, randomTensor } from '../dist/cli/io.js';
 import { loadModel, loadTensorFile } from '../dist/onnx/import.js';
@@ -12,7 +14,8 @@ const [model, batches, ...rest] = process.argv.slice(2);
 const flag = (f) => rest.includes(f);
 const opt = (f, d) => { const i = rest.indexOf(f); return i >= 0 ? rest[i + 1] : d; };
 const iters = Number(opt('--iters', 50));
-const precisions = [flag('--fp32') ? 'fp32' : null, flag('--fp16') || (!flag('--fp32') && !flag('--int8')) ? 'fp16' : null, flag('--int8') ? 'int8' : null].filter(Boolean);
+const precisions = [flag('--fp32') ? 'fp32' : null, flag('--fp16') || (!flag('--fp32') && !flag('--int8') && !flag('--int8-all')) ? 'fp16' : null, flag('--int8') ? 'int8' : null, flag('--int8-all') ? 'int8_all' : null].filter(Boolean);
+const isInt8 = (prec) => prec === 'int8' || prec === 'int8_all';
 const out = opt('--json');
 // [autotune] optimization level (3+: measured tile configs) and the timing cache
 const tuneOpts = {
@@ -21,6 +24,10 @@ const tuneOpts = {
   tuningBudgetMs: opt('--tuning-budget-s') === undefined ? undefined : Number(opt('--tuning-budget-s')) * 1000,
   log: process.env.TSRT_DEBUG ? (m) => process.stderr.write(m + '\n') : undefined,
 };
+// what precision by timing moved (int8 at level 3+): layers moved of those compared, the predicted saving
+const precisionTiming = (t) => t && { moved: t.moved.length, compared: t.layers.length, predicted_saving_ms: +t.predicted.savingMs.toFixed(4),
+  layers: t.layers.filter((l) => l.precision === 'fp16').map((l) => ({ layer: l.layer, int8_ms: +l.int8Ms.toFixed(4), fp16_ms: +l.fp16Ms.toFixed(4), conv_ms: +l.boundaryMs.toFixed(4) })),
+  untimed: t.untimed.length || undefined, notes: t.notes.length ? t.notes : undefined };
 const rows = out && existsSync(out) ? JSON.parse(readFileSync(out, 'utf8')) : [];
 const m = loadModel(model);
 // bench/export.py's batch-1 test set (PyTorch fp32 output), when present next to the model
@@ -30,7 +37,7 @@ const vi = m.graph.inputs[0];
 // --int8: symmetric minmax scales from 4 random batches of 8 (calibrated on the GPU's fp32 engine), reused for
 // every batch size; random data gives random-data ranges, which is what the speed measurement needs
 let int8Scales;
-if (precisions.includes('int8')) {
+if (precisions.some(isInt8)) {
   const { calibrate } = await import('../dist/quant/calibrate.js');
   const shape = vi.type.shape.map((d, i) => (i === 0 ? 8 : typeof d === 'number' ? d : 128));
   const batchesIn = [1, 2, 3, 4].map((k) => ({ [vi.name]: randomTensor(vi.type.dtype, shape, k, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1) }));
@@ -44,7 +51,7 @@ for (const prec of precisions) {
     const t0 = performance.now();
     let engine, vsPytorch;
     try {
-      engine = await build(m, { fp16: prec !== 'fp32', int8: prec === 'int8', int8Scales: prec === 'int8' ? int8Scales : undefined, shapes: { [vi.name]: shape }, ...tuneOpts });
+      engine = await build(m, { fp16: prec !== 'fp32', int8: isInt8(prec), int8Scales: isInt8(prec) ? int8Scales : undefined, precisionByTiming: prec !== 'int8_all', shapes: { [vi.name]: shape }, ...tuneOpts });
     } catch (e) { console.log(JSON.stringify({ model, prec, batch: b, error: String(e.message).split('\n')[0] })); continue; }
     const buildS = (performance.now() - t0) / 1000;
     const x = randomTensor(vi.type.dtype, shape, 1, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1);
@@ -63,7 +70,7 @@ for (const prec of precisions) {
     const med = times[Math.floor(times.length / 2)], p99 = times[Math.min(times.length - 1, Math.floor(times.length * 0.99))];
     const row = { model: model.split('/').slice(-2, -1)[0], prec, batch: b, median_ms: +med.toFixed(4), p99_ms: +p99.toFixed(4), per_s: +(b / med * 1000).toFixed(1),
       opt_level: tuneOpts.optLevel, tuning: engine.report.tuning && { timed: engine.report.tuning.timed, cached: engine.report.tuning.cached, heuristic: engine.report.tuning.heuristic, s: +(engine.report.tuning.ms / 1000).toFixed(1), warnings: engine.report.tuning.warnings.length ? engine.report.tuning.warnings : undefined },
-      vs_pytorch: vsPytorch, kernels: engine.report.kernels, host_steps: engine.report.hostSteps, build_s: +buildS.toFixed(2), compile_s: +(engine.report.compileMs / 1000).toFixed(2), arena_mib: +(engine.report.arenaBytes / 2 ** 20).toFixed(1) };
+      vs_pytorch: vsPytorch, precision_timing: precisionTiming(engine.report.precisionTiming), kernels: engine.report.kernels, host_steps: engine.report.hostSteps, build_s: +buildS.toFixed(2), compile_s: +(engine.report.compileMs / 1000).toFixed(2), arena_mib: +(engine.report.arenaBytes / 2 ** 20).toFixed(1) };
     if (flag('--profile')) {
       const prof = await engine.profile({ [vi.name]: x }, 5);
       const byOp = {};
