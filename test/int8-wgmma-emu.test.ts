@@ -18,8 +18,9 @@ import { configName } from '../src/codegen/tc_gemm.js';
 import { wgmmaAccRegs } from '../src/codegen/wgmma_config.js';
 import { compileCuda } from '../src/runtime/nvrtc.js';
 import type { TileConfig } from '../src/codegen/tc_gemm.js';
+import { pickCandidates } from '../src/runtime/autotune.js';
 import {
-  emitConvInt8, emitGemmInt8, int8ConfigProblems, int8StagingRowBytes, int8WgmmaConfigSpace, int8WgmmaConvSpace,
+  asHalf, asInt8, emitConvInt8, emitGemmInt8, halfShape, int8ConfigProblems, int8ConvShape, int8StagingRowBytes, int8WgmmaConfigSpace, int8WgmmaConvSpace,
 } from '../src/codegen/tc_int8.js';
 import { WGMMA_ASM_HELPERS } from '../src/codegen/wgmma.js';
 import { WGMMA_S8_KEEP } from '../src/codegen/wgmma_s8.js';
@@ -136,6 +137,19 @@ describe('int8 wgmma configs', () => {
     expect(emitK(CASES[2]).source).not.toContain('tc_v16');
     expect(int8StagingRowBytes(wg(256, 128, 8, 3), 128, 'int8')).toBe(144);
     expect(() => emitConvInt8(CASES[0].conv!, CASES[0].epi, { ...wg(128, 64, 8, 3), splitK: 2 })).toThrow(/split-K/);
+  });
+  it('come in the fp16 forms (persistent, ws+se, ws, se, plain); level 3 times 5 forms of 2 tiles and a small persistent one', () => {
+    const p = conv(256, 56, 64, 256, 1, 1, 0); // ResNet-50 layer1 conv3: K = 64, one k-tile
+    const space = int8WgmmaConvSpace(p);
+    const forms = (c: TileConfig) => `${c.ws ? 'ws' : ''}${c.se ? 'se' : ''}${c.persistent ? 'p' : ''}`;
+    expect(space.filter((c) => c.bm === 128 && c.bn === 128 && c.warpsM === 8 && c.stages === 3).map(forms)).toEqual(['wssep', 'wsse', 'ws', 'se', '']);
+    expect(int8WgmmaConvSpace({ ...p, k: 40 }).some((c) => c.se)).toBe(false); // N % 16 != 0: no 16-B rows for se
+    const picked = pickCandidates(3, halfShape(int8ConvShape(p)), space.map(asHalf)).map(asInt8);
+    expect(new Set(picked.slice(0, 10).map(forms)).size).toBe(5);
+    expect(picked.filter((c) => c.persistent).length).toBeGreaterThanOrEqual(2);
+    expect(picked.some((c) => c.persistent && c.bm * c.bn <= 128 * 128)).toBe(true);
+    // the timing cache keys configs by name: every form is its own entry
+    expect(new Set(picked.map(configName)).size).toBe(picked.length);
   });
 });
 
