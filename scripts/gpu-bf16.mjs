@@ -16,64 +16,46 @@
 // Prints PASS/FAIL lines; exit code 1 when anything failed.
 import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import {
+  caseShape, convProblem, decodeTable, errText, halfToF64, imp, lcg, NoGpuError, openDevice, parseArgs, relDiff, reporter,
+  sampleStride, tcBuffers, tcReference, tflops,
+} from './gpu-kernel-harness.mjs';
 
-const dist = process.env.TSRT_DIST ? pathToFileURL(process.env.TSRT_DIST.replace(/\/?$/, '/')) : new URL('../dist/', import.meta.url);
-const imp = (p) => import(new URL(p, dist).href);
-const { Cuda, cudaAvailable, packParams } = await imp('runtime/cuda.js');
-const { nvrtcVersion } = await imp('runtime/nvrtc.js');
-const { KernelCache } = await imp('runtime/kernel_cache.js');
 const { convShape } = await imp('codegen/tc_conv.js');
 const { configName, tileConfigSpace } = await imp('codegen/tc_gemm.js');
-const { emitConvTc, emitGemmTc, engineArch, wgmmaConvSpace, wgmmaGemmSpace } = await imp('codegen/wgmma.js');
-const { bf16BitsToF32, f32ToBf16Bits, fromF64, toF64 } = await imp('ir/tensor.js');
+const { emitConvTc, emitGemmTc, wgmmaConvSpace, wgmmaGemmSpace } = await imp('codegen/wgmma.js');
+const { fromF64, toF64 } = await imp('ir/tensor.js');
 const { build } = await imp('runtime/engine.js');
 const { runGraph } = await imp('runtime/cpu_executor.js');
 const { loadModel, loadTensorFile } = await imp('onnx/import.js');
 const { compareModel } = await imp('runtime/compare.js');
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => { const [k, v] = a.replace(/^--/, '').split('='); return [k, v ?? true]; }));
+const { args, wants, overBudget } = parseArgs(process.argv.slice(2), { budgetS: 400 });
 const ITERS = Number(args.iters ?? 10);
-const BUDGET_MS = Number(args['budget-s'] ?? 400) * 1000;
 const DRY = !!args['dry-run'];
 const PARTS = args.part ? String(args.part).split(',') : ['kernels', 'families', 'models'];
-const t0 = performance.now();
-let passes = 0, failures = 0;
-const report = (ok, line) => { console.log(`${ok ? 'PASS' : 'FAIL'} ${line}`); if (ok) passes++; else failures++; };
-const want = (id) => !args.filter || id.includes(args.filter);
-const overBudget = () => performance.now() - t0 > BUDGET_MS;
+const r = reporter();
+const report = (ok, line) => r.report(ok, line);
 
-let cu, kc, stream, ev, arch = 'sm_90';
+let gpu, arch = 'sm_90';
 if (!DRY) {
-  const avail = cudaAvailable();
-  if (!avail.ok) { console.error(`no GPU: ${avail.reason} (--dry-run emits the kernels without one)`); process.exit(1); }
-  cu = new Cuda().init(0);
-  const info = cu.deviceInfo();
-  const nv = nvrtcVersion();
-  arch = engineArch(`sm_${info.ccMajor}${info.ccMinor}`, nv);
-  console.log(`device ${info.name} (sm_${info.ccMajor}${info.ccMinor}), NVRTC ${nv.join('.')}, compiling for ${arch}`);
-  kc = new KernelCache({ dir: null, arch });
-  stream = cu.createStream();
-  ev = Array.from({ length: 2 * ITERS }, () => cu.createEvent());
+  try { gpu = await openDevice({ iters: ITERS }); } catch (e) {
+    if (!(e instanceof NoGpuError)) throw e;
+    console.error(`${e.message} (--dry-run emits the kernels without one)`); process.exit(1);
+  }
+  arch = gpu.arch;
+  console.log(`device ${gpu.describe()}`);
 }
 const wgmma = DRY || arch === 'sm_90a';
+const contextAlive = () => gpu.alive();
 
 // ---- part 1: tensor-core kernels ---------------------------------------------------------------------------
 
-let seed = 4242;
-const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return (seed / 2 ** 32) * 2 - 1; };
-function bfBuf(n, scale = 1) {
-  const u = new Uint16Array(n);
-  for (let i = 0; i < n; i++) u[i] = f32ToBf16Bits(rnd() * scale);
-  return new Uint8Array(u.buffer);
-}
-const asF64 = (buf) => Float64Array.from(new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength >> 1), bf16BitsToF32);
-const conv = (n, h, c, k, r, stride) => {
-  const pad = (r - 1) >> 1, p = Math.floor((h + 2 * pad - r) / stride) + 1;
-  return { n, h, w: h, c, k, r, s: r, strideH: stride, strideW: stride, padH: pad, padW: pad, dilH: 1, dilW: 1, p, q: p, dtype: 'bfloat16' };
-};
+const u = lcg(4242), rnd = () => u() * 2 - 1;
+const BF16 = await decodeTable('bfloat16');
+const asF64 = (buf) => halfToF64(buf, BF16, sampleStride(buf.byteLength));
+const conv = (n, h, c, k, r, stride) => convProblem(n, h, c, k, r, stride, { dtype: 'bfloat16' });
 const fp16Of = (p) => { const { dtype: _d, ...rest } = p; return rest; };
 const KCASES = [
   // small odd shapes: every candidate against float64
@@ -89,111 +71,9 @@ const KCASES = [
   { id: 'rn50_bs256_1x1_64_256_56', op: 'conv', p: conv(256, 56, 64, 256, 1, 1), epi: { bias: true, residual: true, act: 'relu' } },
   { id: 'rn50_bs1_3x3_c256_14', op: 'conv', p: conv(1, 14, 256, 256, 3, 1), epi: { bias: true, act: 'relu' } },
 ];
-const ACT = {
-  relu: (v) => Math.max(v, 0), silu: (v) => v / (1 + Math.exp(-v)),
-  gelu_tanh: (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))),
-};
-function epilogue(acc, e, bias, res) {
-  let v = acc * (e.alpha ?? 1);
-  if (e.bias) v += bias;
-  if (e.residual && !e.residualAfterAct) v += res;
-  if (e.act && e.act !== 'none') v = ACT[e.act](v);
-  if (e.residual && e.residualAfterAct) v += res;
-  return v;
-}
-const batchOf = (p) => (p.batch ?? []).reduce((a, b) => a * b, 1);
-function kBuffers(c) {
-  if (c.op === 'conv') {
-    const p = c.p, K = p.r * p.s * p.c, y = p.n * p.p * p.q * p.k;
-    return { x: bfBuf(p.n * p.h * p.w * p.c), w: bfBuf(p.k * K, 2 / Math.sqrt(K)), bias: new Float32Array(p.k).map(() => rnd() * 0.5), residual: bfBuf(y), y: new Uint8Array(y * 2) };
-  }
-  const p = c.p, b = batchOf(p);
-  return { a: bfBuf(b * p.m * p.k), b: bfBuf(b * p.n * p.k, 2 / Math.sqrt(p.k)), bias: new Float32Array(p.n).map(() => rnd() * 0.5), residual: bfBuf(b * p.m * p.n), c: new Uint8Array(b * p.m * p.n * 2) };
-}
-/** float64 reference of the bf16 values (dense batches; B [N,K] or [K,N]). */
-function kReference(c, hb) {
-  const h = Object.fromEntries(Object.entries(hb).map(([k, v]) => [k, k === 'bias' ? v : asF64(v)]));
-  const e = c.epi;
-  if (c.op === 'conv') {
-    const p = c.p, out = new Float64Array(p.n * p.p * p.q * p.k);
-    for (let b = 0; b < p.n; b++) for (let oh = 0; oh < p.p; oh++) for (let ow = 0; ow < p.q; ow++) for (let ko = 0; ko < p.k; ko++) {
-      let s = 0;
-      for (let ri = 0; ri < p.r; ri++) for (let si = 0; si < p.s; si++) {
-        const ih = oh * p.strideH - p.padH + ri, iw = ow * p.strideW - p.padW + si;
-        if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) continue;
-        for (let ci = 0; ci < p.c; ci++) s += h.x[((b * p.h + ih) * p.w + iw) * p.c + ci] * h.w[((ko * p.r + ri) * p.s + si) * p.c + ci];
-      }
-      const o = ((b * p.p + oh) * p.q + ow) * p.k + ko;
-      out[o] = epilogue(s, e, h.bias[ko], h.residual[o]);
-    }
-    return out;
-  }
-  const p = c.p, nb = batchOf(p), kn = p.bLayout === 'kn', out = new Float64Array(nb * p.m * p.n);
-  for (let b = 0; b < nb; b++) for (let m = 0; m < p.m; m++) for (let n = 0; n < p.n; n++) {
-    let s = 0;
-    for (let k = 0; k < p.k; k++) s += h.a[(b * p.m + m) * p.k + k] * h.b[b * p.n * p.k + (kn ? k * p.n + n : n * p.k + k)];
-    const o = (b * p.m + m) * p.n + n;
-    out[o] = epilogue(s, e, h.bias[n], h.residual[o]);
-  }
-  return out;
-}
-function relDiff(outBytes, ref) {
-  const out = asF64(outBytes);
-  let md = 0, mr = 0;
-  for (let i = 0; i < ref.length; i++) {
-    if (!Number.isFinite(out[i])) return Infinity;
-    md = Math.max(md, Math.abs(out[i] - ref[i]));
-    mr = Math.max(mr, Math.abs(ref[i]));
-  }
-  return md / (mr || 1);
-}
 // fp32 accumulation in another order plus one bf16 rounding of the output (half an ulp: 2^-9 of the value)
 const KTOL = 8e-3;
 
-function contextAlive() { try { cu.synchronize(); return true; } catch { return false; } }
-
-/** Runs kernel `k` on device buffers `d` (by parameter name); returns the output bytes and the median ms. */
-function runKernel(k, image, d, outName, outBytes) {
-  const mod = cu.loadModule(image);
-  try {
-    const fn = cu.getFunction(mod, k.name);
-    cu.setMaxDynamicShared(fn, k.sharedBytes); // a no-op below the 48 KiB default (Cuda.setMaxDynamicShared)
-    if (k.workspaceBytes) {
-      if (k.workspaceBytes > 1 << 26) throw new Error('workspace too large');
-      d.workspace ??= cu.malloc(1 << 26);
-      cu.memsetD8Async(d.workspace, 0, k.workspaceBytes, stream);
-    }
-    const params = packParams(k.params.map((p) => ({ type: 'ptr', value: d[p.name] ?? 0n })));
-    try {
-      cu.memsetD8Async(d[outName], 0xff, outBytes, stream); // NaN pattern: unwritten outputs fail
-      cu.launch(fn, k.grid, k.block, k.sharedBytes, stream, params);
-      cu.syncStream(stream);
-      const out = new Uint8Array(outBytes);
-      cu.memcpyDtoH(out, d[outName]);
-      for (let i = 0; i < ITERS; i++) {
-        cu.record(ev[2 * i], stream);
-        cu.launch(fn, k.grid, k.block, k.sharedBytes, stream, params);
-        cu.record(ev[2 * i + 1], stream);
-      }
-      cu.syncStream(stream);
-      const ts = Array.from({ length: ITERS }, (_, i) => cu.elapsedMs(ev[2 * i], ev[2 * i + 1])).sort((a, b) => a - b);
-      return { out, ms: ts[ITERS >> 1] };
-    } finally { params.dispose(); }
-  } finally { try { cu.unloadModule(mod); } catch { /* context may be gone */ } }
-}
-
-async function compile(kernels) {
-  const out = new Map();
-  try {
-    const r = await kc.compileAll(kernels.map((k) => ({ source: k.source, name: k.name })), { parallel: Math.min(16, availableParallelism()) });
-    r.forEach((x, i) => out.set(kernels[i].name, x.cubin));
-  } catch {
-    for (const k of kernels) { try { out.set(k.name, kc.get(k.source, k.name).cubin); } catch (e) { out.set(k.name, e); } }
-  }
-  return out;
-}
-
-const tflops = (flops, ms) => (flops / (ms * 1e-3) / 1e12).toFixed(1);
 const spread = (cs, n) => cs.filter((_, i) => i % Math.max(1, Math.floor(cs.length / n)) === 0).slice(0, n);
 
 async function kernelPart() {
@@ -207,10 +87,10 @@ async function kernelPart() {
 
 async function kernelCases() {
   for (const c of KCASES) {
-    if (!want(c.id)) continue;
+    if (!wants(c.id)) continue;
     if (overBudget()) { console.log(`SKIP ${c.id}: time budget spent`); continue; }
     const emit = (p, cfg) => (c.op === 'conv' ? emitConvTc(p, c.epi, cfg) : emitGemmTc(p, c.epi, cfg));
-    const shape = c.op === 'conv' ? convShape(c.p) : { m: c.p.m, n: c.p.n, k: c.p.k, batch: batchOf(c.p) };
+    const shape = caseShape(c, convShape);
     const mma = tileConfigSpace(shape, c.p.bLayout === 'kn');
     const wg = wgmma ? (c.op === 'conv' ? wgmmaConvSpace(c.p) : wgmmaGemmSpace(c.p)) : [];
     // odd cases: a spread of mma.sync tiles (split-K among them) and every wgmma tile; big cases: a few of each
@@ -222,37 +102,39 @@ async function kernelCases() {
     const bad = kernels.filter((k) => !/\.bf16\b/.test(k.source) || /\.f16\.f16\b|cvt\.rn\.f16\./.test(k.source));
     if (bad.length) { report(false, `${c.id}: ${bad.map((k) => k.name).join(', ')} not bf16 kernels`); continue; }
     if (DRY) {
-      const cpu = c.cpu ? kReference(c, kBuffers(c)) : undefined;
+      const cpu = c.cpu ? tcReference(c, await tcBuffers(c, rnd), BF16) : undefined;
       console.log(`DRY ${c.id}: ${kernels.length} bf16 kernels (${cfgs.filter((x) => x.wgmma).length} wgmma)${cpu ? `, float64 reference of ${cpu.length} outputs` : ''}`);
       continue;
     }
-    const dev = {};
+    let dev = {};
     try {
-      const images = await compile([...kernels, ...twins]);
-      const h = kBuffers(c);
-      for (const [name, buf] of Object.entries(h)) { dev[name] = cu.malloc(buf.byteLength + 256); cu.memcpyHtoD(dev[name], buf); }
+      const images = await gpu.compile([...kernels, ...twins]);
+      const h = await tcBuffers(c, rnd);
+      dev = gpu.upload(h);
       const outName = c.op === 'conv' ? 'y' : 'c', outBytes = h[outName].byteLength;
-      let base = c.cpu ? kReference(c, h) : undefined;
+      // NaN pattern: unwritten outputs fail; no untimed warm-up launches (as before the harness)
+      const runKernel = (k, img) => gpu.run(k, img, dev, { out: outName, bytes: outBytes, warmup: 0 });
+      let base = c.cpu ? tcReference(c, h, BF16) : undefined;
       for (const [i, k] of kernels.entries()) {
         const img = images.get(k.name);
         try {
           if (img instanceof Error) throw img;
-          const r = runKernel(k, img, dev, outName, outBytes);
-          base ??= asF64(r.out); // big cases: the mma.sync heuristic kernel is the reference
-          const d = relDiff(r.out, base);
+          const x = runKernel(k, img);
+          base ??= asF64(x.out); // big cases: the mma.sync heuristic kernel is the reference
+          const d = relDiff(asF64(x.out), base);
           let vs = '';
           if (twins[i]) {
             const ti = images.get(twins[i].name);
-            if (!(ti instanceof Error)) vs = `, fp16 ${tflops(twins[i].flops, runKernel(twins[i], ti, dev, outName, outBytes).ms)} TFLOP/s`;
+            if (!(ti instanceof Error)) vs = `, fp16 ${tflops(twins[i].flops, runKernel(twins[i], ti).ms)} TFLOP/s`;
           }
-          report(d <= KTOL, `${c.id} ${configName(k.config)}${i === 0 ? ' (heuristic)' : ''} rel diff ${d.toExponential(2)} vs ${c.cpu ? 'float64' : 'mma.sync heuristic'}  ${r.ms.toFixed(4)} ms ${tflops(k.flops, r.ms)} TFLOP/s${vs}`);
+          report(d <= KTOL, `${c.id} ${configName(k.config)}${i === 0 ? ' (heuristic)' : ''} rel diff ${d.toExponential(2)} vs ${c.cpu ? 'float64' : 'mma.sync heuristic'}  ${x.ms.toFixed(4)} ms ${tflops(k.flops, x.ms)} TFLOP/s${vs}`);
         } catch (e) {
-          report(false, `${c.id} ${configName(k.config)}: ${String(e.message ?? e).split('\n').slice(0, 4).join(' | ')}`);
+          report(false, `${c.id} ${configName(k.config)}: ${errText(e)}`);
           if (!contextAlive()) { console.log(`CUDA context lost after ${k.name}; stopping`); process.exit(1); }
         }
       }
     } finally {
-      for (const p of Object.values(dev)) { try { cu.free(p); } catch { /* context gone */ } }
+      gpu.free(dev);
     }
   }
 }
@@ -333,21 +215,21 @@ async function familyCheck(id, m, feeds, tol = 2e-2) {
 
 async function familyPart() {
   for (const [id, make] of FAMILIES) {
-    if (!want(id)) continue;
+    if (!wants(id)) continue;
     if (overBudget()) { console.log(`SKIP ${id}: time budget spent`); continue; }
     const m = make();
     const feeds = new Map(m.graph.inputs.map((vi) => [vi.name, rand(vi.type.shape, id.startsWith('elementwise') ? 2 : 1)]));
     if (id.startsWith('elementwise')) feeds.set('y', fromF64('float32', [5, 128], Array.from({ length: 640 }, () => 0.5 + Math.abs(rnd()))));
     try { await familyCheck(id, m, feeds); } catch (e) {
-      report(false, `${id}: ${String(e.message ?? e).split('\n').slice(0, 4).join(' | ')}`);
+      report(false, `${id}: ${errText(e)}`);
       if (!DRY && !contextAlive()) { console.log('CUDA context lost; stopping'); process.exit(1); }
     }
   }
   const bert = new URL('../test/fixtures/bert_tiny/', import.meta.url).pathname;
-  if (want('bert_tiny_attention') && !overBudget()) {
+  if (wants('bert_tiny_attention') && !overBudget()) {
     const m = loadModel(join(bert, 'model.onnx'));
     const feeds = new Map(m.graph.inputs.map((vi, k) => [vi.name, loadTensorFile(join(bert, `test_data_set_0/input_${k}.pb`))]));
-    try { await familyCheck('bert_tiny_attention', m, feeds); } catch (e) { report(false, `bert_tiny_attention: ${String(e.message ?? e).split('\n')[0]}`); }
+    try { await familyCheck('bert_tiny_attention', m, feeds); } catch (e) { report(false, `bert_tiny_attention: ${errText(e, 1)}`); }
   }
 }
 
@@ -357,7 +239,7 @@ async function modelPart() {
   const dir = String(args.models ?? '/tmp/models');
   const MODELS = [['resnet50', 'resnet50_b1'], ['bert-base', 'bert-base_b1']];
   for (const [name, sub] of MODELS) {
-    if (!want(name) || overBudget()) continue;
+    if (!wants(name) || overBudget()) continue;
     const path = join(dir, sub, 'model.onnx');
     if (!existsSync(path)) {
       if (DRY) { console.log(`DRY ${name}: ${path} missing (export on the GPU machine)`); continue; }
@@ -379,7 +261,7 @@ async function modelPart() {
           report(x.cosine >= bar && !x.nonFinite, `${name} ${mode} vs ${res.reference} ${o.name}: cosine ${x.cosine.toFixed(6)} SQNR ${x.sqnrDb.toFixed(1)} dB top-1 ${x.top1.toFixed(3)} max abs ${x.maxAbs.toExponential(2)} (bar ${bar})`);
         }
       } catch (e) {
-        report(false, `${name} ${mode}: ${String(e.message ?? e).split('\n').slice(0, 4).join(' | ')}`);
+        report(false, `${name} ${mode}: ${errText(e)}`);
         if (!DRY && !contextAlive()) { console.log('CUDA context lost; stopping'); process.exit(1); }
       }
     }
@@ -404,5 +286,4 @@ async function modelPart() {
 if (PARTS.includes('kernels')) await kernelPart();
 if (PARTS.includes('families')) await familyPart();
 if (PARTS.includes('models')) await modelPart();
-console.log(`\n${passes} passed, ${failures} failed, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-process.exit(failures ? 1 : 0);
+process.exit(r.summary({ time: true, blank: true }));
