@@ -666,15 +666,16 @@ describe('input and output preparation', () => {
     expect(fusions(ctx, fuseRelayout.name)).toEqual(['QuantizeLinear+Transpose+ChannelPad [QuantizeLinear_0, Transpose_1]']);
   });
 
-  it('fuse-relayout (int8): an asymmetric or uint8 QuantizeLinear is no Relayout conversion; the Transpose stays too', () => {
-    checkPass({
-      pass: fuseRelayout,
-      before: `graph g(%x: float32[1,3,2,2]) -> (%y: uint8[1,2,2,3]) opset 17 {
+  it('fuse-relayout (int8): a uint8 or asymmetric QuantizeLinear is no Relayout conversion (the Transpose stays too), with the reason', () => {
+    const before = (zp: string) => `graph g(%x: float32[1,3,2,2]) -> (%y: ${zp.split('[')[0]}[1,2,2,3]) opset 17 {
         const %s: float32[] = [0.03125]
-        const %z: uint8[] = [3]
+        const %z: ${zp}
         %q = QuantizeLinear(%x, %s, %z)
-        %y = Transpose(%q) {perm=[0, 2, 3, 1]} }`,
-    });
+        %y = Transpose(%q) {perm=[0, 2, 3, 1]} }`;
+    const { ctx } = checkPass({ pass: fuseRelayout, before: before('uint8[] = [0]') });
+    expect(rejections(ctx, fuseRelayout.name)).toEqual(['QuantizeLinear+Transpose: quantizes to uint8: the Relayout writes int8 only']);
+    const { ctx: asym } = checkPass({ pass: fuseRelayout, before: before('int8[] = [3]') });
+    expect(rejections(asym, fuseRelayout.name)).toEqual(['QuantizeLinear+Transpose: zero point is not a constant 0 (asymmetric)']);
   });
 });
 

@@ -12,7 +12,7 @@ import { DTYPE_ONNX, DTYPE_SIZE, fromF64, ONNX_DTYPE, toF64 } from '../ir/tensor
 import { attrInt, attrInts, attrString } from '../ops/attrs.js';
 import { runOnnxOp } from '../ops/fused.js';
 import type { Pass } from './pass.js';
-import { GraphEdit, GraphView, recordFusion, scopedPass } from './patterns.js';
+import { GraphEdit, GraphView, recordFusion, recordRejection, scopedPass } from './patterns.js';
 
 const FUSE_RELAYOUT = 'fuse-relayout';
 const FLOATS: DType[] = ['float32', 'float16', 'bfloat16'];
@@ -24,16 +24,21 @@ const TC_BYTES = 16;
 
 interface Chain { input: string; nodes: Node[]; perm: number[]; pads: number[]; to?: DType; scale?: number }
 
-/** The fp32 scale of a QuantizeLinear that a Relayout can take: float input, symmetric per-tensor int8 (zero point 0)
- * and an fp32 scale, so x / scale is the fp32 division the Relayout kernel does; else undefined. */
-function int8Scale(v: GraphView, n: Node): number | undefined {
-  if (n.op !== 'QuantizeLinear' || n.domain !== '' || v.type(n.outputs[0])?.dtype !== 'int8') return undefined;
-  if (attrInt(n, 'block_size', 0) || n.attrs.precision) return undefined;
+/** The fp32 scale of a QuantizeLinear that a Relayout can take (float input, symmetric per-tensor int8: zero point
+ * 0, and an fp32 scale, so x / scale is the fp32 division the Relayout kernel does), or why it cannot. */
+function quantizeScale(v: GraphView, n: Node): number | string {
+  const out = v.type(n.outputs[0])?.dtype, x = v.type(n.inputs[0])?.dtype;
+  if (out !== 'int8') return `quantizes to ${out ?? 'an unknown type'}: the Relayout writes int8 only`;
+  if (!x || !FLOATS.includes(x)) return `quantizes ${x ?? 'an unknown type'}, not a float`;
+  if (attrInt(n, 'block_size', 0) || n.attrs.precision) return 'blocked quantization or a precision attribute';
   const s = v.const(n.inputs[1]), z = n.inputs[2] ? v.const(n.inputs[2]) : undefined;
-  if (!s || s.dtype !== 'float32' || s.data.length !== 1 || (n.inputs[2] && (!z || toF64(z)[0] !== 0 || z.data.length !== 1))) return undefined;
-  const x = toF64(s)[0];
-  return x > 0 && Number.isFinite(x) ? x : undefined;
+  if (!s || s.data.length !== 1) return 'scale is not one constant (per-axis or computed)';
+  if (s.dtype !== 'float32') return `${s.dtype} scale: the Relayout divides in fp32`;
+  if (n.inputs[2] && (!z || z.data.length !== 1 || toF64(z)[0] !== 0)) return 'zero point is not a constant 0 (asymmetric)';
+  const k = toF64(s)[0];
+  return k > 0 && Number.isFinite(k) ? k : `scale ${k} is not positive and finite`;
 }
+const int8Scale = (v: GraphView, n: Node): number | undefined => { const k = quantizeScale(v, n); return typeof k === 'number' ? k : undefined; };
 
 /** Pads of a constant-zero Pad over every axis, or undefined. */
 function zeroPads(v: GraphView, n: Node, rank: number): number[] | undefined {
@@ -132,6 +137,14 @@ export const fuseRelayout: Pass = scopedPass(FUSE_RELAYOUT, 2, (g, ctx, scope) =
     const node = relayout(chain, n.outputs[0]);
     e.replace(chain.nodes, [node]);
     recordFusion(ctx, FUSE_RELAYOUT, chain.nodes.map((x) => x.op).join('+'), node.name, chain.nodes);
+  }
+  // a QuantizeLinear left in front of movement or an int8 conv: why the Relayout could not take it
+  for (const q of v.order) {
+    if (e.taken(q) || q.op !== 'QuantizeLinear' || q.domain !== '') continue;
+    const next = v.sole(q.outputs[0]);
+    if (!next || !(next.domain === '' ? ['Transpose', 'Pad'].includes(next.op) : next.op === 'QConv')) continue;
+    const k = quantizeScale(v, q);
+    if (typeof k === 'string') recordRejection(ctx, FUSE_RELAYOUT, `QuantizeLinear+${next.op}`, [q, next], k);
   }
   return e.finish();
 });
