@@ -11,13 +11,9 @@
 // int8 cases (the int8 engine's input: fp32 NCHW quantized to int8 NHWC with 16 channels in one kernel, and the
 // space-to-depth form of the int8 stem, `blocked`): the small ones have .5 ties, saturation, NaN and +-inf in their
 // input, which must quantize as the CPU reference's ONNX QuantizeLinear does (NaN -> 0).
-import { availableParallelism } from 'node:os';
-import { pathToFileURL } from 'node:url';
+import { diffCount, errText, imp, lcg, NoGpuError, openDevice, parseArgs, reporter } from './gpu-kernel-harness.mjs';
 
-const dist = process.env.TSRT_DIST ? pathToFileURL(process.env.TSRT_DIST.replace(/\/?$/, '/')) : new URL('../dist/', import.meta.url);
-const imp = (p) => import(new URL(p, dist).href);
-
-const args = Object.fromEntries(process.argv.slice(2).map((a) => { const [k, v] = a.replace(/^--/, '').split('='); return [k, v ?? true]; }));
+const { args, wants } = parseArgs();
 const iters = Number(args.iters ?? 20), dry = !!args['dry-run'];
 
 const { emitPool } = await imp('codegen/pool.js');
@@ -56,8 +52,7 @@ const CASES = [
   { id: 'relayout_s2d_int8_scalar_c12', kind: 'blocked', p: { ...s2dI8(2, 1 / 32), inDims: [2, 3, 31, 33], pads: [0, 1, 0, 0, 0, 0, 1, 0] }, cpu: true, special: true },
 ];
 
-let seed = 7;
-const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 2 ** 32; };
+const rnd = lcg(7);
 const size = (d) => d.reduce((a, b) => a * b, 1);
 
 function input(c) {
@@ -102,46 +97,20 @@ function cpuReference(c, x) {
   return new Uint8Array(y.data.buffer, y.data.byteOffset, y.data.byteLength);
 }
 
-let passed = 0, failed = 0;
-const report = (ok, name, why = '') => { if (ok) passed++; else failed++; console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${why ? ' ' + why : ''}`); };
-const sameBytes = (a, b) => { let d = 0; for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) d++; return d; };
+const { report, summary } = reporter();
 
-let cu, kc, stream, ev;
+let gpu;
 if (!dry) {
-  const { Cuda, cudaAvailable } = await imp('runtime/cuda.js');
-  const { KernelCache } = await imp('runtime/kernel_cache.js');
-  const avail = cudaAvailable();
-  if (!avail.ok) { console.error(`no GPU: ${avail.reason} (--dry-run checks everything but the GPU)`); process.exit(2); }
-  cu = new Cuda().init(0);
-  const info = cu.deviceInfo();
-  console.log(`pool/relayout kernels on ${info.name}`);
-  kc = new KernelCache({ dir: null, arch: `sm_${info.ccMajor}${info.ccMinor}` });
-  stream = cu.createStream();
-  ev = Array.from({ length: 2 * iters }, () => cu.createEvent());
+  try { gpu = await openDevice({ iters, arch: 'device' }); } catch (e) {
+    if (!(e instanceof NoGpuError)) throw e;
+    console.error(`${e.message} (--dry-run checks everything but the GPU)`); process.exit(2);
+  }
+  console.log(`pool/relayout kernels on ${gpu.describe()}`);
 }
-const { packParams } = await imp('runtime/cuda.js');
 const { compileCuda } = await imp('runtime/nvrtc.js');
 
-function run(k, image, x, y, outBytes) {
-  const mod = cu.loadModule(image);
-  const params = packParams([{ type: 'ptr', value: x }, { type: 'ptr', value: y }]);
-  try {
-    const fn = cu.getFunction(mod, k.name);
-    cu.memsetD8Async(y, 0x7f, outBytes, stream);
-    cu.launch(fn, k.grid, k.block, 0, stream, params);
-    cu.syncStream(stream);
-    const out = new Uint8Array(outBytes);
-    cu.memcpyDtoH(out, y);
-    for (let i = 0; i < 3; i++) cu.launch(fn, k.grid, k.block, 0, stream, params);
-    for (let i = 0; i < iters; i++) { cu.record(ev[2 * i], stream); cu.launch(fn, k.grid, k.block, 0, stream, params); cu.record(ev[2 * i + 1], stream); }
-    cu.syncStream(stream);
-    const ts = Array.from({ length: iters }, (_, i) => cu.elapsedMs(ev[2 * i], ev[2 * i + 1])).sort((a, b) => a - b);
-    return { out, ms: ts[iters >> 1] };
-  } finally { params.dispose(); try { cu.unloadModule(mod); } catch { /* context gone */ } }
-}
-
 for (const c of CASES) {
-  if (args.filter && !c.id.includes(args.filter)) continue;
+  if (!wants(c.id)) continue;
   const emit = c.kind === 'pool' ? emitPool : c.kind === 'blocked' ? emitBlockedRelayout : emitRelayout;
   const scalar = emit(c.p);
   // (the space-to-depth kernel has no tactic family: its one form is checked against the CPU reference and timed)
@@ -160,26 +129,30 @@ for (const c of CASES) {
     report(!ref || ref.length === outBytes, `${c.id} (dry run)`, `${kernels.length} kernels compile (default ${c.kind === 'blocked' ? label(scalar, 0) : tacticLabel(f.heuristic)})${ref ? `, CPU reference ${ref.length} bytes` : ''}`);
     continue;
   }
-  const dev = { x: cu.malloc(x.bytes.byteLength), y: cu.malloc(outBytes) };
+  let dev = {};
   try {
-    cu.memcpyHtoD(dev.x, x.bytes);
-    const images = await kc.compileAll(kernels.map((k) => ({ source: k.source, name: k.name })), { parallel: Math.min(16, availableParallelism()) });
-    const r0 = run(scalar, images[0].cubin, dev.x, dev.y, outBytes);
-    if (ref) { const d = sameBytes(r0.out, ref); report(d === 0, `${c.id} ${label(scalar, 0)} vs CPU reference`, `${d} of ${outBytes} bytes differ`); }
+    dev = gpu.upload({ x: x.bytes, y: new Uint8Array(outBytes) });
+    const images = await gpu.compile(kernels);
+    const run = (k) => {
+      const img = images.get(k.name);
+      if (img instanceof Error) throw img;
+      return gpu.run(k, img, dev, { out: 'y', bytes: outBytes, fill: 0x7f, warmup: 3, params: [{ type: 'ptr', value: dev.x }, { type: 'ptr', value: dev.y }] });
+    };
+    const r0 = run(scalar);
+    if (ref) { const d = diffCount(r0.out, ref); report(d === 0, `${c.id} ${label(scalar, 0)} vs CPU reference`, `${d} of ${outBytes} bytes differ`); }
     const gbs = (ms) => (moved / (ms * 1e-3) / 1e9).toFixed(0);
     console.log(`---- ${c.id}: scalar ${r0.ms.toFixed(4)} ms (${gbs(r0.ms)} GB/s of ${(moved / 1e6).toFixed(0)} MB)`);
     let best = { name: 'scalar', ms: r0.ms };
     kernels.slice(1).forEach((k, j) => {
-      const r = run(k, images[j + 1].cubin, dev.x, dev.y, outBytes);
-      const d = sameBytes(r.out, r0.out);
+      const r = run(k);
+      const d = diffCount(r.out, r0.out);
       if (d === 0 && r.ms < best.ms) best = { name: label(k, j + 1), ms: r.ms };
       report(d === 0, `${c.id} ${label(k, j + 1)}`, `${d ? `${d} bytes differ from the scalar kernel; ` : ''}${r.ms.toFixed(4)} ms ${gbs(r.ms)} GB/s (${(r0.ms / r.ms).toFixed(2)}x scalar)`);
     });
     console.log(`==== ${c.id}: best ${best.name} ${best.ms.toFixed(4)} ms (${(r0.ms / best.ms).toFixed(2)}x scalar)`);
   } catch (e) {
-    report(false, c.id, String(e?.message ?? e).split('\n')[0]);
-    try { cu.synchronize(); } catch { console.log('CUDA context lost: stopping'); break; }
-  } finally { for (const p of Object.values(dev)) { try { cu.free(p); } catch { /* context gone */ } } }
+    report(false, c.id, errText(e, 1));
+    if (!gpu.alive()) { console.log('CUDA context lost: stopping'); break; }
+  } finally { gpu?.free(dev); }
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+process.exit(summary());
