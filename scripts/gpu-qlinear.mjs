@@ -9,12 +9,9 @@
 // host steps allowed; every QLinear node must have become an int8 layer and the engine's output must equal the CPU
 // reference of the unoptimized model bit for bit. Prints PASS/FAIL per case and level; exit code 1 on a failure.
 import { pathToFileURL } from 'node:url';
+import { diffCount, errText, imp, lcg, parseArgs, reporter } from './gpu-kernel-harness.mjs';
 
-const dist = process.env.TSRT_DIST ? pathToFileURL(process.env.TSRT_DIST.replace(/\/?$/, '/')) : new URL('../dist/', import.meta.url);
-const imp = (p) => import(new URL(p, dist).href);
-
-let seed = 2024;
-const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 2 ** 32; };
+const rnd = lcg(2024);
 const i8 = (n) => Int8Array.from({ length: n }, () => Math.floor(rnd() * 256) - 128);
 const list = (a) => Array.from(a).join(', ');
 
@@ -85,8 +82,9 @@ export async function qlinearChecks({ report, filter, levels = [2, 3], dry = fal
     const avail = cudaAvailable();
     if (!avail.ok) { report(false, 'qlinear', `no GPU: ${avail.reason}`); return; }
   }
+  const { wants } = parseArgs(filter ? [`--filter=${filter}`] : []);
   for (const c of QLINEAR_CASES) {
-    if (filter && !c.id.includes(filter)) continue;
+    if (!wants(c.id)) continue;
     try {
       const m = c.model();
       const graph = inferShapes(upgradeGraph(parseGraph(m.text))).graph;
@@ -104,24 +102,21 @@ export async function qlinearChecks({ report, filter, levels = [2, 3], dry = fal
         const layers = engine.layers().filter((l) => l.op === 'QConv' || l.op === 'QGemm');
         const layerNames = new Set(layers.map((l) => l.name));
         const got = (await engine.run({ x })).get('y');
-        let diff = 0;
-        for (let i = 0; i < want.length; i++) if (got.data[i] !== want[i]) diff++;
+        const diff = diffCount(got.data, want);
         const ok = diff === 0 && got.dtype === 'int8' && q === m.layers && layerNames.size === m.layers && engine.report.hostSteps === 0;
         report(ok, `qlinear ${c.id} opt-level ${optLevel}${dry ? ' (dry run: CPU reference)' : ''}`,
           `${diff} of ${want.length} outputs differ; ${q}/${m.layers} QLinear nodes int8 (${layers.map((l) => l.kernel).join(', ')}); ${engine.report.hostSteps} host steps; build ${(buildMs / 1000).toFixed(1)} s`);
         engine.dispose?.();
       }
     } catch (e) {
-      report(false, `qlinear ${c.id}`, String(e?.message ?? e).split('\n').slice(0, 3).join(' | '));
+      report(false, `qlinear ${c.id}`, errText(e, 3));
     }
   }
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const args = Object.fromEntries(process.argv.slice(2).map((a) => { const [k, v] = a.replace(/^--/, '').split('='); return [k, v ?? true]; }));
-  let passed = 0, failed = 0;
-  const report = (ok, name, why = '') => { if (ok) passed++; else failed++; console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${why ? ' ' + why : ''}`); };
-  await qlinearChecks({ report, filter: args.filter, levels: String(args.levels ?? '2,3').split(',').map(Number), dry: !!args['dry-run'] });
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  const { args } = parseArgs();
+  const r = reporter();
+  await qlinearChecks({ report: r.report, filter: args.filter, levels: String(args.levels ?? '2,3').split(',').map(Number), dry: !!args['dry-run'] });
+  process.exit(r.summary());
 }
