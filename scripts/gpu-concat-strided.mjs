@@ -4,10 +4,7 @@
 // fp32 ones within 1e-3 of the CPU reference of the model (fp16's distance to it is printed). Prints placed concats/convs, kernel
 // counts and GPU time per engine. Usage: node scripts/gpu-concat-strided.mjs [--batch 8] [--models a,b]
 // (TSRT_DIST=folder: a private `tsc --outDir` build instead of dist/; without a GPU the engines run on the CPU).
-import { pathToFileURL } from 'node:url';
-
-const dist = process.env.TSRT_DIST ? pathToFileURL(process.env.TSRT_DIST.replace(/\/?$/, '/')) : new URL('../dist/', import.meta.url);
-const imp = (p) => import(new URL(p, dist).href);
+import { imp } from './gpu-kernel-harness.mjs';
 const { loadModel, loadTensorFile } = await imp('onnx/import.js');
 const { build } = await imp('runtime/engine.js');
 const { PIPELINE } = await imp('passes/pipeline.js');

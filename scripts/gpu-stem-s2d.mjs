@@ -10,10 +10,7 @@
 // quantizing Relayout (K 7*7*16 = 784 -> 4*4*16 = 256); its int32 sums are exact, so the stem output must be equal.
 // --dry-run: no GPU; builds both engines on the CPU at the given batch (default 1), NVRTC-compiles their kernels and
 // compares the two CPU references. Exit code 1 when the outputs disagree or the pass did not fire.
-import { pathToFileURL } from 'node:url';
-
-const dist = process.env.TSRT_DIST ? pathToFileURL(process.env.TSRT_DIST.replace(/\/?$/, '/')) : new URL('../dist/', import.meta.url);
-const imp = (p) => import(new URL(p, dist).href);
+import { imp } from './gpu-kernel-harness.mjs';
 const { build } = await imp('runtime/engine.js');
 const { randomTensor } = await imp('cli/io.js');
 const { loadModel } = await imp('onnx/import.js');

@@ -8,13 +8,16 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from '../dist/runtime/engine.js';
-import { runModelCpu } from '../dist/runtime/cpu_executor.js';
-import { accuracy, randomTensor } from '../dist/cli/io.js';
-import { loadModel } from '../dist/onnx/import.js';
-import { makeTensor } from '../dist/ir/tensor.js';
-import { familyProblem } from '../dist/codegen/kernel_tactics.js';
-import { tunableOf } from '../dist/codegen/tactics.js';
+import { imp } from './gpu-kernel-harness.mjs';
+
+// the build under test: dist/, or TSRT_DIST=<a private tsc --outDir>
+const { build } = await imp('runtime/engine.js');
+const { runModelCpu } = await imp('runtime/cpu_executor.js');
+const { accuracy, randomTensor } = await imp('cli/io.js');
+const { loadModel } = await imp('onnx/import.js');
+const { makeTensor } = await imp('ir/tensor.js');
+const { familyProblem } = await imp('codegen/kernel_tactics.js');
+const { tunableOf } = await imp('codegen/tactics.js');
 
 const [model, ...rest] = process.argv.slice(2);
 if (!model) { console.error('usage: node scripts/gpu-tactics.mjs MODEL.onnx [--batch N] [--seq N] [--fp32] [--opt-level 3] [--json out.json]'); process.exit(2); }
