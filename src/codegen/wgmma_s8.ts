@@ -168,7 +168,7 @@ ${stagedEpilogue(s, k, plan, scope, { MI, wgVar: 'cw', sync: wgSync, resOff: dbl
       dbl, prefetch: (buf) => (k.rb ? residualPrefetch(s, k, plan, scope, buf === undefined ? String(plan.resOff) : bufOff(buf)) : ''),
       epilogue,
     });
-    return named(body, Math.min(mTiles * nTiles, SM_COUNT), threads, plan.sharedBytes);
+    return { ...named(body, Math.min(mTiles * nTiles, s.smCount ?? SM_COUNT), threads, plan.sharedBytes), persistentTiles: mTiles * nTiles };
   }
   const epilogue = plan ? `${plan.outOff === 0 ? `  named_bar_sync(1, ${128 * G}); // the output tile overlays the stages: every consumer's wgmmas retired first` : `  cp_async_wait<0>(); // this thread's residual chunks
   ${wgSync}`}
