@@ -12,6 +12,7 @@ import '../src/codegen/lower_conv.js';
 import { SM_COUNT, smCountField, tileConfigSpace } from '../src/codegen/tc_gemm.js';
 import { chooseDepthwiseTile } from '../src/codegen/depthwise.js';
 import { emitFlashAttention } from '../src/codegen/attention.js';
+import { emitConvInt8, int8WgmmaConvSpace } from '../src/codegen/tc_int8.js';
 import type { KernelSource } from '../src/codegen/kernel.js';
 import { parseGraph } from '../src/ir/text.js';
 import { inferShapes } from '../src/ir/infer.js';
@@ -65,6 +66,18 @@ describe('SM count of the target GPU', () => {
     expect(pcie.keys.every((k) => k.includes('"smCount":114'))).toBe(true);
     const small = lower(1024);
     expect(small.kernels.map((k) => k.grid[0])).toEqual(small.kernels.map((k) => k.persistentTiles));
+  });
+
+  it('sizes the int8 persistent wgmma grid the same way', () => {
+    // ResNet-50 bs32 layer2 3x3: 32*28*28 = 25088 rows, 128 channels
+    const p = { n: 32, h: 28, w: 28, c: 128, k: 128, r: 3, s: 3, strideH: 1, strideW: 1, padH: 1, padW: 1, dilH: 1, dilW: 1, p: 28, q: 28 };
+    const epi = { out: 'int8' as const, outScale: 0.5, bias: true, act: 'relu' as const };
+    const cfg = int8WgmmaConvSpace(p).find((c) => c.persistent);
+    expect(cfg).toBeDefined();
+    const d = emitConvInt8(p, epi, cfg), pcie = emitConvInt8({ ...p, ...smCountField(114) }, epi, cfg);
+    expect(d.persistentTiles).toBeGreaterThan(132);
+    expect([d.grid[0], pcie.grid[0]]).toEqual([132, 114]);
+    expect(pcie.source).toBe(d.source);
   });
 
   it('offers split-K only while the tile grid leaves SMs idle', () => {
