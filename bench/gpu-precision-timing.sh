@@ -3,7 +3,7 @@
 # call, one timing cache: fp16, int8 with each layer's precision chosen by timing, and int8 with every calibrated layer
 # int8 (--no-precision-timing), each checked against PyTorch's fp32 output (vs_pytorch). The int8 row's
 # precision_timing lists the moved layers (int8/fp16/conversion ms) and the predicted saving.
-#   source .gpu/enter && npm run build && bash bench/gpu-precision-timing.sh
+#   (dist/ built here and carried with .gpu/)  source .gpu/enter && bash bench/gpu-precision-timing.sh
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; M=/tmp/bm; TC=/tmp/tc.json; L="$OUT/log.txt"
 T="timeout -k 5"
