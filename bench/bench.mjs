@@ -4,9 +4,10 @@
 //     [--int8] [--int8-all]   int8 with each layer's precision chosen by timing at level 3+ (precision_timing.ts), and
 //                             int8 with every calibrated layer int8 (--no-precision-timing), e.g. both with --fp16
 import { build } from '../dist/runtime/engine.js';
-import { accuracy, randomTensor } from '../dist/cli/io.js';
+import { accuracy } from '../dist/cli/io.js';
 import { loadModel, loadTensorFile } from '../dist/onnx/import.js';
 import { makeTensor, size } from '../dist/ir/tensor.js';
+import { randomInput, randomScales } from './random_scales.mjs';
 import { dirname, join } from 'node:path';
 import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 
@@ -34,17 +35,7 @@ const m = loadModel(model);
 const tdir = join(dirname(model), 'test_data_set_0');
 const ref = existsSync(join(tdir, 'output_0.pb')) ? { x: loadTensorFile(join(tdir, 'input_0.pb')), y: loadTensorFile(join(tdir, 'output_0.pb')) } : undefined;
 const vi = m.graph.inputs[0];
-// --int8: symmetric minmax scales from 4 random batches of 8 (calibrated on the GPU's fp32 engine), reused for
-// every batch size; random data gives random-data ranges, which is what the speed measurement needs
-let int8Scales;
-if (precisions.some(isInt8)) {
-  const { calibrate } = await import('../dist/quant/calibrate.js');
-  const shape = vi.type.shape.map((d, i) => (i === 0 ? 8 : typeof d === 'number' ? d : 128));
-  const batchesIn = [1, 2, 3, 4].map((k) => ({ [vi.name]: randomTensor(vi.type.dtype, shape, k, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1) }));
-  const t = performance.now();
-  int8Scales = (await calibrate(m, batchesIn, { method: 'minmax' })).scales;
-  console.log(JSON.stringify({ calibrated: Object.keys(int8Scales).length, s: +((performance.now() - t) / 1000).toFixed(1) }));
-}
+const int8Scales = precisions.some(isInt8) ? await randomScales(m) : undefined;
 for (const prec of precisions) {
   for (const b of batches.split(',').map(Number)) {
     const shape = vi.type.shape.map((d, i) => (i === 0 ? b : typeof d === 'number' ? d : 128));
@@ -54,7 +45,7 @@ for (const prec of precisions) {
       engine = await build(m, { fp16: prec !== 'fp32', int8: isInt8(prec), int8Scales: isInt8(prec) ? int8Scales : undefined, precisionByTiming: prec !== 'int8_all', shapes: { [vi.name]: shape }, ...tuneOpts });
     } catch (e) { console.log(JSON.stringify({ model, prec, batch: b, error: String(e.message).split('\n')[0] })); continue; }
     const buildS = (performance.now() - t0) / 1000;
-    const x = randomTensor(vi.type.dtype, shape, 1, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1);
+    const x = randomInput(vi, shape, 1);
     // the timed engine's accuracy: sample 0 of the batch is the exported test input, whose PyTorch fp32 output
     // (bench/export.py) its output row 0 is compared with; the other samples stay random
     if (ref && size(ref.x.dims) <= size(x.dims)) {

@@ -2,7 +2,7 @@
 // and at what rate (TFLOP/s for tensor-core kernels, whose sources carry their flop count).
 //   node scripts/gpu-profile.mjs model.onnx --batch N [--fp16|--int8] [--opt-level 3] [--timing-cache F] [--json out.json] [--top 40]
 import { build } from '../dist/runtime/engine.js';
-import { randomTensor } from '../dist/cli/io.js';
+import { randomInput, randomScales } from '../bench/random_scales.mjs';
 import { loadModel } from '../dist/onnx/import.js';
 import { writeFileSync } from 'node:fs';
 
@@ -13,8 +13,10 @@ const b = Number(opt('--batch', 1));
 const m = loadModel(model);
 const vi = m.graph.inputs[0];
 const shape = vi.type.shape.map((d, i) => (i === 0 ? b : typeof d === 'number' ? d : 128));
-const engine = await build(m, { fp16: !flag('--fp32'), int8: flag('--int8'), shapes: { [vi.name]: shape }, optLevel: Number(opt('--opt-level', 3)), timingCache: opt('--timing-cache') });
-const x = randomTensor(vi.type.dtype, shape, 1, vi.type.dtype === 'int64' ? 0 : -1, vi.type.dtype === 'int64' ? 30522 : 1);
+// --int8 without scales would build fp16 layers only: calibrate on random data as bench.mjs does
+const int8Scales = flag('--int8') ? await randomScales(m) : undefined;
+const engine = await build(m, { fp16: !flag('--fp32'), int8: flag('--int8'), int8Scales, shapes: { [vi.name]: shape }, optLevel: Number(opt('--opt-level', 3)), timingCache: opt('--timing-cache') });
+const x = randomInput(vi, shape, 1);
 const total = (await engine.time({ [vi.name]: x }, 30, 5)).sort((a, c) => a - c)[15];
 const prof = await engine.profile({ [vi.name]: x }, 10);
 const kernels = engine.lowered.steps.filter((s) => s.kind === 'kernel');
