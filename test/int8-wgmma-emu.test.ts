@@ -22,7 +22,7 @@ import { pickCandidates } from '../src/runtime/autotune.js';
 import {
   asHalf, asInt8, emitConvInt8, emitGemmInt8, halfShape, int8ConfigProblems, int8ConvShape, int8StagingRowBytes, int8WgmmaConfigSpace, int8WgmmaConvSpace,
 } from '../src/codegen/tc_int8.js';
-import { WGMMA_ASM_HELPERS } from '../src/codegen/wgmma.js';
+import { WG_TILES, WGMMA_ASM_HELPERS, wgmmaConvSpace } from '../src/codegen/wgmma.js';
 import { WGMMA_S8_KEEP } from '../src/codegen/wgmma_s8.js';
 import { WGMMA_WS_ASM_HELPERS } from '../src/codegen/wgmma_ws.js';
 import { WS_EMU } from './tc_emu.js';
@@ -114,19 +114,41 @@ const CASES: WCase[] = [
   { id: 'persistent_conv3x3_f32', kind: 'conv', conv: conv(2, 9, 32, 64, 3, 1, 1), cfg: wg(128, 64, 8, 3, PERSISTENT), grid: 1, epi: { out: 'float32', bias: true } },
   { id: 'persistent_gemm_h_resh_single', kind: 'gemm', gemm: { m: 200, n: 144, k: 288 }, cfg: wg(128, 128, 4, 4, PERSISTENT), grid: 2,
     epi: { out: 'float16', bias: true, residual: true, residualType: 'float16' } },
+  // bn 256 and 192 (m64n256k32 / m64n192k32: 128 / 96 s32 accumulators a thread), N tails: N = 272 (% 16 == 0, a
+  // 16-wide second n-tile), N = 200 (% 16 == 8: direct stores, the pair at the edge), N = 208. All-threads form:
+  // 2 warpgroups, the spec's int8 epilogue staged over the stages (int8 residual); direct fp16 stores with the
+  // fp16 residual after the activation, K tail (288 = 2 k-tiles + 32)
+  { id: 'wg_gemm_n256_q_resq_ntail16', kind: 'gemm', gemm: { m: 130, n: 272, k: 320 }, act: 'Relu', cfg: wg(128, 256, 8, 3),
+    epi: { out: 'int8', outScale: 0.05, bias: true, residual: true, residualType: 'int8', residualScale: 0.03, act: 'relu' } },
+  { id: 'wg_conv3x3_n192_h_resh_after_ntail8', kind: 'conv', conv: conv(2, 6, 32, 200, 3, 1, 1), act: 'Clip', cfg: wg(128, 192, 8, 4),
+    epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', residualAfterAct: true, act: 'clip', actArgs: [-1, 1.5] } },
+  // persistent: 2 x 2 tiles on 3 CTAs (one walks two); 128x256 with int8 residual into int8 output (one residual
+  // buffer: two do not fit beside 3 stages), 64x192 1x1 conv (one k-tile) with fp16 residual into fp16 output,
+  // double-buffered
+  { id: 'persistent_gemm_n256_q_resq_single', kind: 'gemm', gemm: { m: 200, n: 272, k: 288 }, cfg: wg(128, 256, 8, 3, PERSISTENT), grid: 3,
+    epi: { out: 'int8', outScale: 0.05, bias: true, residual: true, residualType: 'int8', residualScale: 0.03 } },
+  { id: 'persistent_conv1x1_n192_h_resh_dbl_early', kind: 'conv', conv: conv(2, 6, 64, 208, 1, 1, 0), act: 'Relu', cfg: wg(64, 192, 4, 3, PERSISTENT), grid: 3, early: true,
+    epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', act: 'relu' } },
 ];
 
 const emitK = (c: KCase) => (c.kind === 'conv' ? emitConvInt8(c.conv!, c.epi, c.cfg) : emitGemmInt8(c.gemm!, c.epi, c.cfg));
 
 describe('int8 wgmma configs', () => {
-  it('are bk 128, bn 64/128, 1-2 warpgroups, and pass int8ConfigProblems; others are refused with the reason', () => {
-    const space = int8WgmmaConvSpace(conv(256, 28, 128, 128, 3, 1, 1));
+  it('are bk 128, fp16\'s tiles (bn 64..256), 1-2 warpgroups, and pass int8ConfigProblems; others are refused with the reason', () => {
+    const space = int8WgmmaConvSpace(conv(256, 28, 128, 256, 3, 1, 1));
     expect(space.length).toBeGreaterThan(10);
     for (const c of space) {
-      expect(c.wgmma && c.bk === 128 && (c.bn === 64 || c.bn === 128) && c.warpsN === 1).toBe(true);
+      expect(c.wgmma && c.bk === 128 && [64, 128, 192, 256].includes(c.bn) && c.warpsN === 1).toBe(true);
+      expect(wgmmaAccRegs(c)).toBeLessThanOrEqual(128);
       expect(int8ConfigProblems(c)).toEqual([]);
     }
-    expect(int8ConfigProblems(wg(128, 256, 8, 3))).toContain('int8 wgmma: bn must be 64 or 128');
+    // fp16's tile list in fp16's order (the level-3 pick breaks model ties by it)
+    const tiles = (cs: TileConfig[]) => [...new Set(cs.map((c) => `${c.bm}x${c.bn}_w${c.warpsM}`))];
+    expect(tiles(space)).toEqual(WG_TILES.map(([bm, bn, w]) => `${bm}x${bn}_w${w}`));
+    expect(tiles(space).slice(0, 1).concat(tiles(space).slice(-2))).toEqual(['128x256_w8', '128x192_w8', '64x192_w4']);
+    // m64n200k32 is not an integer wgmma shape; 128x256 on one warpgroup is 256 accumulators a thread
+    expect(int8ConfigProblems(wg(128, 200, 8, 3)).join()).toMatch(/bn must be 64, 128, 192 or 256/);
+    expect(int8ConfigProblems(wg(128, 256, 4, 3)).join()).toMatch(/256 accumulator registers per thread \(max 128\)/);
     expect(int8ConfigProblems({ ...wg(128, 128, 8, 3), bk: 64 }).join()).toMatch(/bk must be 128/);
     expect(int8WgmmaConfigSpace({ m: 16, n: 64, k: 256, batch: 1 }).every((c) => c.bm <= 128)).toBe(true);
     const k = emitK(CASES[0]);
@@ -137,6 +159,30 @@ describe('int8 wgmma configs', () => {
     expect(emitK(CASES[2]).source).not.toContain('tc_v16');
     expect(int8StagingRowBytes(wg(256, 128, 8, 3), 128, 'int8')).toBe(144);
     expect(() => emitConvInt8(CASES[0].conv!, CASES[0].epi, { ...wg(128, 64, 8, 3), splitK: 2 })).toThrow(/split-K/);
+  });
+  it('leave out persistent configs whose staging tiles, sized by the output and residual types, do not fit', () => {
+    // 128x256, 3 stages = 144 KiB; the output tile is 128 rows of 256 outputs + 16 B: int8 34 KiB, fp16 66 KiB,
+    // fp32 130 KiB; the ws kernel may use 227 KiB less its 1 KiB of static mbarriers
+    const c = wg(128, 256, 8, 3, PERSISTENT);
+    const q = { out: 'int8' as const }, qq = { out: 'int8' as const, residual: true, residualType: 'int8' as const };
+    expect(int8ConfigProblems(c, q)).toEqual([]);
+    expect(int8ConfigProblems(c, qq)).toEqual([]); // 147456 + 34816 + 34816 + 1024 = 218112
+    expect(int8ConfigProblems(c, { out: 'float16' })).toEqual([]); // 147456 + 67584 + 1024
+    expect(int8ConfigProblems(c, { out: 'int8', residual: true, residualType: 'float16' }).join()).toMatch(/249856|250880 B/);
+    expect(int8ConfigProblems(c, { out: 'float32' }).join()).toMatch(/281600 B of shared memory, over the 231424 B/);
+    expect(int8ConfigProblems(wg(128, 256, 8, 4, PERSISTENT), q).join()).toMatch(/persistent/); // 4 stages: 192 KiB
+    expect(int8ConfigProblems(wg(128, 256, 8, 4, WS), { out: 'float32' })).toEqual([]); // one tile per CTA: spec's stores
+    // the space with the epilogue holds exactly the configs the emitter builds
+    const p = conv(64, 28, 128, 256, 3, 1, 1), f = { out: 'float32' as const, bias: true };
+    const all = int8WgmmaConvSpace(p), fits = int8WgmmaConvSpace(p, f);
+    const refused = all.filter((x) => !fits.some((y) => configName(y) === configName(x)));
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.every((x) => x.persistent)).toBe(true);
+    expect(fits.some((x) => x.persistent && x.bm === 128 && x.bn === 256)).toBe(false);
+    expect(fits.some((x) => x.persistent && x.bm === 64 && x.bn === 256)).toBe(true); // 120 KiB + 65 KiB
+    expect(fits.filter((x) => x.persistent && x.bm === 128 && x.bn === 192).map((x) => x.stages)).toEqual([3]); // 120 + 98 KiB
+    for (const x of refused) expect(() => emitConvInt8(p, f, x), configName(x)).toThrow(/persistent int8 wgmma: \d stages and a staging tile of 32-bit outputs take/);
+    for (const x of fits.filter((y) => y.persistent)) expect(emitConvInt8(p, f, x).config).toEqual(x);
   });
   it('come in the fp16 forms (persistent, ws+se, ws, se, plain); level 3 times 5 forms of 2 tiles and a small persistent one', () => {
     const p = conv(256, 56, 64, 256, 1, 1, 0); // ResNet-50 layer1 conv3: K = 64, one k-tile
@@ -150,6 +196,10 @@ describe('int8 wgmma configs', () => {
     expect(picked.some((c) => c.persistent && c.bm * c.bn <= 128 * 128)).toBe(true);
     // the timing cache keys configs by name: every form is its own entry
     expect(new Set(picked.map(configName)).size).toBe(picked.length);
+    // ranked as fp16 ranks its own tiles: 128x256 first (5 forms), then 256x128, as the fp16 engine picks them
+    expect(picked.slice(0, 5).every((c) => c.bm === 128 && c.bn === 256)).toBe(true);
+    const fp16 = pickCandidates(3, { m: 256 * 56 * 56, n: 256, k: 64, batch: 1 }, wgmmaConvSpace(p));
+    expect(picked.map((c) => configName(asHalf(c)))).toEqual(fp16.map(configName));
   });
 });
 
@@ -193,7 +243,9 @@ describe.skipIf(!hasGxx)('int8 wgmma kernels under the CPU emulator equal the CP
 // The ws / se / persistent int8 kernels with nvcc for sm_90a (NVRTC 11.8 here cannot): no spills, the accumulators
 // in registers, and with 2 consumer warpgroups the 384 x 168 register pool that setmaxnreg is sized against
 // (wgmma_ws.ts). The heaviest epilogues: a 3x3 conv with int8 residual into int8 and a 1x1 conv with fp16
-// residual into fp16 (K = 64, the ResNet-50 bottleneck shape).
+// residual into fp16 (K = 64, the ResNet-50 bottleneck shape); and the bn 256 / 192 tiles' largest accumulators.
+// (The all-threads 64x256 3x3 conv, not checked here, loads with 128 threads beside 128 accumulators: nvcc 13
+// gives it 255 registers and a 4-byte spill; the autotuner times it against the ws forms, which do not spill.)
 const NVCC = process.env.NVCC ?? 'nvcc';
 const nvccReason = (() => { try { execFileSync(NVCC, ['--version'], { stdio: 'pipe' }); return undefined; } catch (e) { return (e as Error).message.split('\n')[0]; } })();
 if (nvccReason) console.warn(`int8-wgmma-emu: skipping the sm_90a compile check (${nvccReason})`);
@@ -208,6 +260,13 @@ describe.skipIf(!!nvccReason)('int8 wgmma ws / se / persistent kernels: nvcc sm_
       // output, the int8 engine's case, does not. Left to the autotuner's timing; see the session report)
       for (const f of forms) ks.push(emitConvInt8(p3, q, wg(bm, bn, w, 4, f)), emitConvInt8(p1, bm === 64 ? { ...q, residualType: 'int8' as const } : h, wg(bm, bn, w, 3, f)));
     }
+    // bn 256 / 192 (128 / 96 s32 accumulators beside the int8 epilogue, within the consumers' 184 of setmaxnreg):
+    // 128x256 ws (4 stages) and persistent (3: its int8 output and residual tiles fit beside them, an fp16
+    // residual's do not), 128x192 persistent with fp16 residual into fp16, 64x256 persistent (one consumer)
+    const p3n = conv(256, 28, 128, 256, 3, 1, 1);
+    ks.push(emitConvInt8(p3n, q, wg(128, 256, 8, 4, WS)), emitConvInt8(p3n, q, wg(128, 256, 8, 3, PERSISTENT)),
+      emitConvInt8(p1, { out: 'float16', bias: true, act: 'relu' }, wg(128, 256, 8, 3, PERSISTENT)), emitConvInt8(p1, h, wg(128, 192, 8, 3, PERSISTENT)),
+      emitConvInt8(p3n, q, wg(64, 256, 4, 4, PERSISTENT)));
     expect(ks.filter((k) => k.config!.persistent && k.source.includes('(tl & 1)')).length).toBeGreaterThan(0); // double-buffered residual
     const dir = join(tmpdir(), `tsrt-int8-wgmma-${process.pid}`);
     mkdirSync(dir, { recursive: true });

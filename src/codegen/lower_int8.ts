@@ -111,7 +111,7 @@ function lowerQConv(ctx: LowerCtx): void {
   const wname = ctx.addConst('w_krsc_i8', makeTensor('int8', [k, r, s, cp], wt));
   // [autotune] a measured int8 tile config at optLevel >= 3 on a GPU (bk 64/128 mma.sync tiles, and on sm_90a the
   // int8 wgmma tiles of wgmma_s8.ts), else the heuristic's (mma.sync)
-  const space = [...int8ConvConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? int8WgmmaConvSpace(prob) : [])];
+  const space = [...int8ConvConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? int8WgmmaConvSpace(prob, epi) : [])];
   const cfg = ctx.tactic?.(tacticSignature('conv', prob, epi, 'int8'), space, (c) => emitConvInt8(prob, epi, c)) ?? undefined;
   const ks = emitConvInt8(prob, epi, cfg);
   ctx.kernel(ks, bind(ctx, ks, { x: xin, w: wname, scale, bias, residual: zn, y: node.outputs[0] }));
@@ -129,7 +129,7 @@ function lowerQGemm(ctx: LowerCtx): void {
   if (pre.length) throw new NotLowerable(pre.join('; '));
   const epi = int8Epilogue(ctx);
   const { scale, bias } = scaleAndBias(ctx);
-  const space = [...int8GemmConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? int8WgmmaGemmSpace(prob) : [])];
+  const space = [...int8GemmConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? int8WgmmaGemmSpace(prob, epi) : [])];
   const cfg = ctx.tactic?.(tacticSignature('gemm', prob, epi, 'int8'), space, (c) => emitGemmInt8(prob, epi, c)) ?? undefined;
   const ks = emitGemmInt8(prob, epi, cfg);
   ctx.kernel(ks, bind(ctx, ks, { a: an, b: wn, scale, bias, residual: zn, c: node.outputs[0] }));

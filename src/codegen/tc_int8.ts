@@ -17,7 +17,8 @@ import {
   type Epilogue, type TcKernelSource, type TcSpec, type TileConfig, type TileShape,
 } from './tc_gemm.js';
 import { tcLoaderThreads } from './wgmma_config.js';
-import { wgmmaS8Kernel, type S8Staged } from './wgmma_s8.js';
+import { WG_TILES } from './wgmma.js';
+import { s8PersistentProblem, wgmmaS8Kernel, type S8Staged } from './wgmma_s8.js';
 
 export type Int8Out = 'int8' | 'float16' | 'float32';
 
@@ -38,6 +39,7 @@ export interface Int8Epilogue extends Omit<Epilogue, 'alpha'> {
 export interface Int8GemmProblem { m: number; n: number; k: number; /** SMs of the target GPU (absent: SM_COUNT) */ smCount?: number }
 
 const ELEM: Record<Int8Out, string> = { int8: 'signed char', float16: 'tc_half', float32: 'float' };
+const OUT_BYTES: Record<Int8Out, number> = { int8: 1, float16: 2, float32: 4 };
 
 /** An int8 tile config is an fp16 one with bk doubled (same bytes per row): bk 64 or 128. The autotuner ranks
  * int8 candidates as these fp16 twins (same bytes moved, same mma count per k-tile). */
@@ -45,40 +47,43 @@ export const asHalf = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk / 2 });
 export const asInt8 = (c: TileConfig): TileConfig => ({ ...c, bk: c.bk * 2 });
 export const halfShape = (s: TileShape): TileShape => ({ ...s, k: Math.ceil(s.k / 2) });
 
-/** Reasons an int8 tile config is invalid: its fp16 twin's (same shared memory and registers, the same ws / se /
- * persistent rules: the ws kernels' static mbarrier block, a persistent kernel's staging tile beside the stages,
- * which for a 16-bit tile is what an int8 output and residual tile take), plus the int8 wgmma limits (bk 128 =
- * one 128-B swizzle row, bn 64/128). The emitter checks the exact int8 staging sizes (wgmma_s8.ts). */
-export function int8ConfigProblems(c: TileConfig): string[] {
+/** Reasons an int8 tile config is invalid: its fp16 twin's (same stage bytes and accumulator registers: MI * bn/2
+ * s32 a thread, at most 128; bn 64, 128, 192 or 256 with bk 128 = one 128-B swizzle row of int8; the same ws / se /
+ * persistent rules, the ws kernels' 1 KiB static mbarrier block off the shared-memory maximum). Given the epilogue,
+ * a persistent config is also checked with its staging tiles sized by the real output and residual types (an fp32
+ * output tile of 128x256 is 130 KiB), exactly as the emitter lays them out (wgmma_s8.ts); without it only the fp16
+ * twin's 16-bit staging tile is. The se form of the one-CTA-per-tile kernels never fails here: whatever does not
+ * fit beside the stages keeps the spec's stores (as fp16's stagingPlan). */
+export function int8ConfigProblems(c: TileConfig, epi?: Pick<Int8Epilogue, 'out' | 'residual' | 'residualType'>): string[] {
   if (c.bk % 2) return ['bk must be 64 or 128'];
   const r = configProblems(asHalf(c)).map((x) => x.replace('bk must be 32 or 64', 'bk must be 64 or 128')
     .replace('bk must be 64 (one 128-B swizzle row of fp16)', 'bk must be 128 (one 128-B swizzle row of int8)'));
-  if (c.wgmma && c.bn !== 64 && c.bn !== 128) r.push('int8 wgmma: bn must be 64 or 128');
+  if (!r.length && epi && c.wgmma) {
+    const why = s8PersistentProblem(c, OUT_BYTES[epi.out], epi.residual ? OUT_BYTES[epi.residualType ?? epi.out] : 0);
+    if (why) r.push(why);
+  }
   return r;
 }
 export function int8ConfigSpace(s: TileShape): TileConfig[] { return tileConfigSpace(halfShape(s)).filter((c) => !c.wgmma).map(asInt8); }
 
-/** [bm, bn, warpsM] of the int8 wgmma tiles: wgmma.ts's tiles without n256. */
-const WG_S8_TILES: Array<[number, number, number]> = [
-  [128, 128, 8], [128, 64, 8], [256, 128, 8], [256, 64, 8], [128, 128, 4], [128, 64, 4], [64, 128, 4], [64, 64, 4],
-];
-
 /** Int8 wgmma configs (wgmma_s8.ts, sm_90a) for a problem: offered to the autotuner next to the mma.sync ones.
- * Every tile in the forms of wgmmaConfigSpace, in its order (the autotuner's level-3 pick takes a tile's first
- * five): persistent ws (with se), ws + se, ws, se, all-threads. `se` (residual prefetched into a staging tile
- * under the mainloop) needs 16-B output and residual rows: N % 16 == 0 (any output type). TSRT_WGMMA_WS=0 /
- * TSRT_WGMMA_SE=0 / TSRT_WGMMA_PERSISTENT=0 leave those forms out, as for fp16. */
-export function int8WgmmaConfigSpace(s: TileShape): TileConfig[] {
+ * fp16's tiles (WG_TILES, in its order: 128x256 first, 128x192 / 64x192 last) in the forms of wgmmaConfigSpace,
+ * in its order (the autotuner's level-3 pick takes a tile's first five): persistent ws (with se), ws + se, ws, se,
+ * all-threads. `se` (residual prefetched into a staging tile under the mainloop) needs 16-B output and residual
+ * rows: N % 16 == 0 (any output type). With the epilogue, persistent configs whose staging tiles do not fit beside
+ * their stages are left out (int8ConfigProblems). TSRT_WGMMA_WS=0 / TSRT_WGMMA_SE=0 / TSRT_WGMMA_PERSISTENT=0
+ * leave those forms out, as for fp16. */
+export function int8WgmmaConfigSpace(s: TileShape, epi?: Int8Epilogue): TileConfig[] {
   const out: TileConfig[] = [];
   const wsToo = process.env.TSRT_WGMMA_WS !== '0', seToo = process.env.TSRT_WGMMA_SE !== '0', pToo = process.env.TSRT_WGMMA_PERSISTENT !== '0';
-  for (const [bm, bn, warpsM] of WG_S8_TILES) {
+  for (const [bm, bn, warpsM] of WG_TILES) {
     if (bm > 2 * Math.max(16, s.m) + 64 || bn > 2 * Math.max(16, s.n) + 64) continue;
     for (const stages of [3, 4, 5]) {
       for (const ws of wsToo ? [true, false] : [false]) {
         for (const se of s.n % 16 === 0 && seToo ? [true, false] : [false]) {
           for (const persistent of ws && se && pToo ? [true, false] : [false]) {
             const c: TileConfig = { bm, bn, bk: 128, warpsM, warpsN: 1, stages, wgmma: true, ...(ws ? { ws } : {}), ...(se ? { se } : {}), ...(persistent ? { persistent } : {}) };
-            if (!int8ConfigProblems(c).length) out.push(c);
+            if (!int8ConfigProblems(c, epi).length) out.push(c);
           }
         }
       }
@@ -152,8 +157,6 @@ function storeCode(e: Int8Epilogue, mTotal: number, nTotal: number, outOffset: s
           if (n + 1 < ${nTotal}) { ${elementCode(e, 1)} y[off + 1] = ${storeExpr(e, 'v1')}; }
         }`;
 }
-
-const OUT_BYTES: Record<Int8Out, number> = { int8: 1, float16: 2, float32: 4 };
 
 /** Bytes per row of the shared-memory output tile when the epilogue stages it (16 bytes of padding keep the
  * fragment writes of one warp on distinct banks), or undefined for direct stores: rows of y must start 16-byte
@@ -256,7 +259,7 @@ export function int8ConvPreconditions(p: ConvProblem): string[] {
 
 export function int8ConvShape(p: ConvProblem): TileShape { return { m: p.n * p.p * p.q, n: p.k, k: p.r * p.s * p.c, batch: 1, ...smCountField(p.smCount) }; }
 export function int8ConvConfigSpace(p: ConvProblem): TileConfig[] { return int8ConfigSpace(int8ConvShape(p)); }
-export function int8WgmmaConvSpace(p: ConvProblem): TileConfig[] { return int8WgmmaConfigSpace(int8ConvShape(p)); }
+export function int8WgmmaConvSpace(p: ConvProblem, epi?: Int8Epilogue): TileConfig[] { return int8WgmmaConfigSpace(int8ConvShape(p), epi); }
 
 /** Int8 implicit-GEMM conv, NHWC. x int8 [n,h,w,c], w int8 [k][r][s][c], scale fp32 [k] (x_scale*w_scale),
  * bias fp32 [k], residual and y [n,p,q,k] in their epilogue dtypes. Kernel signature:
@@ -267,7 +270,7 @@ export function emitConvInt8(p: ConvProblem, epi: Int8Epilogue, cfg?: TileConfig
   checkEpilogue(epi);
   const shape = int8ConvShape(p);
   const c = cfg ?? chooseInt8Config(shape);
-  const bad = int8ConfigProblems(c);
+  const bad = int8ConfigProblems(c, epi);
   if (bad.length) throw new TsrtError('USAGE', `int8 tile config ${configName(c)}: ${bad.join('; ')}`);
   const threads = tcLoaderThreads(c); // the loaders' threads: all, or the ws kernels' producer warpgroup
   const M = shape.m, K = shape.k;
@@ -296,7 +299,7 @@ export function int8GemmPreconditions(p: Int8GemmProblem): string[] {
 
 function gemmShape(p: Int8GemmProblem): TileShape { return { m: p.m, n: p.n, k: p.k, batch: 1, ...smCountField(p.smCount) }; }
 export function int8GemmConfigSpace(p: Int8GemmProblem): TileConfig[] { return int8ConfigSpace(gemmShape(p)); }
-export function int8WgmmaGemmSpace(p: Int8GemmProblem): TileConfig[] { return int8WgmmaConfigSpace(gemmShape(p)); }
+export function int8WgmmaGemmSpace(p: Int8GemmProblem, epi?: Int8Epilogue): TileConfig[] { return int8WgmmaConfigSpace(gemmShape(p), epi); }
 
 /** Int8 GEMM: a int8 [M,K], b int8 [N,K], scale fp32 [N], bias fp32 [N], residual and c [M,N].
  * Kernel signature: (a, b, scale, bias, residual, c[, workspace]). */
@@ -305,7 +308,7 @@ export function emitGemmInt8(p: Int8GemmProblem, epi: Int8Epilogue, cfg?: TileCo
   if (pre.length) throw new TsrtError('UNSUPPORTED', `int8 gemm: ${pre.join('; ')}`, 'run the layer in fp16');
   checkEpilogue(epi);
   const c = cfg ?? chooseInt8Config(gemmShape(p));
-  const bad = int8ConfigProblems(c);
+  const bad = int8ConfigProblems(c, epi);
   if (bad.length) throw new TsrtError('USAGE', `int8 tile config ${configName(c)}: ${bad.join('; ')}`);
   const threads = tcLoaderThreads(c); // the loaders' threads: all, or the ws kernels' producer warpgroup
   const kcol = `      const int kcol = kt * ${c.bk} + ch * 16;`;

@@ -70,8 +70,9 @@ export function wgmmaEnabled(arch: string | undefined): boolean {
 // Config space
 
 /** [bm, bn, warpsM]: 2 warpgroups x m64 (128 x 64..256), 2 warpgroups x 2 m64 (256 x 64..128), 1 warpgroup
- * x 2 m64 (128 x 64..128), 1 warpgroup x m64 (64 x 64..256, for small M); bn 64, 128, 192 or 256. */
-const WG_TILES: Array<[number, number, number]> = [
+ * x 2 m64 (128 x 64..128), 1 warpgroup x m64 (64 x 64..256, for small M); bn 64, 128, 192 or 256. The int8
+ * wgmma kernels take the same list in the same order (tc_int8.ts int8WgmmaConfigSpace). */
+export const WG_TILES: Array<[number, number, number]> = [
   [128, 256, 8], [128, 128, 8], [128, 64, 8], [256, 128, 8], [256, 64, 8],
   [128, 128, 4], [128, 64, 4], [64, 256, 4], [64, 128, 4], [64, 64, 4],
   // n192: wave quantization. BERT-base bs32 has M = 4096 and N = 768 / 2304: 128x256 tiles make 96 / 288

@@ -7,8 +7,10 @@
 // Rules taken from the PTX ISA (wgmma.mma_async, integer variant) and why the kernel matches wgmma.ts:
 //  - Syntax: `wgmma.mma_async.sync.aligned.m64nNk32.s32.s8.s8 d, a-desc, b-desc, scale-d;` - no imm-scale
 //    (negation is floating-point only) and no imm-trans: integer operands must be K-major, which is what the
-//    loaders write (A [M,K] rows, B [N,K] rows). N is one of 8..224 in the integer shape list (no n256), so
-//    int8 wgmma tiles use bn 64 or 128.
+//    loaders write (A [M,K] rows, B [N,K] rows). N: the integer shapes take every multiple of 16 up to 256 (and
+//    8, 24). ptxas of CUDA 13.0 for sm_90a assembles m64nNk32.s32.s8.s8 for N = 128, 192, 208, 224, 240 and 256
+//    and refuses N = 200 ("Illegal matrix shape ... with integer types") and 264, so int8 tiles take fp16's bn
+//    64, 128, 192 and 256 (wgmma.ts's WG_TILES; at most 128 s32 accumulators a thread, as 128 f32 ones there).
 //  - An s8 k32 step reads 32 bytes of each row, as an f16 k16 step does: one 128-B swizzle row holds 128 int8
 //    elements, so bk = 128 and the four k-steps of a tile start at +32*kk bytes, with the same descriptor
 //    (WGMMA_DESC: LBO 1, SBO 1024, 128-B swizzle, 1024-B aligned atoms) and the same cp.async swizzle.
@@ -24,7 +26,7 @@
 // every form: per-channel scale, bias, residual, activation and requantize round exactly as in the CPU reference.
 import { TsrtError } from '../errors.js';
 import { shortHash, type KernelParam } from './kernel.js';
-import { configName, SM_COUNT, type TcKernelSource, type TcSpec } from './tc_gemm.js';
+import { configName, SM_COUNT, type TcKernelSource, type TcSpec, type TileConfig } from './tc_gemm.js';
 import { WGMMA_ASM_HELPERS, wgmmaFragmentStores, wgmmaGeometry, wgmmaInstr, wgmmaMainloop, wgmmaPreamble } from './wgmma.js';
 import { WGMMA_ALIGN_SLACK, wgmmaDynamicSmemMax } from './wgmma_config.js';
 import { persistentKernelBody, WGMMA_WS_ASM_HELPERS, wsKernelBody } from './wgmma_ws.js';
@@ -45,8 +47,7 @@ export interface S8Staged { ob: number; rb: number; pair: string }
  * is persistent (whose producer refills the stages during the epilogue), else over the stages. */
 interface S8Plan { outOff: number; outRow: number; resOff: number; resRow: number; resTile: number; resBufs: number; sharedBytes: number }
 
-function s8Plan(s: TcSpec, k: S8Staged, pipelineBytes: number): S8Plan | undefined {
-  const c = s.cfg;
+function s8Plan(c: TileConfig, k: Pick<S8Staged, 'ob' | 'rb'>, pipelineBytes: number): S8Plan | undefined {
   const outRow = c.bn * k.ob + 16, resRow = c.bn * k.rb + 16, outTile = c.bm * outRow, resTile = k.rb ? c.bm * resRow : 0;
   if (!k.rb && !c.persistent) return { outOff: 0, outRow, resOff: 0, resRow, resTile, resBufs: 0, sharedBytes: Math.max(pipelineBytes, outTile) + WGMMA_ALIGN_SLACK };
   const outOff = Math.ceil(pipelineBytes / 1024) * 1024, resOff = outOff + outTile;
@@ -55,6 +56,18 @@ function s8Plan(s: TcSpec, k: S8Staged, pipelineBytes: number): S8Plan | undefin
   // persistent: a second residual buffer lets the next tile's residual load under this tile's epilogue
   const resBufs = !k.rb ? 0 : c.persistent && fits(2) ? 2 : 1;
   return { outOff, outRow, resOff, resRow, resTile, resBufs, sharedBytes: resOff + resBufs * resTile + WGMMA_ALIGN_SLACK };
+}
+
+/** Why a persistent int8 wgmma config cannot stage an epilogue of `ob`-byte outputs and `rb`-byte residuals
+ * (rb 0: none) beside its stages, or undefined when it can: the emitter's exact layout (s8Plan: S stages rounded up
+ * to 1 KiB, the output tile, one residual tile; the alignment slack; the ws kernels' static mbarrier block is
+ * off the maximum). For int8ConfigProblems, which the config spaces and the autotuner filter by. */
+export function s8PersistentProblem(c: TileConfig, ob: number, rb: number): string | undefined {
+  if (!c.persistent) return undefined;
+  const pipelineBytes = c.stages * (c.bm + c.bn) * 128;
+  if (s8Plan(c, { ob, rb }, pipelineBytes)) return undefined;
+  const outOff = Math.ceil(pipelineBytes / 1024) * 1024, need = outOff + c.bm * (c.bn * ob + 16) + (rb ? c.bm * (c.bn * rb + 16) : 0) + WGMMA_ALIGN_SLACK;
+  return `persistent int8 wgmma: ${c.stages} stages and a staging tile of ${ob * 8}-bit outputs${rb ? ` and one of ${rb * 8}-bit residuals` : ''} take ${need} B of shared memory, over the ${wgmmaDynamicSmemMax(c)} B a ws kernel may use (fewer stages or a smaller tile)`;
 }
 
 interface Scope { rowBase: string; rows: number; threads: number; tid: string }
@@ -111,15 +124,15 @@ ${k.rb ? `  const unsigned char* r8 = tc_smem + ${base} + ${o.resOff};\n` : ''}$
 export function wgmmaS8Kernel(s: TcSpec, staged?: S8Staged): TcKernelSource {
   const c = s.cfg;
   if (!c.wgmma || s.mma !== 's8') throw new TsrtError('USAGE', `wgmmaS8Kernel: ${configName(c)} is not an int8 wgmma kernel description`);
-  if (c.bk !== 128 || (c.bn !== 64 && c.bn !== 128) || (c.splitK ?? 1) !== 1 || s.bKN || !s.store) {
-    throw new TsrtError('USAGE', `int8 wgmma: config ${configName(c)} needs bk 128, bn 64/128, no split-K, B [N,K] and int8 store code`);
+  if (c.bk !== 128 || ![64, 128, 192, 256].includes(c.bn) || (c.splitK ?? 1) !== 1 || s.bKN || !s.store) {
+    throw new TsrtError('USAGE', `int8 wgmma: config ${configName(c)} needs bk 128, bn 64/128/192/256, no split-K, B [N,K] and int8 store code`);
   }
   if (s.batch !== 1) throw new TsrtError('USAGE', 'int8 wgmma kernels are not batched');
   const { G, MI, S, mTiles, nTiles, kTiles, aBytes, stageBytes, NR } = wgmmaGeometry(s);
   const params: KernelParam[] = s.params.map((p) => ({ name: p.name, type: 'ptr' as const }));
   // a persistent kernel cycles through all S stages across its tiles, whatever one tile's k-tile count
   const pipelineBytes = (c.persistent ? S : Math.min(S, kTiles)) * stageBytes;
-  const plan = c.se && staged ? s8Plan(s, staged, pipelineBytes) : undefined;
+  const plan = c.se && staged ? s8Plan(c, staged, pipelineBytes) : undefined;
   const k = staged!;
   const seNote = plan ? ' staged epilogue' : '';
   const parts = {
