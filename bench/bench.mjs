@@ -3,6 +3,7 @@
 //     [--opt-level N] [--timing-cache file | --no-timing-cache] [--tuning-budget-s S]   (autotuning at level 3+)
 //     [--int8] [--int8-all]   int8 with each layer's precision chosen by timing at level 3+ (precision_timing.ts), and
 //                             int8 with every calibrated layer int8 (--no-precision-timing), e.g. both with --fp16
+//     [--pdl | --pdl-ab]      programmatic dependent launches (BuildOptions.pdl); --pdl-ab times each config without and with
 import { build } from '../dist/runtime/engine.js';
 import { accuracy } from '../dist/cli/io.js';
 import { loadModel, loadTensorFile } from '../dist/onnx/import.js';
@@ -36,13 +37,15 @@ const tdir = join(dirname(model), 'test_data_set_0');
 const ref = existsSync(join(tdir, 'output_0.pb')) ? { x: loadTensorFile(join(tdir, 'input_0.pb')), y: loadTensorFile(join(tdir, 'output_0.pb')) } : undefined;
 const vi = m.graph.inputs[0];
 const int8Scales = precisions.some(isInt8) ? await randomScales(m) : undefined;
+// --pdl: programmatic dependent launches (BuildOptions.pdl); --pdl-ab: each config without, then with them
+const pdlModes = flag('--pdl-ab') ? [false, true] : [flag('--pdl')];
 for (const prec of precisions) {
-  for (const b of batches.split(',').map(Number)) {
+  for (const b of batches.split(',').map(Number)) for (const pdl of pdlModes) {
     const shape = vi.type.shape.map((d, i) => (i === 0 ? b : typeof d === 'number' ? d : 128));
     const t0 = performance.now();
     let engine, vsPytorch;
     try {
-      engine = await build(m, { fp16: prec !== 'fp32', int8: isInt8(prec), int8Scales: isInt8(prec) ? int8Scales : undefined, precisionByTiming: prec !== 'int8_all', shapes: { [vi.name]: shape }, ...tuneOpts });
+      engine = await build(m, { fp16: prec !== 'fp32', int8: isInt8(prec), int8Scales: isInt8(prec) ? int8Scales : undefined, precisionByTiming: prec !== 'int8_all', pdl, shapes: { [vi.name]: shape }, ...tuneOpts });
     } catch (e) { console.log(JSON.stringify({ model, prec, batch: b, error: String(e.message).split('\n')[0] })); continue; }
     const buildS = (performance.now() - t0) / 1000;
     const x = randomInput(vi, shape, 1);
@@ -59,7 +62,7 @@ for (const prec of precisions) {
     }
     const times = (await engine.time({ [vi.name]: x }, iters, 10)).sort((a, c) => a - c);
     const med = times[Math.floor(times.length / 2)], p99 = times[Math.min(times.length - 1, Math.floor(times.length * 0.99))];
-    const row = { model: model.split('/').slice(-2, -1)[0], prec, batch: b, median_ms: +med.toFixed(4), p99_ms: +p99.toFixed(4), per_s: +(b / med * 1000).toFixed(1),
+    const row = { model: model.split('/').slice(-2, -1)[0], prec, batch: b, pdl: engine.report.programmaticLaunches, median_ms: +med.toFixed(4), p99_ms: +p99.toFixed(4), per_s: +(b / med * 1000).toFixed(1),
       opt_level: tuneOpts.optLevel, tuning: engine.report.tuning && { timed: engine.report.tuning.timed, cached: engine.report.tuning.cached, heuristic: engine.report.tuning.heuristic, s: +(engine.report.tuning.ms / 1000).toFixed(1), warnings: engine.report.tuning.warnings.length ? engine.report.tuning.warnings : undefined },
       vs_pytorch: vsPytorch, precision_timing: precisionTiming(engine.report.precisionTiming), kernels: engine.report.kernels, host_steps: engine.report.hostSteps, build_s: +buildS.toFixed(2), compile_s: +(engine.report.compileMs / 1000).toFixed(2), arena_mib: +(engine.report.arenaBytes / 2 ** 20).toFixed(1) };
     if (flag('--profile')) {

@@ -8,7 +8,8 @@
 //     outputs: fp32 max abs error <= 1e-3 of the output range; fp16 cosine >= 0.999 and the same argmax;
 //  4. concat in place (no copy kernel) on an Inception-like block and the light models with random weights;
 //  5. engine files: every model above built, saved as .plan and loaded on the GPU gives the same outputs bit for
-//     bit (build vs load time printed), and a ppocr batch profile [1, 8] on CUDA (--filter 'plan|profiles' for just these).
+//     bit (build vs load time printed), and a ppocr batch profile [1, 8] on CUDA (--filter 'plan|profiles' for just these);
+//  6. programmatic dependent launches (BuildOptions.pdl) give the same bits as plain launches (--filter pdl).
 // Ends with the plain line `N passed, N failed, N skipped`.
 //   node scripts/test-gpu.mjs [--tests DIR] [--models DIR] [--filter RE]
 import { existsSync, readFileSync } from 'node:fs';
@@ -235,6 +236,35 @@ if (models) {
     } catch (e) { report(false, 'profiles: ppocr batch [1, 8] on CUDA', String(e?.message ?? e).split('\n')[0]); }
   }
   rmSync(tmp, { recursive: true, force: true });
+}
+
+// Programmatic dependent launches (BuildOptions.pdl): the light models' fp16 engines launched programmatically give
+// the same bits as plain launches, replayed as a CUDA graph and launched one by one (--filter pdl for just these)
+if (!filter || filter.test('pdl')) {
+  const { randomTensor } = await import('../dist/cli/io.js');
+  const light = join(tests, 'models/light');
+  for (const name of ['light_resnet50', 'light_inception_v1', 'light_squeezenet']) {
+    const file = join(light, name, 'model.onnx');
+    if (!existsSync(file)) { skipped++; continue; }
+    try {
+      const plain = await build(file, { fp16: true, device: 'cuda', pdl: false });
+      const vi = plain.graph.inputs[0];
+      const x = randomTensor(vi.type.dtype, vi.type.shape.map((d) => (typeof d === 'number' ? d : 1)), 5, -1, 1);
+      const ref = (await plain.run({ [vi.name]: x })).get(plain.outputs[0].name);
+      plain.dispose();
+      const problems = [];
+      for (const cudaGraphs of [true, false]) {
+        const e = await build(file, { fp16: true, device: 'cuda', pdl: true, cudaGraphs });
+        if (!e.report.programmaticLaunches) problems.push(`cudaGraphs ${cudaGraphs}: launched plainly (no sm_90 or cuLaunchKernelEx, or capture refused them)`);
+        for (let it = 0; it < 3; it++) {
+          const got = (await e.run({ [vi.name]: x })).get(e.outputs[0].name);
+          if (!Buffer.from(got.data.buffer, got.data.byteOffset, got.data.byteLength).equals(Buffer.from(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength))) problems.push(`cudaGraphs ${cudaGraphs} run ${it}: differs from plain launches`);
+        }
+        e.dispose();
+      }
+      report(!problems.length, `pdl: ${name} fp16 programmatic launches equal plain ones bit for bit`, problems.join('; '));
+    } catch (e) { report(false, `pdl: ${name}`, String(e?.message ?? e).split('\n')[0]); }
+  }
 }
 
 // INT8 kernels against their CPU reference, and ResNet-50 int8 vs fp32 with --models (scripts/test-gpu-int8.mjs)

@@ -47,7 +47,7 @@ export async function openEngine(path: string, bo: BuildOptions, hooks: {
   }
   const t0 = performance.now();
   const engine = await loadEngine(path, {
-    device: bo.device, cacheDir: bo.cacheDir, cudaGraphs: bo.cudaGraphs, log: bo.log,
+    device: bo.device, cacheDir: bo.cacheDir, cudaGraphs: bo.cudaGraphs, pdl: bo.pdl, log: bo.log,
     warn: (m) => process.stderr.write(`tsrt: warning: ${m}\n`),
   });
   const ms = performance.now() - t0;

@@ -94,6 +94,41 @@ export function grid1d(n: number, block = 256, maxBlocks = 132 * 32): [number, n
 
 export interface ModuleSource { name: string; source: string; kernels: string[] }
 
+/** Programmatic dependent launch (Hopper, sm_90+). Every kernel of a module starts with TSRT_PDL_ENTER():
+ *  - `griddepcontrol.wait` blocks until the grids this launch depends on have completed and their memory is
+ *    visible. It comes before any global memory access, so a kernel launched early (runtime: cuLaunchKernelEx with
+ *    CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION) reads its inputs and overwrites reused arena bytes only
+ *    after its predecessor finished, exactly as with stream order; launched normally it returns at once.
+ *  - `griddepcontrol.launch_dependents` then lets the next kernel launch once every CTA of this grid has started (or
+ *    exited): its CTAs are scheduled onto SMs this grid's last wave frees and wait there, so the launch latency and
+ *    CTA rasterization between two kernels overlap the tail of the first instead of following it.
+ * Waiting first, then triggering, keeps the chain one deep: a kernel that has not passed its wait cannot let a
+ * third launch. The module defines PDL_MARKER only when the instructions are compiled in (sm_90+), and the runtime
+ * launches a module's kernels programmatically only when it finds the marker, so cubins from before (engine files,
+ * the kernel cache) or for older GPUs keep plain launches. */
+export const PDL_MARKER = 'tsrt_pdl_v1';
+const PDL_HELPERS = `#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+extern "C" { __device__ int ${PDL_MARKER} = 1; }
+#define TSRT_PDL_ENTER() asm volatile("griddepcontrol.wait;\\n\\tgriddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define TSRT_PDL_ENTER() do { } while (0)
+#endif`;
+
+/** `src` with TSRT_PDL_ENTER(); as the first statement of every extern "C" __global__ function, or undefined when
+ * a kernel's opening brace is not where expected (no parameter list right before it): the module then gets no
+ * marker and its kernels launch plainly. */
+export function withPdlEnter(src: string): string | undefined {
+  const head = /extern "C" __global__ /g;
+  let out = '', last = 0;
+  for (let m = head.exec(src); m; m = head.exec(src)) {
+    const brace = src.indexOf('{', m.index);
+    if (brace < 0 || !/\)\s*$/.test(src.slice(m.index, brace)) || src.slice(m.index, brace).includes(';')) return undefined;
+    out += src.slice(last, brace + 1) + ' TSRT_PDL_ENTER();';
+    last = brace + 1;
+  }
+  return out + src.slice(last);
+}
+
 /** Packs kernels into a few translation units: NVRTC's per-program overhead (~0.5 s) dwarfs the time to compile
  * one small kernel, so an engine compiles in chunks. Each kernel keeps its own helpers inside a namespace of its
  * own (extern "C" kernels keep their unmangled names there); #include lines are hoisted and deduplicated. */
@@ -103,13 +138,18 @@ export function packModules(kernels: KernelSource[], perModule = 24): ModuleSour
   for (let i = 0; i < sorted.length; i += perModule) {
     const chunk = sorted.slice(i, i + perModule);
     const includes = new Set<string>();
+    let pdl = true;
     const bodies = chunk.map((k, j) => {
       const lines = k.source.split('\n');
       for (const l of lines) if (/^\s*#\s*include\b/.test(l)) includes.add(l.trim());
-      const rest = lines.filter((l) => !/^\s*#\s*include\b/.test(l)).join('\n');
-      return `namespace tsrt_k${j} {\n${rest}\n} // namespace tsrt_k${j}`;
+      const plain = lines.filter((l) => !/^\s*#\s*include\b/.test(l)).join('\n');
+      const entered = withPdlEnter(plain);
+      if (entered === undefined) pdl = false;
+      return `namespace tsrt_k${j} {\n${entered ?? plain}\n} // namespace tsrt_k${j}`;
     });
-    const source = [...includes, ...bodies].join('\n');
+    // the marker only where every kernel of the module waits (see PDL_MARKER)
+    const helpers = pdl ? PDL_HELPERS : PDL_HELPERS.replace(/^extern "C".*\n/m, '');
+    const source = [...includes, helpers, ...bodies].join('\n');
     out.push({ name: `module_${shortHash(source)}`, source, kernels: chunk.map((k) => k.name) });
   }
   return out;

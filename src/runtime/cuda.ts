@@ -237,6 +237,45 @@ const CAPTURE_MODE: Record<CaptureMode, number> = {
  *   const mod = cu.loadModule(cubin); const fn = cu.getFunction(mod, 'vec_add');
  *   const p = packParams([...]); cu.launch(fn, grid, block, 0, stream, p);
  */
+const CU_ERROR_NOT_FOUND = 500;
+
+/** A CUlaunchConfig with one CUlaunchAttribute, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 1, in native
+ * memory reused by every launch (the driver reads it during the call). Layout of cuda.h (x86-64, checked against
+ * the header by test/pdl.test.ts): config 56 bytes = gridDim x,y,z, blockDim x,y,z, sharedMemBytes (u32 at 0..24),
+ * hStream at 32, attrs at 40, numAttrs (u32) at 48; then the attribute, 72 bytes = id (u32) at 0, value (a 64-byte
+ * union, here the int programmaticStreamSerializationAllowed) at 8. */
+export class LaunchConfig {
+  static readonly CONFIG_BYTES = 56;
+  static readonly ATTR_BYTES = 72;
+  static readonly PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+  readonly ptr: bigint;
+  private readonly dv: DataView;
+
+  constructor() {
+    const block = allocNative(LaunchConfig.CONFIG_BYTES + LaunchConfig.ATTR_BYTES);
+    this.ptr = block.ptr;
+    this.dv = new DataView(block.buffer);
+    new Uint8Array(block.buffer).fill(0);
+    this.dv.setBigUint64(40, block.ptr + BigInt(LaunchConfig.CONFIG_BYTES), true);
+    this.dv.setUint32(48, 1, true);
+    this.dv.setUint32(LaunchConfig.CONFIG_BYTES, LaunchConfig.PROGRAMMATIC_STREAM_SERIALIZATION, true);
+    this.dv.setInt32(LaunchConfig.CONFIG_BYTES + 8, 1, true);
+    paramMemory.register(this, block.ptr);
+  }
+
+  /** Writes one launch's geometry and stream; returns the config's address. */
+  fill(grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream): bigint {
+    const dv = this.dv;
+    for (let i = 0; i < 3; i++) { dv.setUint32(4 * i, grid[i], true); dv.setUint32(12 + 4 * i, block[i], true); }
+    dv.setUint32(24, sharedBytes, true);
+    dv.setBigUint64(32, BigInt(stream), true);
+    return this.ptr;
+  }
+
+  /** The bytes as the driver reads them (for tests). */
+  bytes(): Uint8Array { return new Uint8Array(this.dv.buffer.slice(0, LaunchConfig.CONFIG_BYTES + LaunchConfig.ATTR_BYTES)); }
+}
+
 export class Cuda {
   private readonly api: CudaApi;
   private dev = -1;
@@ -246,6 +285,7 @@ export class Cuda {
   private readonly f32 = new Float32Array(1);
   private readonly fnNames = new Map<CuFunction, string>();
   private info?: DeviceInfo;
+  private launchConfig?: LaunchConfig;
 
   constructor() { this.api = cudaApi(); }
 
@@ -400,6 +440,14 @@ export class Cuda {
 
   unloadModule(mod: CuModule): void { this.check(this.api.cuModuleUnload(mod), 'cuModuleUnload'); }
 
+  /** Whether the module defines the global variable `name` (cuModuleGetGlobal: CUDA_ERROR_NOT_FOUND when not). */
+  moduleHasGlobal(mod: CuModule, name: string): boolean {
+    const rc = this.api.cuModuleGetGlobal_v2(this.u64, new BigUint64Array(1), mod, name);
+    if (rc === CU_ERROR_NOT_FOUND) return false;
+    this.check(rc, 'cuModuleGetGlobal', `'${name}'`);
+    return true;
+  }
+
   getFunction(mod: CuModule, name: string): CuFunction {
     this.check(this.api.cuModuleGetFunction(this.u64, mod, name), 'cuModuleGetFunction', `'${name}'`);
     const fn = this.u64[0];
@@ -454,6 +502,23 @@ export class Cuda {
     const rc = this.api.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, stream, params.ptr, null);
     if (rc !== 0) {
       throw this.error('cuLaunchKernel', rc, `${this.fnName(fn)} grid [${grid}] block [${block}] shared ${sharedBytes}`);
+    }
+  }
+
+  /** Whether kernels can be launched programmatically (launchProgrammatic): a driver with cuLaunchKernelEx and an
+   * sm_90+ GPU (griddepcontrol). */
+  supportsProgrammaticLaunch(): boolean { return !!this.api.cuLaunchKernelEx && this.deviceInfo().ccMajor >= 9; }
+
+  /** launch() with programmatic stream serialization (Hopper's programmatic dependent launch): the kernel may start
+   * before the previous kernel on the stream has finished, and must itself wait (griddepcontrol.wait, codegen/kernel.ts
+   * PDL_MARKER) before touching memory. Captured into a CUDA graph it becomes a programmatic edge. */
+  launchProgrammatic(fn: CuFunction, grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream, params: KernelParams): void {
+    const ex = this.api.cuLaunchKernelEx;
+    if (!ex) throw new TsrtError('CUDA', 'this CUDA driver has no cuLaunchKernelEx (CUDA 11.8+)', 'update the NVIDIA driver, or build without programmatic launches (pdl: false)');
+    this.launchConfig ??= new LaunchConfig();
+    const rc = ex(this.launchConfig.fill(grid, block, sharedBytes, stream), fn, params.ptr, null);
+    if (rc !== 0) {
+      throw this.error('cuLaunchKernelEx', rc, `${this.fnName(fn)} grid [${grid}] block [${block}] shared ${sharedBytes} (programmatic stream serialization)`);
     }
   }
 

@@ -3,7 +3,7 @@
 import { DTYPE_SIZE, makeTensor, size } from '../ir/tensor.js';
 import type { Graph, Tensor, TypedArray } from '../ir/types.js';
 import type { Lowered, Step } from '../codegen/lower.js';
-import type { KernelSource } from '../codegen/kernel.js';
+import { PDL_MARKER, type KernelSource } from '../codegen/kernel.js';
 import { getOp } from '../ops/registry.js';
 import { Cuda, cudaAvailable as probe, packParams, type CuFunction, type CuGraphExec, type CuStream, type KernelParams } from './cuda.js';
 import { runGraph } from './cpu_executor.js';
@@ -16,10 +16,15 @@ export function cudaAvailable(): boolean {
   return available;
 }
 
-interface Launch { fn: CuFunction; k: KernelSource; params: KernelParams; layer: string; op: string }
+/** `pdl`: the kernel waits for its predecessor itself (its module has codegen/kernel.ts's PDL_MARKER), so it may be
+ * launched programmatically when it follows another kernel. */
+interface Launch { fn: CuFunction; k: KernelSource; params: KernelParams; layer: string; op: string; pdl: boolean }
 type Segment = { kind: 'launches'; launches: Launch[] } | { kind: 'host'; step: Extract<Step, { kind: 'host' }> };
 
 const bytesOf = (t: { dtype: Tensor['dtype']; dims: number[] }) => Math.max(1, size(t.dims) * DTYPE_SIZE[t.dtype]);
+
+/** Programmatic dependent launches when BuildOptions.pdl is not given: TSRT_PDL=1 (off by default until measured). */
+export function pdlDefault(): boolean { return process.env.TSRT_PDL === '1'; }
 
 let shared: Cuda | undefined;
 
@@ -39,6 +44,10 @@ export class DeviceRunner {
   private lowered?: Lowered;
   private exec?: CuGraphExec;
   private modules: bigint[] = [];
+  /** Programmatic dependent launches in use (LoadOptions.pdl on a GPU that has them). */
+  private pdl = false;
+  /** Why programmatic launches were asked for and not used (capture refused them), for the engine's report. */
+  pdlNote?: string;
 
   constructor() {
     this.cu = sharedCuda(); // [autotune]
@@ -55,7 +64,7 @@ export class DeviceRunner {
   /** Multiprocessors of the device (CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT): what lowering sizes one wave for. */
   smCount(): number { return this.cu.deviceInfo().sms; }
 
-  load(graph: Graph, lowered: Lowered, memory: MemoryPlan, kernels: Map<string, { source: KernelSource; cubin?: Uint8Array }>, opts: { cudaGraphs: boolean }): void {
+  load(graph: Graph, lowered: Lowered, memory: MemoryPlan, kernels: Map<string, { source: KernelSource; cubin?: Uint8Array }>, opts: { cudaGraphs: boolean; pdl?: boolean }): void {
     const cu = this.cu;
     this.graph = graph;
     this.lowered = lowered;
@@ -87,11 +96,16 @@ export class DeviceRunner {
       return p + BigInt(offset);
     };
     const fns = new Map<string, CuFunction>();
+    const waits = new Set<string>();
     const loaded = new Map<Uint8Array, bigint>();
+    const marked = new Map<bigint, boolean>();
+    this.pdl = !!opts.pdl && cu.supportsProgrammaticLaunch();
     for (const [name, k] of kernels) {
       if (!k.cubin) throw new TsrtError('NVRTC', `kernel ${name} was not compiled`, 'build with compileKernels enabled');
       let mod = loaded.get(k.cubin);
       if (mod === undefined) { mod = cu.loadModule(k.cubin); loaded.set(k.cubin, mod); this.modules.push(mod); }
+      if (this.pdl && !marked.has(mod)) marked.set(mod, cu.moduleHasGlobal(mod, PDL_MARKER));
+      if (marked.get(mod)) waits.add(name);
       const fn = cu.getFunction(mod, name);
       cu.setMaxDynamicShared(fn, k.source.sharedBytes);
       fns.set(name, fn);
@@ -111,15 +125,20 @@ export class DeviceRunner {
         if (a.kind === 'null') return { type: 'ptr' as const, value: 0n };
         return { type: a.kind, value: a.value };
       }));
-      cur.push({ fn: fns.get(s.kernel.name)!, k: s.kernel, params, layer: s.layer, op: s.op });
+      cur.push({ fn: fns.get(s.kernel.name)!, k: s.kernel, params, layer: s.layer, op: s.op, pdl: waits.has(s.kernel.name) });
     }
     if (cur.length) this.segments.push({ kind: 'launches', launches: cur });
     if (opts.cudaGraphs && this.segments.length === 1 && this.segments[0].kind === 'launches') {
-      cu.beginCapture(this.stream);
-      this.launchAll(this.segments[0].launches);
-      const g = cu.endCapture(this.stream);
-      this.exec = cu.instantiate(g);
-      cu.destroyGraph(g);
+      const launches = this.segments[0].launches;
+      try {
+        this.exec = this.capture(launches);
+      } catch (e) {
+        if (!this.pdl) throw e;
+        // a driver that refuses programmatic edges in stream capture: the same graph with plain launches
+        this.pdl = false;
+        this.pdlNote = `programmatic launches off: graph capture refused them (${String((e as Error).message).split('\n')[0]})`;
+        this.exec = this.capture(launches);
+      }
     }
     this.ptr = ptr;
   }
@@ -131,8 +150,31 @@ export class DeviceRunner {
     return x;
   }
 
+  private capture(launches: Launch[]): CuGraphExec {
+    const cu = this.cu;
+    cu.beginCapture(this.stream);
+    try {
+      this.launchAll(launches);
+    } catch (e) {
+      try { cu.destroyGraph(cu.endCapture(this.stream)); } catch { /* the capture is already invalidated */ }
+      throw e;
+    }
+    const g = cu.endCapture(this.stream);
+    try { return cu.instantiate(g); } finally { cu.destroyGraph(g); }
+  }
+
+  /** Whether this runner launches kernels programmatically (LoadOptions.pdl, a GPU and driver with them, and a
+   * graph capture that accepted them). */
+  get programmaticLaunches(): boolean { return this.pdl; }
+
+  /** The launches in stream order; with pdl, each kernel that follows another kernel and waits for it itself is
+   * launched programmatically (its launch overlaps the previous kernel's tail; see codegen/kernel.ts PDL_MARKER). */
   private launchAll(ls: Launch[]): void {
-    for (const l of ls) this.cu.launch(l.fn, l.k.grid, l.k.block, l.k.sharedBytes, this.stream, l.params);
+    for (let i = 0; i < ls.length; i++) {
+      const l = ls[i];
+      if (this.pdl && i > 0 && l.pdl) this.cu.launchProgrammatic(l.fn, l.k.grid, l.k.block, l.k.sharedBytes, this.stream, l.params);
+      else this.cu.launch(l.fn, l.k.grid, l.k.block, l.k.sharedBytes, this.stream, l.params);
+    }
   }
 
   private upload(feeds: Map<string, Tensor>): void {

@@ -18,7 +18,7 @@ import { packModules, type KernelSource } from '../codegen/kernel.js';
 import { planMemory, type MemoryPlan } from './memory.js';
 import { checkFeeds, runGraph } from './cpu_executor.js';
 import { checkArrayFor, checkStaticShapes, checkTensorData } from './feed_check.js';
-import { DeviceRunner, cudaAvailable } from './device_runner.js';
+import { DeviceRunner, cudaAvailable, pdlDefault } from './device_runner.js';
 import { KernelCache } from './kernel_cache.js';
 import { Autotuner, type TuningReport } from './autotune.js'; // [autotune]
 import { engineArch } from '../codegen/wgmma.js';
@@ -61,6 +61,9 @@ export interface BuildOptions {
   compileKernels?: boolean;
   /** Replay the whole run as one CUDA graph when every step is a kernel (default true). */
   cudaGraphs?: boolean;
+  /** Programmatic dependent launch on sm_90+ (each kernel launches while the previous one finishes and waits for it
+   * itself; codegen/kernel.ts PDL_MARKER). Default: TSRT_PDL=1, else off until measured on the target GPU. */
+  pdl?: boolean;
   /** Let nodes without a CUDA lowering run on the CPU (default true). */
   allowHost?: boolean;
   instruments?: Instrument[];
@@ -108,6 +111,8 @@ export interface BuildReport {
   unmarked: string[];
   /** [autotune] Kernel signatures timed / taken from the timing cache at optLevel >= 3 (zeros otherwise). */
   tuning: TuningReport;
+  /** Whether the kernels are launched programmatically (BuildOptions.pdl on a GPU and driver that have it). */
+  programmaticLaunches?: boolean;
   /** int8 layers moved to fp16 because fp16 timed faster (precisionByTiming), with their times. */
   precisionTiming?: PrecisionTimingReport;
 }
@@ -334,7 +339,11 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
     unmarked: marked.unmarked,
     tuning, // [autotune]
   };
-  if (runner) runner.load(graph, lowered, memory, kernels, { cudaGraphs: opts.cudaGraphs ?? true });
+  if (runner) {
+    runner.load(graph, lowered, memory, kernels, { cudaGraphs: opts.cudaGraphs ?? true, pdl: opts.pdl ?? pdlDefault() });
+    report.programmaticLaunches = runner.programmaticLaunches;
+    if (runner.pdlNote) log(runner.pdlNote);
+  }
   report.buildMs = performance.now() - t0;
   const engine = new Engine(graph, lowered, memory, runner ? 'cuda' : 'cpu', report, ctx, kernels, runner);
   engine.fixedInputs = opts.inputValues;

@@ -69,6 +69,9 @@ export interface CudaApi {
   cuGraphDestroy(graph: bigint): number;
   cuGetErrorName(code: number, str: [string | null]): number;
   cuGetErrorString(code: number, str: [string | null]): number;
+  /** CUDA 11.8+ (programmatic dependent launch through its attributes); undefined on older drivers. */
+  cuLaunchKernelEx?: (config: bigint, fn: bigint, kernelParams: Ptr, extra: Ptr) => number;
+  cuModuleGetGlobal_v2(dptr: BigUint64Array, bytes: BigUint64Array, module: bigint, name: string): number;
   /** CUDA 12.4+ only; undefined on older drivers. */
   cuFuncGetParamInfo?: (fn: bigint, index: number, offset: BigUint64Array, size: BigUint64Array) => number;
 }
@@ -188,6 +191,8 @@ export function cudaApi(): CudaApi {
     cuGraphDestroy: f('int cuGraphDestroy(void *graph)'),
     cuGetErrorName: f('int cuGetErrorName(int code, _Out_ const char **str)'),
     cuGetErrorString: f('int cuGetErrorString(int code, _Out_ const char **str)'),
+    cuLaunchKernelEx: optional(lib, 'int cuLaunchKernelEx(void *config, void *fn, void *kernelParams, void *extra)'),
+    cuModuleGetGlobal_v2: f('int cuModuleGetGlobal_v2(uint64_t *dptr, size_t *bytes, void *module, const char *name)'),
     cuFuncGetParamInfo: optional(lib, 'int cuFuncGetParamInfo(void *fn, size_t index, size_t *offset, size_t *size)'),
   };
   return cuda;

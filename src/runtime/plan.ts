@@ -33,7 +33,7 @@ import type { Lowered, Step } from '../codegen/lower.js';
 import type { PassContext } from '../passes/pass.js';
 import type { MemoryPlan } from './memory.js';
 import { BLOB_ALIGN, BlobWriter, Decoder, encodeValue } from './plan_codec.js';
-import { DeviceRunner, cudaAvailable, sharedCuda } from './device_runner.js';
+import { DeviceRunner, cudaAvailable, pdlDefault, sharedCuda } from './device_runner.js';
 import { Engine, build, type BuildOptions, type BuildReport, type BuiltWith } from './engine.js';
 import { ProfileSet, type Profile } from './profiles.js';
 import { nvrtcVersion } from './nvrtc.js';
@@ -65,6 +65,8 @@ export interface LoadOptions {
   device?: 'auto' | 'cuda' | 'cpu';
   /** Replay as one CUDA graph (default: as built). */
   cudaGraphs?: boolean;
+  /** Programmatic dependent launches (BuildOptions.pdl); default: as the engine was built, else TSRT_PDL=1. */
+  pdl?: boolean;
   /** Kernel cache for shapes a profile engine builds on demand. */
   cacheDir?: string;
   /** Version and device warnings (see the file comment); default: process.emitWarning. */
@@ -369,7 +371,7 @@ function restoreEngine(path: string, s: EngineState, gpu: boolean, opts: LoadOpt
   if (gpu) {
     runner = new DeviceRunner();
     try {
-      runner.load(s.graph, lowered, s.memory, kernels, { cudaGraphs: opts.cudaGraphs ?? s.built.options.cudaGraphs ?? true });
+      runner.load(s.graph, lowered, s.memory, kernels, { cudaGraphs: opts.cudaGraphs ?? s.built.options.cudaGraphs ?? true, pdl: opts.pdl ?? s.built.options.pdl ?? pdlDefault() });
     } catch (e) { runner.dispose(); throw e; }
   }
   const engine = new Engine(s.graph, lowered, s.memory, gpu ? 'cuda' : 'cpu', s.report, pass, kernels, runner);
