@@ -41,6 +41,19 @@ extern "C" __global__ void k_b(float* y) { if (threadIdx.x == 0) { y[0] = 1.f; }
     expect(withPdlEnter('extern "C" __global__ struct { int a; } x;')).toBeUndefined();
   });
 
+  it('leaves a module unmarked when a kernel is spelled other than the pattern (it would get no wait)', () => {
+    const waits = 'extern "C" __global__ void k_a(float* y) { y[0] = 0.f; }\n';
+    for (const other of [
+      'extern "C" __global__\nvoid k_b(float* y) { y[1] = 1.f; }\n',
+      'extern "C"  __global__ void k_b(float* y) { y[1] = 1.f; }\n',
+      'extern "C" { __global__ void k_b(float* y) { y[1] = 1.f; } }\n',
+    ]) {
+      expect(withPdlEnter(waits + other), JSON.stringify(other)).toBeUndefined();
+      const k = (name: string, source: string) => ({ name, source, grid: [1, 1, 1] as [number, number, number], block: [32, 1, 1] as [number, number, number], sharedBytes: 0, params: [] });
+      expect(packModules([k('k_a', waits), k('k_b', other)])[0].source).not.toContain(PDL_MARKER);
+    }
+  });
+
   it('marks a module only when every kernel waits', () => {
     const ok = { name: 'k_ok', source: 'extern "C" __global__ void k_ok(float* y) { y[0] = 0.f; }\n', grid: [1, 1, 1] as [number, number, number], block: [32, 1, 1] as [number, number, number], sharedBytes: 0, params: [] };
     const odd = { ...ok, name: 'k_odd', source: 'extern "C" __global__ void k_odd(float* y);\nstruct T { int a; };\n' };

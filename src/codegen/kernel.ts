@@ -115,10 +115,13 @@ extern "C" { __device__ int ${PDL_MARKER} = 1; }
 #endif`;
 
 /** `src` with TSRT_PDL_ENTER(); as the first statement of every extern "C" __global__ function, or undefined when
- * a kernel's opening brace is not where expected (no parameter list right before it): the module then gets no
- * marker and its kernels launch plainly. */
+ * a kernel's opening brace is not where expected (no parameter list right before it), or when some `__global__` is
+ * not written as the pattern expects (another spacing, no extern "C"): such a kernel would get no wait, and a marked
+ * module launched programmatically would let it read its inputs before its predecessor finished. The module then
+ * gets no marker and its kernels launch plainly. */
 export function withPdlEnter(src: string): string | undefined {
   const head = /extern "C" __global__ /g;
+  if ((src.match(head) ?? []).length !== (src.match(/\b__global__\b/g) ?? []).length) return undefined;
   let out = '', last = 0;
   for (let m = head.exec(src); m; m = head.exec(src)) {
     const brace = src.indexOf('{', m.index);
