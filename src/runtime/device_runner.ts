@@ -154,7 +154,7 @@ export class DeviceRunner {
     const cu = this.cu;
     cu.beginCapture(this.stream);
     try {
-      this.launchAll(launches);
+      this.launchAll(launches, true);
     } catch (e) {
       try { cu.destroyGraph(cu.endCapture(this.stream)); } catch { /* the capture is already invalidated */ }
       throw e;
@@ -169,11 +169,20 @@ export class DeviceRunner {
 
   /** The launches in stream order; with pdl, each kernel that follows another kernel and waits for it itself is
    * launched programmatically (its launch overlaps the previous kernel's tail; see codegen/kernel.ts PDL_MARKER). */
-  private launchAll(ls: Launch[]): void {
+  private launchAll(ls: Launch[], capturing = false): void {
     for (let i = 0; i < ls.length; i++) {
       const l = ls[i];
-      if (this.pdl && i > 0 && l.pdl) this.cu.launchProgrammatic(l.fn, l.k.grid, l.k.block, l.k.sharedBytes, this.stream, l.params);
-      else this.cu.launch(l.fn, l.k.grid, l.k.block, l.k.sharedBytes, this.stream, l.params);
+      if (!(this.pdl && i > 0 && l.pdl)) { this.cu.launch(l.fn, l.k.grid, l.k.block, l.k.sharedBytes, this.stream, l.params); continue; }
+      try {
+        this.cu.launchProgrammatic(l.fn, l.k.grid, l.k.block, l.k.sharedBytes, this.stream, l.params);
+      } catch (e) {
+        if (capturing) throw e; // capture() retries the whole graph with plain launches
+        // refused before it was queued (the driver rejects the attribute): plain launches from here on; an error
+        // left by an earlier kernel fails the plain launch too and is reported there
+        this.pdl = false;
+        this.pdlNote = `programmatic launches off: ${String((e as Error).message).split('\n')[0]}`;
+        this.cu.launch(l.fn, l.k.grid, l.k.block, l.k.sharedBytes, this.stream, l.params);
+      }
     }
   }
 
