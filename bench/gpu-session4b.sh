@@ -15,10 +15,10 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$L"
 (python3 bench/export.py $M resnet50 > /dev/null 2>&1 || echo "export failed" >> "$L") &
 run() { local name=$1 limit=$2; shift 2; $T "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "$name rc $?" >> "$L"; grep -E "^FAIL|passed, " "$OUT/$name.txt" | head -12 >> "$L"; }
 run wgmma 70 node scripts/gpu-wgmma-check.mjs --filter=odd --iters=3 --budget-s=60
-run int8 150 node scripts/gpu-int8-kernels.mjs --filter=odd,rn50_bs256_1x1_64_256_56_res,rn50_bs256_1x1s2_512_1024_28,rn50_bs256_3x3_c256_14 --budget-s=140
-run relayout 50 node scripts/gpu-pool-relayout.mjs --filter=int8
+run int8 120 node scripts/gpu-int8-kernels.mjs --filter=odd,rn50_bs256_1x1_64_256_56_res,rn50_bs256_1x1s2_512_1024_28,rn50_bs256_3x3_c256_14 --budget-s=110
+run relayout 40 node scripts/gpu-pool-relayout.mjs --filter=int8
 wait
-run smcount 80 node scripts/gpu-sm-count.mjs $M/resnet50/model.onnx --batch=32 --sms=114
+run smcount 120 node scripts/gpu-sm-count.mjs $M/resnet50/model.onnx --batch=32 --sms=114 --timing-cache=$TC
 $T 200 node scripts/gpu-profile.mjs $M/resnet50/model.onnx --batch 256 --int8 --timing-cache $TC --json "$OUT/prof_int8.json" --top 20 >> "$L" 2>&1
 echo "int8 profile rc $?" >> "$L"
 cat "$L"
