@@ -6,7 +6,7 @@
 #    ResNet-50 bs256 residual 1x1 conv;
 #  - the int8 input Relayout (quantize + NCHW->NHWC + channel pad / space-to-depth in one kernel), bit for bit;
 #  - persistent grids at another SM count (114, an H100 PCIe) give the same outputs;
-#  - the int8 ResNet-50 bs256 engine profile (precision by timing on) next to fp16.
+#  - the int8 ResNet-50 bs256 engine profile (precision by timing on: its fp16 twin layers are timed too).
 #   (dist/ built here and carried with .gpu/)  source .gpu/enter && bash bench/gpu-session4b.sh
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; M=/tmp/bm; TC=/tmp/tc.json; L="$OUT/log.txt"
