@@ -223,7 +223,9 @@ export interface WgmmaMainloop {
 }
 
 /** The kernel's signature, tile indices and multistage cp.async + wgmma mainloop, shared by the fp16 kernels and
- * the int8 ones (wgmma_s8.ts); the caller's epilogue follows and reads acc[MI][NR]. */
+ * the int8 ones (wgmma_s8.ts); the caller's epilogue follows and reads acc[MI][NR]. Int accumulators: each zero
+ * passes wg_keep_i, so it is its own register before wgmma.fence; from one shared zero ptxas would move them into
+ * the wgmma registers after the fence and inject a warpgroup.arrive (C7519). */
 export function wgmmaMainloop(o: WgmmaMainloop): string {
   const { s, name, threads, mTiles, nTiles, kTiles, MI, NR, S, stageBytes, aBytes } = o;
   const c = s.cfg;
@@ -249,7 +251,7 @@ ${s.loadB}
   #pragma unroll
   for (int i = 0; i < ${MI}; ++i)
     #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) acc[i][j] = ${o.acc === 'float' ? '0.0f' : '0'};
+    for (int j = 0; j < ${NR}; ++j) ${o.acc === 'float' ? 'acc[i][j] = 0.0f;' : '{ acc[i][j] = 0; wg_keep_i(acc[i][j]); }'}
 
   #pragma unroll
   for (int st = 0; st < ${S - 2}; ++st) {

@@ -259,11 +259,13 @@ ${o.epilogue}
  * count over all its tiles, advanced with `it`). */
 function consumerLoop(o: { MI: number; NR: number; S: number; stageBytes: number; aBytes: number; counter: 'it' | 'g'; acc: 'float' | 'int' }): string {
   const { MI, NR, S, stageBytes, aBytes, counter: k } = o;
+  // int accumulators: each zero passes wg_keep_i, so it is its own register before wgmma.fence; from one shared
+  // zero ptxas would move them into the wgmma registers after the fence and inject a warpgroup.arrive (C7519)
   return `  ${o.acc} acc[${MI}][${NR}];
   #pragma unroll
   for (int i = 0; i < ${MI}; ++i)
     #pragma unroll
-    for (int j = 0; j < ${NR}; ++j) acc[i][j] = ${o.acc === 'float' ? '0.0f' : '0'};
+    for (int j = 0; j < ${NR}; ++j) ${o.acc === 'float' ? 'acc[i][j] = 0.0f;' : '{ acc[i][j] = 0; wg_keep_i(acc[i][j]); }'}
   for (int it = 0; it < ktCount; ++it${k === 'g' ? ', ++g' : ''}) {
     const int stage = ${k} % ${S};
     mbar_wait(fullBar + 8 * stage, (${k} / ${S}) & 1);
