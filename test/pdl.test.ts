@@ -15,8 +15,7 @@ import { LaunchConfig, cudaAvailable } from '../src/runtime/cuda.js';
 import { build } from '../src/runtime/engine.js';
 import { randomTensor } from '../src/cli/io.js';
 
-const LIGHT = '/work/shared/onnx-tests/models/light/light_resnet50/model.onnx';
-const MODEL = existsSync(LIGHT) ? LIGHT : join(__dirname, '..', '..', 'shared', 'onnx-tests', 'models', 'light', 'light_resnet50', 'model.onnx');
+const MODEL = new URL('../../shared/onnx-tests/models/light/light_resnet50/model.onnx', import.meta.url).pathname;
 const NVCC = process.env.NVCC ?? (existsSync('/usr/local/cuda-13.0/bin/nvcc') ? '/usr/local/cuda-13.0/bin/nvcc' : 'nvcc');
 const CUDA_H = '/usr/local/cuda-13.0/include/cuda.h';
 const hasNvcc = spawnSync(NVCC, ['--version']).status === 0;
