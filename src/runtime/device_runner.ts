@@ -54,15 +54,7 @@ export class DeviceRunner {
     this.cu.makeCurrent();
   }
 
-  arch(): string {
-    const info = this.cu.deviceInfo();
-    return `sm_${info.ccMajor}${info.ccMinor}`;
-  }
-
   deviceName(): string { return this.cu.deviceInfo().name; }
-
-  /** Multiprocessors of the device (CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT): what lowering sizes one wave for. */
-  smCount(): number { return this.cu.deviceInfo().sms; }
 
   load(graph: Graph, lowered: Lowered, memory: MemoryPlan, kernels: Map<string, { source: KernelSource; cubin?: Uint8Array }>, opts: { cudaGraphs: boolean; pdl?: boolean }): void {
     const cu = this.cu;

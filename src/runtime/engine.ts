@@ -18,7 +18,7 @@ import { packModules, type KernelSource } from '../codegen/kernel.js';
 import { planMemory, type MemoryPlan } from './memory.js';
 import { checkFeeds, runGraph } from './cpu_executor.js';
 import { checkArrayFor, checkStaticShapes, checkTensorData } from './feed_check.js';
-import { DeviceRunner, cudaAvailable, pdlDefault } from './device_runner.js';
+import { DeviceRunner, cudaAvailable, pdlDefault, sharedCuda } from './device_runner.js';
 import { KernelCache } from './kernel_cache.js';
 import { Autotuner, type TuningReport } from './autotune.js'; // [autotune]
 import { engineArch } from '../codegen/wgmma.js';
@@ -266,6 +266,24 @@ export function passOptions(opts: BuildOptions): Parameters<typeof newPassContex
   return { optLevel: opts.optLevel ?? 2, fp16: !!opts.fp16 || !!opts.int8 || !!opts.bf16, bf16: !!opts.bf16, shapes: opts.shapes, dims: opts.dims, inputValues: opts.inputValues, layerPrecisions: opts.layerPrecisions, int8: !!opts.int8, int8Scales: opts.int8Scales };
 }
 
+/** The target a build lowers for: the NVRTC arch and SM count (BuildOptions.arch / smCount, else the GPU's when
+ * `gpu`, else sm_90 and 132). precision_timing.ts times with the same target, so its kernel signatures are the final
+ * build's. */
+export function buildTarget(opts: BuildOptions, gpu: boolean): { arch: string; smCount: number } {
+  const info = gpu ? sharedCuda().deviceInfo() : undefined;
+  const arch = opts.arch ?? (info ? engineArch(info.arch, nvrtcVersion()) : 'sm_90');
+  const smCount = opts.smCount ?? info?.sms ?? SM_COUNT;
+  if (!Number.isInteger(smCount) || smCount < 1 || smCount > 1024) {
+    throw new TsrtError('USAGE', `smCount ${smCount} is not a multiprocessor count (1..1024)`, 'leave BuildOptions.smCount out to use the GPU\'s, or give its CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT (e.g. 132 on an H100 SXM, 114 on an H100 PCIe)');
+  }
+  return { arch, smCount };
+}
+
+/** [autotune] The build's tuner (opt level >= 3 on a GPU), with its timing cache and budget. */
+export function openBuildTuner(opts: BuildOptions, arch: string, log: (msg: string) => void): Autotuner {
+  return Autotuner.open({ arch, level: opts.optLevel ?? 2, timingCache: opts.timingCache, budgetMs: opts.tuningBudgetMs, cacheDir: opts.cacheDir, log });
+}
+
 export async function build(model: Model | string, opts: BuildOptions = {}): Promise<Engine> {
   const t0 = performance.now();
   const m = typeof model === 'string' ? loadModel(model) : model;
@@ -285,15 +303,9 @@ export async function build(model: Model | string, opts: BuildOptions = {}): Pro
   }
   // [autotune] the runner (and the CUDA context) first, so lowering can time tile configs on the GPU
   const runner = gpu ? new DeviceRunner() : undefined;
-  const arch = opts.arch ?? (runner ? engineArch(runner.arch(), nvrtcVersion()) : 'sm_90');
+  const { arch, smCount } = buildTarget(opts, !!runner);
   const optLevel = opts.optLevel ?? 2;
-  const tuner = runner && optLevel >= 3 && opts.compileKernels !== false
-    ? Autotuner.open({ arch, level: optLevel, timingCache: opts.timingCache, budgetMs: opts.tuningBudgetMs, cacheDir: opts.cacheDir, log })
-    : undefined;
-  const smCount = opts.smCount ?? (runner ? runner.smCount() : SM_COUNT);
-  if (!Number.isInteger(smCount) || smCount < 1 || smCount > 1024) {
-    throw new TsrtError('USAGE', `smCount ${smCount} is not a multiprocessor count (1..1024)`, 'leave BuildOptions.smCount out to use the GPU\'s, or give its CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT (e.g. 132 on an H100 SXM, 114 on an H100 PCIe)');
-  }
+  const tuner = runner && optLevel >= 3 && opts.compileKernels !== false ? openBuildTuner(opts, arch, log) : undefined;
   const lowerOpts = { fp16: !!opts.fp16 || !!opts.int8 || !!opts.bf16, allowHost: opts.allowHost ?? true, arch, smCount };
   let lowered: Lowered;
   let tuning: TuningReport = { timed: 0, cached: 0, heuristic: 0, ms: 0, warnings: [] };

@@ -16,17 +16,14 @@ import { DTYPE_SIZE, size } from '../ir/tensor.js';
 import type { Graph, Model } from '../ir/types.js';
 import { inferShapes } from '../ir/infer.js';
 import { lowerGraph, type Lowered, type Tactic } from '../codegen/lower.js';
-import { engineArch } from '../codegen/wgmma.js';
-import { SM_COUNT } from '../codegen/tc_gemm.js';
 import { newPassContext, type Instrument } from '../passes/pass.js';
 import { optimize } from '../passes/pipeline.js';
 import { forcedPrecision, fusedFrom, type PrecisionRule } from '../passes/precision_rules.js';
 import { Autotuner, ContextLost, type TuningReport } from './autotune.js';
 import { firstLine } from './gpu_timer.js';
 import { cudaAvailable, sharedCuda } from './device_runner.js';
-import { nvrtcVersion } from './nvrtc.js';
 import { boundaryGraph, boundaryMsOf, choosePrecisions, type CostModel, type LayerTimes } from './precision_model.js';
-import { passOptions, type BuildOptions, type Engine } from './engine.js';
+import { buildTarget, openBuildTuner, passOptions, type BuildOptions, type Engine } from './engine.js';
 
 type BuildFn = (m: Model, opts: BuildOptions) => Promise<Engine>;
 
@@ -149,15 +146,14 @@ async function decide(m: Model, opts: BuildOptions, hooks: PrecisionTimingHooks,
 
   const bw = bandwidth(hooks);
   const bytesPerMs = bw.bytesPerS / 1000;
-  const tuner = hooks.tuner ?? openTuner(opts, log);
+  // lowered and timed for the final build's target, so the signatures timed here are the ones it looks up
+  const gpu = opts.device !== 'cpu' && cudaAvailable();
+  const { arch, smCount } = buildTarget({ ...opts, arch: hooks.arch ?? opts.arch }, gpu);
+  const tuner = hooks.tuner ?? openBuildTuner({ ...opts, optLevel: opts.optLevel ?? 3 }, arch, log);
   const notes: string[] = [];
   let times8: Map<string, number | string>, times16: Map<string, number | string>;
   let tuning: TuningReport | undefined;
   try {
-    // lowered for the same target as the final build, so its signatures are the ones timed here
-    const gpu = opts.device !== 'cpu' && cudaAvailable();
-    const arch = hooks.arch ?? opts.arch ?? (gpu ? archOfGpu() : 'sm_90');
-    const smCount = opts.smCount ?? (gpu ? sharedCuda().deviceInfo().sms : SM_COUNT);
     const lowerOpts = { fp16: true, allowHost: opts.allowHost ?? true, arch, smCount };
     const keyOf = new Map<string, string>();
     const tactic: Tactic = (key, cands, emit) => {
@@ -246,16 +242,6 @@ function layerMs(lowered: Lowered, layers: readonly string[], keyOf: Map<string,
   return out;
 }
 
-function openTuner(opts: BuildOptions, log: (msg: string) => void): Autotuner {
-  return Autotuner.open({
-    arch: opts.arch ?? archOfGpu(), level: opts.optLevel ?? 3, timingCache: opts.timingCache, budgetMs: opts.tuningBudgetMs, cacheDir: opts.cacheDir, log,
-  });
-}
-
-function archOfGpu(): string {
-  const info = sharedCuda().deviceInfo();
-  return engineArch(`sm_${info.ccMajor}${info.ccMinor}`, nvrtcVersion());
-}
 
 /** DRAM bandwidth: given, else the GPU's nominal (double data rate: 2 x memory clock x bus width). */
 function bandwidth(hooks: PrecisionTimingHooks): { bytesPerS: number; source: 'nominal' | 'given' | 'default' } {
