@@ -107,9 +107,9 @@ export interface ModuleSource { name: string; source: string; kernels: string[] 
  * launches a module's kernels programmatically only when it finds the marker, so cubins from before (engine files,
  * the kernel cache) or for older GPUs keep plain launches. */
 export const PDL_MARKER = 'tsrt_pdl_v1';
-const PDL_HELPERS = `#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-extern "C" { __device__ int ${PDL_MARKER} = 1; }
-#define TSRT_PDL_ENTER() asm volatile("griddepcontrol.wait;\\n\\tgriddepcontrol.launch_dependents;" ::: "memory")
+/** A module's PDL prelude: TSRT_PDL_ENTER() on sm_90+ (nothing below), with the marker when `marked`. */
+const pdlHelpers = (marked: boolean) => `#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+${marked ? `extern "C" { __device__ int ${PDL_MARKER} = 1; }\n` : ''}#define TSRT_PDL_ENTER() asm volatile("griddepcontrol.wait;\\n\\tgriddepcontrol.launch_dependents;" ::: "memory")
 #else
 #define TSRT_PDL_ENTER() do { } while (0)
 #endif`;
@@ -151,8 +151,7 @@ export function packModules(kernels: KernelSource[], perModule = 24): ModuleSour
       return `namespace tsrt_k${j} {\n${entered ?? plain}\n} // namespace tsrt_k${j}`;
     });
     // the marker only where every kernel of the module waits (see PDL_MARKER)
-    const helpers = pdl ? PDL_HELPERS : PDL_HELPERS.replace(/^extern "C".*\n/m, '');
-    const source = [...includes, helpers, ...bodies].join('\n');
+    const source = [...includes, pdlHelpers(pdl), ...bodies].join('\n');
     out.push({ name: `module_${shortHash(source)}`, source, kernels: chunk.map((k) => k.name) });
   }
   return out;
