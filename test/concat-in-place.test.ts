@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseGraph } from '../src/ir/text.js';
-import { fromF64, size, toF64 } from '../src/ir/tensor.js';
+import { size } from '../src/ir/tensor.js';
 import type { Graph, Model } from '../src/ir/types.js';
 import { concatInPlace } from '../src/passes/concat.js';
 import { lowerGraph, type Lowered } from '../src/codegen/lower.js';
@@ -22,7 +22,7 @@ import { loadEngine } from '../src/runtime/plan.js';
 import { loadModel, loadTensorFile } from '../src/onnx/import.js';
 import { compareTensors } from '../src/cli/conformance.js';
 import { checkPass, prep, randomFeeds, rejections } from './ir-cases.js';
-import { runOnPlan } from './plan_runner.js';
+import { randomWeights, runOnPlan } from './plan_runner.js';
 
 const PASS = concatInPlace.name;
 
@@ -229,19 +229,6 @@ describe.skipIf(!existsSync(LIGHT))('light models with concats (fp32, batch 1)',
   }, 60_000);
 });
 
-/** The graph and its lowering with every float initializer of more than one element replaced by seeded random
- * values in [-1, 1) / sqrt(fan-in) (the lowering's own derived constants are not read by the CPU references). */
-function randomWeights(g: Graph, l: Lowered): { g: Graph; l: Lowered } {
-  const inits = new Map(g.initializers);
-  let seed = 1;
-  for (const [k, t] of g.initializers) {
-    if (!/^float/.test(t.dtype) || size(t.dims) <= 1) continue;
-    const fanIn = t.dims.length > 1 ? size(t.dims.slice(1)) : 1;
-    const r = randomFeeds({ ...g, inputs: [{ name: k, type: { dtype: t.dtype, shape: t.dims } }] }, seed++).get(k)!;
-    inits.set(k, fromF64(t.dtype, t.dims, Array.from(toF64(r), (v) => v / 2 / Math.sqrt(fanIn))));
-  }
-  return { g: { ...g, initializers: inits }, l: { ...l, consts: new Map([...l.consts].map(([k, t]) => [k, inits.get(k) ?? t])) } };
-}
 
 /** Copy kernels for the plain Concats the pass left: one per non-empty input. */
 function l0(l: Lowered, g: Graph): number {

@@ -9,18 +9,17 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { fromF64, size, toF64 } from '../src/ir/tensor.js';
-import type { Graph, Model, Tensor } from '../src/ir/types.js';
+import type { Model, Tensor } from '../src/ir/types.js';
 import { attrInt, attrString } from '../src/ops/attrs.js';
 import { concatInPlace } from '../src/passes/concat.js';
-import type { Lowered } from '../src/codegen/lower.js';
 import type { KernelSource } from '../src/codegen/kernel.js';
 import { runGraph } from '../src/runtime/cpu_executor.js';
 import { build, type Engine } from '../src/runtime/engine.js';
 import { compileCuda, nvrtcVersion } from '../src/runtime/nvrtc.js';
 import { loadModel, loadTensorFile } from '../src/onnx/import.js';
 import { compareTensors } from '../src/cli/conformance.js';
-import { checkPass, randomFeeds, rejections } from './ir-cases.js';
-import { runOnPlan } from './plan_runner.js';
+import { checkPass, rejections } from './ir-cases.js';
+import { randomWeights, runOnPlan } from './plan_runner.js';
 
 const PASS = concatInPlace.name;
 const LIGHT = new URL('../../shared/onnx-tests/models/light/', import.meta.url).pathname;
@@ -47,19 +46,6 @@ function rebatch(name: string, n: number): { model: Model; feeds: Map<string, Te
   return { model, feeds: new Map([[g.inputs[0].name, fromF64(one.dtype, dims, all)]]), dims };
 }
 
-/** Every float initializer of more than one element replaced by seeded random values / sqrt(fan-in): the light
- * models fill each weight with one constant, so all channels agree and a row at the wrong place would go unseen. */
-function randomWeights(g: Graph, l: Lowered): { g: Graph; l: Lowered } {
-  const inits = new Map(g.initializers);
-  let seed = 1;
-  for (const [k, t] of g.initializers) {
-    if (!/^float/.test(t.dtype) || size(t.dims) <= 1) continue;
-    const fanIn = t.dims.length > 1 ? size(t.dims.slice(1)) : 1;
-    const r = randomFeeds({ ...g, inputs: [{ name: k, type: { dtype: t.dtype, shape: t.dims } }] }, seed++).get(k)!;
-    inits.set(k, fromF64(t.dtype, t.dims, Array.from(toF64(r), (v) => v / 2 / Math.sqrt(fanIn))));
-  }
-  return { g: { ...g, initializers: inits }, l: { ...l, consts: new Map([...l.consts].map(([k, t]) => [k, inits.get(k) ?? t])) } };
-}
 
 const placedConvs = (e: Engine) => e.graph.nodes.filter((n) => attrString(n, 'y_concat', '')).length;
 const stridedAliases = (e: Engine) => e.lowered.steps.filter((s) => s.kind === 'alias' && /Conv/.test(s.op)).length;

@@ -1,8 +1,9 @@
-// Runs lowered steps on the memory plan (shared by test/concat-in-place.test.ts and test/concat-strided.test.ts):
+// Runs lowered steps on the memory plan, and gives light models random weights (shared by test/concat-in-place.test.ts and test/concat-strided.test.ts):
 // every node's CPU reference reads its inputs from and writes its outputs to the byte addresses the device runner
 // would use (planned arena offsets, offset aliases, separate input/output/constant buffers), so a wrong offset, a
 // slice that overlaps a live buffer, or a producer whose output is not in its slot changes the result.
-import { DTYPE_SIZE, makeTensor, size } from '../src/ir/tensor.js';
+import { DTYPE_SIZE, fromF64, makeTensor, size, toF64 } from '../src/ir/tensor.js';
+import { randomFeeds } from './ir-cases.js';
 import type { Graph, Tensor, TypedArray } from '../src/ir/types.js';
 import { getOp } from '../src/ops/index.js';
 import { attrInt, attrString } from '../src/ops/attrs.js';
@@ -61,4 +62,20 @@ export function runOnPlan(g: Graph, l: Lowered, plan: MemoryPlan, feeds: Map<str
     });
   }
   return new Map(g.outputs.map((o) => [o.name, read(o.name)]));
+}
+
+/** The graph and its lowering with every float initializer of more than one element replaced by seeded random
+ * values in [-1, 1) / 2 / sqrt(fan-in): the light models fill each weight with one constant, so all channels agree
+ * and a row at the wrong place would go unseen (the lowering's own derived constants are not read by the CPU
+ * references). */
+export function randomWeights(g: Graph, l: Lowered): { g: Graph; l: Lowered } {
+  const inits = new Map(g.initializers);
+  let seed = 1;
+  for (const [k, t] of g.initializers) {
+    if (!/^float/.test(t.dtype) || size(t.dims) <= 1) continue;
+    const fanIn = t.dims.length > 1 ? size(t.dims.slice(1)) : 1;
+    const r = randomFeeds({ ...g, inputs: [{ name: k, type: { dtype: t.dtype, shape: t.dims } }] }, seed++).get(k)!;
+    inits.set(k, fromF64(t.dtype, t.dims, Array.from(toF64(r), (v) => v / 2 / Math.sqrt(fanIn))));
+  }
+  return { g: { ...g, initializers: inits }, l: { ...l, consts: new Map([...l.consts].map(([k, t]) => [k, inits.get(k) ?? t])) } };
 }
