@@ -180,6 +180,34 @@ export function describeKey(key: string): string {
 
 // ---- helpers --------------------------------------------------------------------------------------------------
 
+/** The candidates' timings, after `failed` (those that did not compile), each failure logged through `skip` with its
+ * reason, and the fastest that ran. Shared by the tile-config tuner here and the kernel-tactic tuner
+ * (kernel_tuner.ts), which differ only in what they time and how a candidate is named. */
+export function rankCandidates<E extends { kernel: KernelSource }>(entries: readonly E[], results: Map<string, number | Error>,
+  label: (e: E) => string, failed: readonly CandidateTiming[], skip: (msg: string) => void): { timings: CandidateTiming[]; best?: E & { ms: number } } {
+  const timings: CandidateTiming[] = [...failed];
+  let best: (E & { ms: number }) | undefined;
+  for (const e of entries) {
+    const r = results.get(e.kernel.name) ?? new Error('not measured');
+    if (r instanceof Error) {
+      timings.push({ config: label(e), ms: null, error: firstLine(r) });
+      skip(`skipping ${label(e)}: ${firstLine(r)}`);
+      continue;
+    }
+    timings.push({ config: label(e), ms: r });
+    if (!best || r < best.ms) best = { ...e, ms: r };
+  }
+  return { timings, best };
+}
+
+/** The log line of a timed pick: its time among the candidates, and the untimed choice's (`was`: 'heuristic' for
+ * tile configs, 'default' for kernel tactics) when it was among them. */
+export function pickSummary(pick: string, ms: number, timings: readonly CandidateTiming[], untimed: string | undefined, was: string): string {
+  const h = untimed === undefined ? undefined : timings.find((t) => t.config === untimed);
+  const vs = h && h.ms !== null ? `; ${was} ${h.config} ${h.ms.toFixed(4)} ms (${(h.ms / ms).toFixed(2)}x)` : '';
+  return `${pick} ${ms.toFixed(4)} ms of ${timings.length} candidates${vs}`;
+}
+
 /** Candidate kernels go into modules of this many; precompile and choose must pack identically. */
 const MODULE_KERNELS = 10; // level 3 times 10: one module
 
@@ -422,24 +450,11 @@ export class Autotuner {
     this.plans.delete(key);
     if (!plan || !plan.entries.length) return undefined;
     const results = this.measure(key, plan.entries.map((e) => e.kernel), plan.info.buffers);
-    const timings: CandidateTiming[] = [...plan.failed];
-    let best: { cfg: TileConfig; kernel: KernelSource; ms: number } | undefined;
-    for (const { cfg, kernel } of plan.entries) {
-      const r = results.get(kernel.name) ?? new Error('not measured');
-      if (r instanceof Error) {
-        timings.push({ config: configName(cfg), ms: null, error: firstLine(r) });
-        this.log(`autotune ${describeKey(key)}: skipping ${configName(cfg)}: ${firstLine(r)}`);
-        continue;
-      }
-      timings.push({ config: configName(cfg), ms: r });
-      if (!best || r < best.ms) best = { cfg, kernel, ms: r };
-    }
+    const { timings, best } = rankCandidates(plan.entries, results, (e) => configName(e.cfg), plan.failed, (msg) => this.log(`autotune ${describeKey(key)}: ${msg}`));
     if (!best) { this.log(`autotune ${describeKey(key)}: no candidate ran; keeping the heuristic config`); return undefined; }
     this.cache.set(key, { config: best.cfg, ms: best.ms, candidates: timings, kernel: best.kernel.name, level: this.level });
     this.stats.timed++;
-    const h = plan.info.heuristic && timings.find((t) => t.config === configName(plan.info.heuristic!));
-    const vs = h && h.ms !== null ? `; heuristic ${h.config} ${h.ms.toFixed(4)} ms (${(h.ms / best.ms).toFixed(2)}x)` : '';
-    this.log(`autotune ${describeKey(key)}: ${configName(best.cfg)} ${best.ms.toFixed(4)} ms of ${timings.length} candidates${vs}`);
+    this.log(`autotune ${describeKey(key)}: ${pickSummary(configName(best.cfg), best.ms, timings, plan.info.heuristic && configName(plan.info.heuristic), 'heuristic')}`);
     return best.cfg;
   }
 

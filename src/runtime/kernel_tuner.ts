@@ -9,7 +9,7 @@ import type { KernelSource } from '../codegen/kernel.js';
 import type { Lowered, Step } from '../codegen/lower.js';
 import { familyProblem, pickTactics, type FamilyProblem } from '../codegen/kernel_tactics.js';
 import { KERNEL_FAMILIES, tacticLabel, tunableOf, type KernelFamily, type KernelTactic } from '../codegen/tactics.js';
-import { candidateModules } from './autotune.js';
+import { candidateModules, pickSummary, rankCandidates } from './autotune.js';
 import { ContextLost, firstLine } from './gpu_timer.js';
 import type { KernelCache } from './kernel_cache.js';
 import type { CandidateTiming, TimingCache } from './timing_cache.js';
@@ -143,18 +143,7 @@ export async function tuneKernelSteps(lowered: Lowered, tactics: Record<string, 
       if (e instanceof ContextLost) throw e;
       host.log(`autotune ${describe(f)}: ${firstLine(e)}; keeping the default tactic`);
     }
-    const timings: CandidateTiming[] = [...p.failed];
-    let best: { t: KernelTactic; kernel: KernelSource; ms: number } | undefined;
-    for (const { t, kernel } of p.entries) {
-      const r = results.get(kernel.name) ?? new Error('not measured');
-      if (r instanceof Error) {
-        timings.push({ config: tacticLabel(t), ms: null, error: firstLine(r) });
-        host.log(`autotune ${describe(f)}: skipping ${tacticLabel(t)}: ${firstLine(r)}`);
-        continue;
-      }
-      timings.push({ config: tacticLabel(t), ms: r });
-      if (!best || r < best.ms) best = { t, kernel, ms: r };
-    }
+    const { timings, best } = rankCandidates(p.entries, results, (e) => tacticLabel(e.t), p.failed, (msg) => host.log(`autotune ${describe(f)}: ${msg}`));
     if (!best) {
       host.counts[f.family].heuristic++;
       host.log(`autotune ${describe(f)}: no candidate ran; keeping the default tactic`);
@@ -164,9 +153,7 @@ export async function tuneKernelSteps(lowered: Lowered, tactics: Record<string, 
     host.counts[f.family].timed++;
     tactics[key] = tacticLabel(best.t);
     picks.set(key, best.kernel);
-    const h = timings.find((x) => x.config === tacticLabel(f.heuristic));
-    const vs = h && h.ms !== null ? `; default ${h.config} ${h.ms.toFixed(4)} ms (${(h.ms / best.ms).toFixed(2)}x)` : '';
-    host.log(`autotune ${describe(f)}: ${tacticLabel(best.t)} ${best.ms.toFixed(4)} ms of ${timings.length} candidates${vs}`);
+    host.log(`autotune ${describe(f)}: ${pickSummary(tacticLabel(best.t), best.ms, timings, tacticLabel(f.heuristic), 'default')}`);
   }
   if (!picks.size) return lowered;
   const steps = [...lowered.steps];
