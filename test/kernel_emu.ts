@@ -37,13 +37,16 @@ inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f;
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
-struct alignas(8) float2 { float x, y; };
 struct alignas(16) float4 { float x, y, z, w; };
 inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
-inline float2 make_float2(float x, float y) { return float2{x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+// SIMD max of the two unsigned 16-bit halves (the int8 / uint8 max pool's packed path)
+inline unsigned __vmaxu2(unsigned a, unsigned b) {
+  const unsigned lo = std::max(a & 0xFFFFu, b & 0xFFFFu), hi = std::max(a >> 16, b >> 16);
+  return lo | (hi << 16);
+}
 // IEEE fp32 division (the int8 Relayout's x / scale; volatile: the host compiler keeps it a single division)
 inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
 static dim3_ blockDim; // gridDim: tc_emu.ts (run_grid sets it)

@@ -47,7 +47,7 @@ function transpose(t: Tensor, perm: number[]): Tensor {
 /** Random values on a coarse grid (ties for max, exact sums are not needed: the order is the same). */
 function randomTensor(dtype: DType, dims: number[], seed: number, nan = false): Tensor {
   const r = rng(seed);
-  const v = Array.from({ length: size(dims) }, () => (dtype === 'int8' ? Math.floor(r() * 256) - 128 : Math.round((r() * 8 - 4) * 64) / 64 + r() * 1e-3));
+  const v = Array.from({ length: size(dims) }, () => (dtype === 'int8' ? Math.floor(r() * 256) - 128 : dtype === 'uint8' ? Math.floor(r() * 256) : Math.round((r() * 8 - 4) * 64) / 64 + r() * 1e-3));
   if (nan) for (let i = 0; i < v.length; i += 37) v[i] = i % 74 ? NaN : -Infinity;
   return fromF64(dtype, dims, v);
 }
@@ -72,7 +72,9 @@ const POOL_CASES: PoolCase[] = [
   { id: 'bf16 max 3x3/2 pad 1, C=32', p: pool('bfloat16', 'max', 2, 32, [8, 7], [3, 3], { strides: [2, 2], padsBegin: [1, 1] }) },
   { id: 'bf16 avg 2x2/2 count_include_pad=1, C=16', p: pool('bfloat16', 'avg', 1, 16, [6, 6], [2, 2], { strides: [2, 2], countIncludePad: true }) },
   { id: 'fp32 avg 2x2/2, C=12', p: pool('float32', 'avg', 2, 12, [6, 7], [2, 2], { strides: [2, 2] }) },
+  // (int8 / uint8 max: the packed-word path, no float conversions; a 2x2 window with pads 1 has corner windows of one tap)
   { id: 'int8 max 3x3/2 pad 1, C=32', p: pool('int8', 'max', 2, 32, [7, 7], [3, 3], { strides: [2, 2], padsBegin: [1, 1] }) },
+  { id: 'uint8 max 2x2/1 pad 1, C=16', p: pool('uint8', 'max', 1, 16, [5, 4], [2, 2], { padsBegin: [1, 1] }) },
   { id: '1-D fp16 max, dilation 2, C=16', p: pool('float16', 'max', 2, 16, [13], [3], { strides: [2], padsBegin: [2], dilations: [2] }) },
   { id: '3-D fp16 avg 2x2x2 pads, C=8', p: pool('float16', 'avg', 1, 8, [4, 5, 3], [2, 2, 2], { padsBegin: [1, 0, 1], padsEnd: [0, 1, 1], countIncludePad: true }) },
 ];

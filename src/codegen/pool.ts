@@ -6,7 +6,7 @@ import { DTYPE_SIZE } from '../ir/tensor.js';
 import type { DType } from '../ir/types.js';
 import { cType, finalizeKernel, grid1d, load, store, type KernelSource } from './kernel.js';
 import { markTunable, type KernelTactic } from './tactics.js';
-import { vecAccessProblems, vecLane, vecLoad, vecStore, widestVec } from './vector_io.js';
+import { vecAccessProblems, vecLane, vecLoad, vecStore, vecStoreWords, vecWords, widestVec } from './vector_io.js';
 
 export interface PoolProblem {
   dtype: DType;
@@ -138,6 +138,40 @@ const MAX_UNROLLED_TAPS = 27;
 /** Largest flat index the vector kernel may form with 32-bit indices (a grid-stride step past the end included). */
 const INT_INDEX_LIMIT = 2 ** 31 - 132 * 32 * 1024;
 
+/** The vector kernel's window walk in float (every lane through load()/store(), as the scalar kernel) and its
+ * store to `out`. */
+function floatBody(p: PoolProblem, vec: number, S: string, out: string): string[] {
+  const lanes = Array.from({ length: vec }, (_, j) => j);
+  const lines = [`    float ${lanes.map((j) => `a${j} = ${p.kind === 'max' ? '-INFINITY' : '0.f'}`).join(', ')};${p.kind === 'avg' ? ' int cnt = 0;' : ''}`];
+  lines.push(...windowLoops(p, S, p.c, (indent, off) => [
+    `${indent}${vecLoad(p.dtype, vec, 'v', `xb + (${off})`)}`,
+    ...lanes.map((j) => `${indent}{ const float v${j} = ${vecLane(p.dtype, vec, 'v', j)}; ${p.kind === 'max'
+      ? `a${j} = (v${j} > a${j} || v${j} != v${j}) ? v${j} : a${j};` : `a${j} += v${j};`} }`),
+    ...(p.kind === 'avg' ? [`${indent}cnt++;`] : []),
+  ], prod(p.kernel) <= MAX_UNROLLED_TAPS));
+  if (p.kind === 'avg') lines.push(`    const float dv = ${avgDivisor(p, 'cnt')};`);
+  lines.push(`    ${vecStore(p.dtype, out, lanes.map((j) => (p.kind === 'avg' ? `a${j} / dv` : `a${j}`)))}`);
+  return lines;
+}
+
+/** The int8 / uint8 max pool's window walk on packed words, no float conversions (I2F and F2I issue at 16 a clock
+ * on an SM, an eighth of the ALU rate, and made the int8 ResNet-50 stem pool conversion-bound): each 32-bit word's
+ * bytes go into two words of 16-bit lanes (even and odd bytes) maxed with __vmaxu2; int8 bytes are biased by 0x80
+ * first, which maps signed order onto unsigned order. The accumulators start at the smallest value (0, i.e. -128 for
+ * int8), which is what the float path's -inf saturates to when no tap is inside: the same bits. Ends with the
+ * store to `out`. */
+function byteMaxBody(p: PoolProblem, vec: number, S: string, out: string): string[] {
+  const words = vec / 4, bias = p.dtype === 'int8' ? ' ^ 0x80808080u' : '';
+  const ws = Array.from({ length: words }, (_, k) => k);
+  const lines = [`    unsigned ${ws.map((k) => `lo${k} = 0u, hi${k} = 0u`).join(', ')};`];
+  lines.push(...windowLoops(p, S, p.c, (indent, off) => [
+    `${indent}${vecLoad(p.dtype, vec, 'v', `xb + (${off})`)}`,
+    ...vecWords('v', vec).map((w, k) => `${indent}{ const unsigned b = ${w}${bias}; lo${k} = __vmaxu2(lo${k}, b & 0x00FF00FFu); hi${k} = __vmaxu2(hi${k}, (b >> 8) & 0x00FF00FFu); }`),
+  ], prod(p.kernel) <= MAX_UNROLLED_TAPS));
+  lines.push(`    ${vecStoreWords(out, ws.map((k) => `((lo${k} | (hi${k} << 8))${bias})`))}`);
+  return lines;
+}
+
 /** Channels-last, `vec` channels of one output pixel per thread. Thread i owns channels [cv*vec, cv*vec+vec) of
  * pixel i / (C/vec): a warp reads whole pixels' channel runs (coalesced) and writes `vec` outputs in one store. */
 function emitPoolVec(p: PoolProblem, vec: number, block: number): KernelSource {
@@ -148,7 +182,6 @@ function emitPoolVec(p: PoolProblem, vec: number, block: number): KernelSource {
   const big = Math.max(p.n * inPix, nv * vec) > INT_INDEX_LIMIT;
   // 32-bit index math where it fits: the 64-bit divisions by constants are several times the instructions
   const U = big ? 'long long' : 'unsigned', S = big ? 'long long' : 'int', L = big ? 'LL' : 'u';
-  const lanes = Array.from({ length: vec }, (_, j) => j);
   const lines: string[] = [];
   lines.push(`    ${U} r = i / ${cv}${L};`);
   lines.push(`    const ${U} cv = i - r * ${cv}${L};`);
@@ -156,15 +189,8 @@ function emitPoolVec(p: PoolProblem, vec: number, block: number): KernelSource {
     lines.push(`    const ${S} o${d} = (${S})(r % ${p.outSpatial[d]}${L}); r /= ${p.outSpatial[d]}${L};`);
   }
   lines.push(`    const ${T}* xb = x + r * ${inPix}${L} + cv * ${vec}${L};`);
-  lines.push(`    float ${lanes.map((j) => `a${j} = ${p.kind === 'max' ? '-INFINITY' : '0.f'}`).join(', ')};${p.kind === 'avg' ? ' int cnt = 0;' : ''}`);
-  lines.push(...windowLoops(p, S, p.c, (indent, off) => [
-    `${indent}${vecLoad(p.dtype, vec, 'v', `xb + (${off})`)}`,
-    ...lanes.map((j) => `${indent}{ const float v${j} = ${vecLane(p.dtype, vec, 'v', j)}; ${p.kind === 'max'
-      ? `a${j} = (v${j} > a${j} || v${j} != v${j}) ? v${j} : a${j};` : `a${j} += v${j};`} }`),
-    ...(p.kind === 'avg' ? [`${indent}cnt++;`] : []),
-  ], prod(p.kernel) <= MAX_UNROLLED_TAPS));
-  if (p.kind === 'avg') lines.push(`    const float dv = ${avgDivisor(p, 'cnt')};`);
-  lines.push(`    ${vecStore(p.dtype, `y + i * ${vec}${L}`, lanes.map((j) => (p.kind === 'avg' ? `a${j} / dv` : `a${j}`)))}`);
+  const out = `y + i * ${vec}${L}`;
+  lines.push(...(p.kind === 'max' && (p.dtype === 'int8' || p.dtype === 'uint8') ? byteMaxBody(p, vec, S, out) : floatBody(p, vec, S, out)));
   return finalizeKernel({
     prefix: `${p.kind}pool_v${vec}`, grid: grid1d(nv, block), block: [block, 1, 1], sharedBytes: 0,
     params: [{ name: 'x', type: 'ptr' }, { name: 'y', type: 'ptr' }],

@@ -61,6 +61,15 @@ export function vecLane(dtype: DType, vec: number, v: string, j: number): string
   }
 }
 
+/** The 32-bit words of a packed value `v` of `bytes` bytes (for code that works on the words themselves). */
+export function vecWords(v: string, bytes: number): string[] { return Array.from({ length: bytes / 4 }, (_, k) => word(v, bytes, k)); }
+
+/** Statement storing 32-bit word expressions as one packed access of 4, 8 or 16 bytes. */
+export function vecStoreWords(ptr: string, words: string[]): string {
+  const W = WORD_TYPE[words.length * 4];
+  return `*reinterpret_cast<${W}*>(${ptr}) = ${words.length === 1 ? words[0] : `make_${W}(${words.join(', ')})`};`;
+}
+
 /** 32-bit unsigned bits of the stored element for compute-type expression `e`, placed at lane `j % per`. */
 function laneBits(dtype: DType, e: string, j: number): string {
   const es = DTYPE_SIZE[dtype], sh = 8 * es * (j % (4 / es)), s = store(dtype, e);
@@ -73,8 +82,6 @@ function laneBits(dtype: DType, e: string, j: number): string {
 
 /** Statement storing lanes `es` (compute-type expressions, each converted with store()) as one packed access. */
 export function vecStore(dtype: DType, ptr: string, lanes: string[]): string {
-  const es = DTYPE_SIZE[dtype], per = 4 / es, bytes = lanes.length * es, W = WORD_TYPE[bytes];
-  const words = Array.from({ length: bytes / 4 }, (_, k) => lanes.slice(k * per, (k + 1) * per).map((e, j) => laneBits(dtype, e, j)).join(' | '));
-  const value = bytes === 4 ? words[0] : `make_${W}(${words.join(', ')})`;
-  return `*reinterpret_cast<${W}*>(${ptr}) = ${value};`;
+  const es = DTYPE_SIZE[dtype], per = 4 / es, bytes = lanes.length * es;
+  return vecStoreWords(ptr, Array.from({ length: bytes / 4 }, (_, k) => lanes.slice(k * per, (k + 1) * per).map((e, j) => laneBits(dtype, e, j)).join(' | ')));
 }
