@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // GPU check of the int8 conv/GEMM kernels (src/codegen/tc_int8.ts: mma.sync m16n8k32; wgmma_s8.ts: Hopper
 // wgmma m64nNk32 .s32.s8.s8) over their autotuning space. Run on the H100/H200 after a build:
-//   node scripts/gpu-int8-kernels.mjs [--filter=SUBSTR] [--all-configs] [--iters=N] [--budget-s=S] [--dry-run]
+//   node scripts/gpu-int8-kernels.mjs [--filter=SUBSTR] [--configs=SUBSTR,...] [--all-configs] [--iters=N] [--budget-s=S] [--dry-run]
 // (TSRT_DIST=folder: a private `tsc --outDir` build instead of dist/; --dry-run: no GPU, emits every kernel
 // and computes the CPU references.) Per case (ResNet-50 layers at batch 256 and 1, odd shapes) random int8
 // inputs; the heuristic mma.sync kernel is the reference, checked bit for bit against the tsrt::QConv /
@@ -48,9 +48,10 @@ export const INT8_CASES = [
 ];
 
 /** Runs the checks; `report(ok, name, detail)` per kernel. Options: filter, allConfigs, iters, budgetMs, dry. */
-export async function int8KernelChecks({ report, filter, allConfigs = false, iters = 10, budgetMs = 150_000, dry = false, log = console.log }) {
+export async function int8KernelChecks({ report, filter, configs, allConfigs = false, iters = 10, budgetMs = 150_000, dry = false, log = console.log }) {
   const { configName } = await imp('codegen/tc_gemm.js');
   const t8 = await imp('codegen/tc_int8.js');
+  const { accFitsSmall } = await imp('codegen/lower_int8.js');
   const { getOp } = await imp('ops/registry.js');
   await imp('ops/index.js');
   const { makeTensor, fromF64 } = await imp('ir/tensor.js');
@@ -87,15 +88,20 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
       [c.op === 'conv' ? 'y' : 'c']: new Uint8Array(y * OB[e.out]),
     };
     if (e.bias) h.bias = e.qlinear ? Int32Array.from({ length: K }, () => Math.floor(rnd() * 40000) - 20000) : Float32Array.from({ length: K }, () => Math.fround(rnd() * 2 - 1));
+    // the kernel's channel buffers: times 1 / y_scale for the folded requantize (tc_int8.ts int8ChannelParams);
+    // the CPU reference takes the unfolded scale and bias (hc)
+    const hc = { scale: h.scale, bias: h.bias };
+    if (!e.qlinear) Object.assign(h, t8.int8ChannelParams(e, h.scale, h.bias));
+    if (!h.bias) delete h.bias;
     if (e.residual) {
       const rt = e.residualType ?? e.out;
       h.residual = rt === 'int8' ? i8(y) : new Uint8Array(fromF64(rt, [y], Array.from({ length: y }, () => rnd() * 4 - 2)).data.buffer);
     }
-    return { h, ws };
+    return { h, ws, hc };
   }
 
   /** The CPU reference's output bytes: tsrt::QConv / QGemm with x_scale 0.02 and the case's w_scale. */
-  function cpuReference(c, h, ws) {
+  function cpuReference(c, h, ws, hc) {
     const e = c.epi, K = c.op === 'conv' ? c.p.k : c.p.n;
     const f = (v) => ({ kind: 'float', value: v });
     const attrs = { x_scale: f(0.02), activation: { kind: 'string', value: { none: 'none', relu: 'Relu', clip: 'Clip' }[e.act ?? 'none'] } };
@@ -121,7 +127,7 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
     const rt = e.residualType ?? e.out;
     const z = e.residual ? (rt === 'int8' ? makeTensor('int8', yDims, h.residual) : makeTensor(rt, yDims, rt === 'float16' ? new Uint16Array(h.residual.buffer) : new Float32Array(h.residual.buffer))) : undefined;
     const node = { name: c.id, op: c.op === 'conv' ? 'QConv' : 'QGemm', domain: 'tsrt', inputs: ['x', 'w', 'ws', 'b', 'z'], outputs: ['y'], attrs };
-    const ref = getOp(node.op, 'tsrt').cpu(node, [x, w, fromF64('float32', [K], Array.from(ws)), e.bias ? makeTensor(e.qlinear ? 'int32' : 'float32', [K], h.bias) : undefined, z], { opset: 17, runGraph: () => [] })[0];
+    const ref = getOp(node.op, 'tsrt').cpu(node, [x, w, fromF64('float32', [K], Array.from(ws)), e.bias ? makeTensor(e.qlinear ? 'int32' : 'float32', [K], hc.bias) : undefined, z], { opset: 17, runGraph: () => [] })[0];
     return new Uint8Array(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength);
   }
 
@@ -131,7 +137,12 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
     if (overBudget()) { log(`SKIP ${c.id}: time budget spent`); continue; }
     let dev = {};
     try {
-      const emit = (cfg) => (c.op === 'conv' ? t8.emitConvInt8(c.p, c.epi, cfg) : t8.emitGemmInt8(c.p, c.epi, cfg));
+      const { h, ws, hc } = buffers(c);
+      // the lowering's exponent-trick conversions when these random weights bound every accumulator below 2^22
+      // (the small-K cases), the conversion unit otherwise (lower_int8.ts accFitsSmall)
+      const small = accFitsSmall(c.op === 'conv' ? h.w : h.b, c.op === 'conv' ? c.p.k : c.p.n);
+      const epi = { ...c.epi, ...(small ? { smallAcc: true } : {}) };
+      const emit = (cfg) => (c.op === 'conv' ? t8.emitConvInt8(c.p, epi, cfg) : t8.emitGemmInt8(c.p, epi, cfg));
       const mma = c.op === 'conv' ? t8.int8ConvConfigSpace(c.p) : t8.int8GemmConfigSpace(c.p);
       // (with the epilogue: persistent configs whose staging tiles of its types do not fit are left out, as lowering does)
       const wg = arch === 'sm_90a' ? (c.op === 'conv' ? t8.int8WgmmaConvSpace(c.p, c.epi) : t8.int8WgmmaGemmSpace(c.p, c.epi)) : [];
@@ -146,15 +157,16 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
         }
         cfgs = [...pick.values()];
       }
+      // --configs=a,b: only the candidates whose config name contains one of these (the heuristic reference always runs)
+      if (configs?.length) cfgs = cfgs.filter((x) => configs.some((f) => configName(x).includes(f)));
       const ref = emit();
       // a config the emitter refuses (none expected: the space is filtered by the epilogue's types) is listed, not run
       const emitted = cfgs.map((x) => { try { return emit(x); } catch (e) { log(`  (${c.id} ${configName(x)} not emitted: ${String(e?.message ?? e).split('\n')[0]})`); return undefined; } });
       const kernels = [ref, ...emitted.filter((k) => k && k.name !== ref.name)];
-      const { h, ws } = buffers(c);
       const outName = c.op === 'conv' ? 'y' : 'c', outBytes = h[outName].byteLength;
       if (dry) {
         const t = performance.now();
-        const cpu = c.cpu ? cpuReference(c, h, ws) : undefined;
+        const cpu = c.cpu ? cpuReference(c, h, ws, hc) : undefined;
         report(cpu ? cpu.length === outBytes : true, `int8 ${c.id} (dry run)`, `${kernels.length - 1} candidates (${kernels.filter((k) => k.config.wgmma).length} wgmma) + ${ref.name}${cpu ? `; CPU reference ${(performance.now() - t).toFixed(0)} ms` : ''}`);
         continue;
       }
@@ -166,10 +178,10 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
       const run = (k, img) => gpu.run(k, img, dev, { out: outName, bytes: outBytes, fill: 0x7f, workspaceMax: 1 << 27 });
       const r0 = run(ref, refImg);
       if (c.cpu) {
-        const d = diffCount(r0.out, cpuReference(c, h, ws));
+        const d = diffCount(r0.out, cpuReference(c, h, ws, hc));
         report(d === 0, `int8 ${c.id} heuristic ${configName(ref.config)} vs CPU reference`, `${d} of ${outBytes} bytes differ`);
       }
-      log(`---- ${c.id}: heuristic ${configName(ref.config)} ${r0.ms.toFixed(4)} ms ${tops(ref.flops, r0.ms)} TOP/s`);
+      log(`---- ${c.id}${small ? ' (smallAcc)' : ''}: heuristic ${configName(ref.config)} ${r0.ms.toFixed(4)} ms ${tops(ref.flops, r0.ms)} TOP/s`);
       let best = { name: configName(ref.config), ms: r0.ms };
       for (const k of kernels.slice(1)) {
         try {
@@ -197,6 +209,6 @@ export async function int8KernelChecks({ report, filter, allConfigs = false, ite
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { args, budgetMs } = parseArgs(process.argv.slice(2), { budgetS: 150 });
   const r = reporter();
-  await int8KernelChecks({ report: r.report, filter: args.filter, allConfigs: !!args['all-configs'], iters: Number(args.iters ?? 10), budgetMs, dry: !!args['dry-run'] });
+  await int8KernelChecks({ report: r.report, filter: args.filter, configs: typeof args.configs === 'string' ? args.configs.split(',') : undefined, allConfigs: !!args['all-configs'], iters: Number(args.iters ?? 10), budgetMs, dry: !!args['dry-run'] });
   process.exit(r.summary());
 }

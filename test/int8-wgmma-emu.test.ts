@@ -103,14 +103,19 @@ const CASES: WCase[] = [
   { id: 'ws_se_gemm_q_resh_w1', kind: 'gemm', gemm: { m: 130, n: 80, k: 160 }, cfg: wg(64, 64, 4, 3, WS_SE), epi: { out: 'int8', outScale: 0.05, bias: true, residual: true, residualType: 'float16' } },
   // se in the all-threads kernel: one k-tile (K = 64 < bk: shared memory for one stage), residual prefetched
   { id: 'se_conv1x1_k64_q_resq', kind: 'conv', conv: conv(2, 11, 64, 80, 1, 1, 0), cfg: wg(128, 64, 8, 3, SE),
-    epi: { out: 'int8', outScale: 0.05, bias: true, residual: true, residualType: 'int8', residualScale: 0.02 } },
+    epi: { out: 'int8', outScale: 0.05, bias: true, residual: true, residualType: 'int8', residualScale: 0.02, smallAcc: true } },
+  // (smallAcc here and below: the exponent-trick conversions, which the lowering picks when the weights bound every
+  // accumulator below 2^22; int8_cases.ts's setup checks that these random weights do)
   // persistent (ws + se): CTAs walk several tiles, stages and barrier parities continue across tiles; residual
   // double-buffered (int8, 2 CTAs x 5 tiles; fp16, 3 CTAs x 3 tiles, one k-tile per tile), fp32 output without a
   // residual (1 CTA, 3x3 conv: per-tile im2col setup), and a single residual buffer (two do not fit beside 4 stages)
   { id: 'persistent_gemm_q_resq_dbl', kind: 'gemm', gemm: { m: 300, n: 80, k: 320 }, act: 'Relu', cfg: wg(64, 64, 4, 3, PERSISTENT), grid: 2,
-    epi: { out: 'int8', outScale: 0.06, bias: true, residual: true, residualType: 'int8', residualScale: 0.02, act: 'relu' } },
+    epi: { out: 'int8', outScale: 0.06, bias: true, residual: true, residualType: 'int8', residualScale: 0.02, act: 'relu', smallAcc: true } },
+  // tiles that cover M and N exactly: no bounds tests in the epilogue, prefetch or copy-out (8 tiles on 3 CTAs)
+  { id: 'persistent_gemm_exact_tiles_q_resq', kind: 'gemm', gemm: { m: 256, n: 128, k: 192 }, act: 'Relu', cfg: wg(64, 64, 4, 3, PERSISTENT), grid: 3,
+    epi: { out: 'int8', outScale: 0.06, bias: true, residual: true, residualType: 'int8', residualScale: 0.02, act: 'relu', smallAcc: true } },
   { id: 'persistent_conv1x1_k64_h_dbl_early', kind: 'conv', conv: conv(2, 12, 64, 144, 1, 1, 0), cfg: wg(128, 64, 8, 3, PERSISTENT), grid: 3, early: true,
-    epi: { out: 'float16', bias: true, residual: true, residualType: 'float16' } },
+    epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', smallAcc: true } },
   { id: 'persistent_conv3x3_f32', kind: 'conv', conv: conv(2, 9, 32, 64, 3, 1, 1), cfg: wg(128, 64, 8, 3, PERSISTENT), grid: 1, epi: { out: 'float32', bias: true } },
   { id: 'persistent_gemm_h_resh_single', kind: 'gemm', gemm: { m: 200, n: 144, k: 288 }, cfg: wg(128, 128, 4, 4, PERSISTENT), grid: 2,
     epi: { out: 'float16', bias: true, residual: true, residualType: 'float16' } },
@@ -119,7 +124,7 @@ const CASES: WCase[] = [
   // 2 warpgroups, the spec's int8 epilogue staged over the stages (int8 residual); direct fp16 stores with the
   // fp16 residual after the activation, K tail (288 = 2 k-tiles + 32)
   { id: 'wg_gemm_n256_q_resq_ntail16', kind: 'gemm', gemm: { m: 130, n: 272, k: 320 }, act: 'Relu', cfg: wg(128, 256, 8, 3),
-    epi: { out: 'int8', outScale: 0.05, bias: true, residual: true, residualType: 'int8', residualScale: 0.03, act: 'relu' } },
+    epi: { out: 'int8', outScale: 0.05, bias: true, residual: true, residualType: 'int8', residualScale: 0.03, act: 'relu', smallAcc: true } },
   { id: 'wg_conv3x3_n192_h_resh_after_ntail8', kind: 'conv', conv: conv(2, 6, 32, 200, 3, 1, 1), act: 'Clip', cfg: wg(128, 192, 8, 4),
     epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', residualAfterAct: true, act: 'clip', actArgs: [-1, 1.5] } },
   // persistent: 2 x 2 tiles on 3 CTAs (one walks two); 128x256 with int8 residual into int8 output (one residual

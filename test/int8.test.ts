@@ -16,6 +16,7 @@ import type { Model, Tensor } from '../src/ir/types.js';
 import '../src/ops/index.js';
 import { emitConvInt8, emitGemmInt8, int8ConvConfigSpace, int8ConvPreconditions, int8StagingRowBytes } from '../src/codegen/tc_int8.js';
 import { compileCuda } from '../src/runtime/nvrtc.js';
+import { accFitsSmall } from '../src/codegen/lower_int8.js';
 import { conv, diffCount, emulate, hasGxx, randI8, setup, small, type KCase } from './int8_cases.js';
 import { modelBytes, rand, runOrt, type GraphSpec } from './rnn-control.build.js';
 import { parseModel } from '../src/onnx/import.js';
@@ -69,11 +70,13 @@ const KCASES: KCase[] = [
   // (Clip rather than LeakyRelu: the CPU LeakyRelu multiplies by alpha in float64, the kernel by fp32(alpha))
   { id: 'conv3x3s2_h_splitk_clip', kind: 'conv', conv: conv(1, 7, 64, 40, 3, 2, 1), act: 'Clip', cfg: small(32, 32, 1, 2, 4, 3),
     epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', residualAfterAct: true, act: 'clip', actArgs: [-1, 1.5] } },
-  { id: 'conv1x1_q_plain', kind: 'conv', conv: conv(2, 5, 48, 64, 1, 1, 0), cfg: small(64, 32, 2, 1, 2), epi: { out: 'int8', outScale: 0.02 } },
+  // (smallAcc: the accumulator and int8 residual converted by the exponent trick, the requantize by the FADD; most
+  // of this one's outputs saturate)
+  { id: 'conv1x1_q_plain', kind: 'conv', conv: conv(2, 5, 48, 64, 1, 1, 0), cfg: small(64, 32, 2, 1, 2), epi: { out: 'int8', outScale: 0.02, smallAcc: true } },
   { id: 'gemm_f32_bias_splitk', kind: 'gemm', gemm: { m: 37, n: 48, k: 192 }, cfg: small(32, 32, 1, 2, 3, 3), epi: { out: 'float32', bias: true } },
   // N % 16 == 0: the staged (shared-memory, 16-byte store) epilogue with pair residual loads, ragged M
   { id: 'conv3x3_staged_q_resq_relu', kind: 'conv', conv: conv(2, 6, 32, 32, 3, 1, 1), act: 'Relu', cfg: small(32, 32, 1, 2, 3),
-    epi: { out: 'int8', outScale: 0.04, bias: true, residual: true, residualType: 'int8', residualScale: 0.03, act: 'relu' } },
+    epi: { out: 'int8', outScale: 0.04, bias: true, residual: true, residualType: 'int8', residualScale: 0.03, act: 'relu', smallAcc: true } },
   { id: 'gemm_staged_h_resh_after_splitk', kind: 'gemm', gemm: { m: 37, n: 64, k: 128 }, act: 'Clip', cfg: small(32, 64, 1, 2, 2, 2),
     epi: { out: 'float16', bias: true, residual: true, residualType: 'float16', residualAfterAct: true, act: 'clip', actArgs: [-1, 1.5] } },
 ];
@@ -97,6 +100,22 @@ describe('int8 kernels: API', () => {
     expect(int8StagingRowBytes(small(128, 128, 2, 2, 2), 256, 'int8')).toBe(144);
     expect(int8StagingRowBytes(small(128, 128, 2, 2, 2), 256, 'float32')).toBeUndefined();
     expect(int8StagingRowBytes(small(128, 128, 2, 2, 2), 250, 'float16')).toBeUndefined();
+  });
+
+  it('converts accumulators by the exponent trick only when the weights bound them below 2^22', () => {
+    // 258 weights of 127 against inputs of -128: 4194048 < 2^22; 259 are over (4210304), and so is a row of 256 weights of
+    // -128 (exactly 2^22) when the other row is small
+    expect(accFitsSmall(new Int8Array(258).fill(127), 1)).toBe(true);
+    expect(accFitsSmall(new Int8Array(259).fill(127), 1)).toBe(false);
+    expect(accFitsSmall(Int8Array.from({ length: 512 }, (_, i) => (i < 256 ? 1 : -128)), 2)).toBe(false);
+    expect(accFitsSmall(Int8Array.from({ length: 512 }, (_, i) => (i % 2 ? 3 : -3)), 1)).toBe(true);
+    const epi = { out: 'int8' as const, outScale: 0.5, bias: true };
+    const big = emitConvInt8(conv(1, 4, 32, 32, 1, 1, 0), epi).source, fast = emitConvInt8(conv(1, 4, 32, 32, 1, 1, 0), { ...epi, smallAcc: true }).source;
+    expect(big).toContain('(float)t[0]');
+    expect(fast).not.toContain('(float)t[0]');
+    expect(fast).toContain('__int_as_float(0x4B400000 + (t[0]))');
+    // requantize never goes through F2I
+    expect(big).not.toContain('__float2int_rn');
   });
 });
 

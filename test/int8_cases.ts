@@ -10,8 +10,10 @@ import type { Attr, Node, Tensor } from '../src/ir/types.js';
 import { getOp } from '../src/ops/registry.js';
 import '../src/ops/index.js';
 import { TC_HELPERS, TC_S8_HELPERS, type TcKernelSource, type TileConfig } from '../src/codegen/tc_gemm.js';
-import type { Int8Epilogue } from '../src/codegen/tc_int8.js';
+import { int8ChannelParams, int8Folded, type Int8Epilogue } from '../src/codegen/tc_int8.js';
+import { int8FoldedNode } from '../src/ops/qlinear.js';
 import type { ConvProblem } from '../src/codegen/tc_conv.js';
+import { accFitsSmall } from '../src/codegen/lower_int8.js';
 import { EMU_PRELUDE } from './tc_emu.js';
 
 export interface KCase {
@@ -38,6 +40,8 @@ export function setup(c: KCase) {
   const yDims = c.kind === 'conv' ? [c.conv!.n, c.conv!.p, c.conv!.q, K] : [c.gemm!.m, K];
   const x = makeTensor('int8', xDims, randI8(xDims.reduce((a, b) => a * b)));
   const w = makeTensor('int8', wDims, randI8(wDims.reduce((a, b) => a * b)));
+  // smallAcc is only true to a kernel when the weights bound every accumulator below 2^22 (the lowering's check)
+  if (e.smallAcc && !accFitsSmall(w.data as Int8Array, K)) throw new Error(`${c.id}: smallAcc set but the weights allow accumulators of 2^22 or more`);
   const xs = 0.02, ws = Float64Array.from({ length: K }, () => Math.fround(1e-3 * (0.5 + rnd())));
   // (qlinear: ONNX QLinearConv's int32 bias)
   const bias = !e.bias ? undefined : e.qlinear ? makeTensor('int32', [K], Int32Array.from({ length: K }, () => Math.floor(rnd() * 40000) - 20000))
@@ -56,6 +60,8 @@ export function setup(c: KCase) {
     Object.assign(attrs, { layout: { kind: 'string', value: 'NHWC' }, strides: { kind: 'ints', value: [p.strideH, p.strideW] }, pads: { kind: 'ints', value: [p.padH, p.padW, p.padH, p.padW] } });
   }
   const node: Node = { name: c.id, op: c.kind === 'conv' ? 'QConv' : 'QGemm', domain: 'tsrt', inputs: ['x', 'w', 'ws', 'b', 'z'], outputs: ['y'], attrs };
+  // the kernel and the CPU reference must agree on the requantize form
+  if (int8Folded(e) !== int8FoldedNode(node)) throw new Error(`${c.id}: int8Folded ${int8Folded(e)} but the node's rule says ${int8FoldedNode(node)}`);
   const ref = getOp(node.op, 'tsrt')!.cpu(node, [x, w, fromF64('float32', [K], ws), bias, z], { opset: 17, runGraph: () => [] })[0];
   // kernel operands: weights [K][R][S][C], scale = fp32(x_scale * w_scale) as the lowering computes it (qlinear:
   // divided by y_scale in fp32)
@@ -69,10 +75,12 @@ export function setup(c: KCase) {
   }
   const buf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
   const fr = Math.fround;
-  const scale = Float32Array.from(ws, (s) => (e.qlinear ? fr(fr(fr(xs) * s) / fr(e.outScale!)) : fr(fr(xs) * s)));
+  // (the folded requantize takes scale and bias times 1 / y_scale: int8ChannelParams, as the lowering)
+  const ch = e.qlinear ? { scale: Float32Array.from(ws, (s) => fr(fr(fr(xs) * s) / fr(e.outScale!))), bias: undefined }
+    : int8ChannelParams(e, Array.from(ws, (s) => fr(fr(xs) * s)), bias && (bias.data as Float32Array));
   const [xn, wn] = c.kind === 'conv' ? ['x', 'w'] : ['a', 'b'];
-  const bufs: Record<string, Buffer> = { [xn]: buf(x.data as Int8Array), [wn]: buf(wk), scale: buf(scale) };
-  if (bias) bufs.bias = buf(bias.data as Float32Array | Int32Array);
+  const bufs: Record<string, Buffer> = { [xn]: buf(x.data as Int8Array), [wn]: buf(wk), scale: buf(ch.scale) };
+  if (bias) bufs.bias = buf(ch.bias ?? (bias.data as Float32Array | Int32Array));
   if (z) bufs.residual = buf(z.data as ArrayBufferView as Int8Array);
   return { ref, bufs, outBytes: yN * (e.out === 'int8' ? 1 : e.out === 'float16' ? 2 : 4) };
 }

@@ -202,6 +202,17 @@ inline int __float_as_int(float x) { int i; memcpy(&i, &x, 4); return i; }
 // round-to-nearest intrinsics (volatile: no contraction into an FMA, whatever the host compiler flags)
 inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
 inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
+inline float __fsub_rn(float a, float b) { volatile float r = a - b; return r; }
+inline float __fmaf_rn(float a, float b, float c) { return std::fmaf(a, b, c); } // one rounding (glibc: exact)
+// PRMT: byte n of the result is byte (s >> 4n) & 7 of the 8 bytes {x, y}
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+  const unsigned long long v = ((unsigned long long)y << 32) | x;
+  unsigned r = 0;
+  for (int n = 0; n < 4; ++n) r |= (unsigned)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
+  return r;
+}
+struct alignas(8) float2 { float x, y; };
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
 inline int __float2int_rn(float x) { return (int)nearbyintf(x); }
 // float64 ones of the int8 qlinear epilogue (IEEE double on the host as on the GPU; cvt.rni.s32.f64 saturates, NaN -> 0)
 inline double __dmul_rn(double a, double b) { volatile double r = a * b; return r; }
@@ -219,10 +230,8 @@ export const WS_EMU = String.raw`// ---- warp-specialized kernels (wgmma_ws.ts):
 // those copies (the uncommitted ones and every committed group) are taken off the thread and performed when
 // the phase completes, the latest moment the ISA allows, so a consumer that reads a stage without waiting for
 // its full barrier reads stale data (with EMU_EARLY they land at issue as before).
-struct float2 { float x, y; };
 struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
 struct __attribute__((aligned(16))) uint4 { u32 x, y, z, w; };
-inline float2 make_float2(float x, float y) { return float2{x, y}; }
 struct MBar { int count = 0, pending = 0, phase = 0; std::vector<Cp> copies; };
 static std::vector<std::pair<u32, MBar>> g_mbars;
 static MBar& mbar_at(u32 bar) {

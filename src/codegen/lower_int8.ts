@@ -16,7 +16,7 @@ import type { ConvProblem } from './tc_conv.js';
 import { smCountField, type Activation, type TcKernelSource } from './tc_gemm.js';
 import {
   emitConvInt8, emitGemmInt8, int8ConvConfigSpace, int8ConvPreconditions, int8GemmConfigSpace, int8GemmPreconditions,
-  int8WgmmaConvSpace, int8WgmmaGemmSpace, type Int8Epilogue, type Int8Out,
+  int8ChannelParams, int8WgmmaConvSpace, int8WgmmaGemmSpace, SMALL_ACC_MAX, type Int8Epilogue, type Int8Out,
 } from './tc_int8.js';
 import { wgmmaEnabled } from './wgmma.js';
 import { tacticSignature } from '../runtime/timing_cache.js'; // [autotune]
@@ -49,23 +49,38 @@ function int8Epilogue(ctx: LowerCtx): Int8Epilogue {
   };
 }
 
-/** Per-output-channel fp32 scale x_scale * w_scale[n] (rounded as the CPU reference rounds it), and fp32 bias;
- * qlinear=1: the multiplier fp32(x_scale * w_scale[n]) / y_scale and the int32 bias. */
-function scaleAndBias(ctx: LowerCtx): { scale: string; bias?: string } {
+/** Per-output-channel fp32 scale x_scale * w_scale[n] (rounded as the CPU reference rounds it), and fp32 bias,
+ * both times 1 / y_scale for the folded requantize (int8ChannelParams); qlinear=1: the multiplier
+ * fp32(x_scale * w_scale[n]) / y_scale and the int32 bias. */
+function scaleAndBias(ctx: LowerCtx, epi: Int8Epilogue): { scale: string; bias?: string } {
   const { node } = ctx;
   const ws = ctx.constOf(node.inputs[2]);
   if (!ws) throw new NotLowerable('w_scale is not constant');
   const f = Math.fround;
   const xs = f(attrFloat(node, 'x_scale', 1));
   const ql = attrInt(node, 'qlinear', 0) !== 0, ys = f(attrFloat(node, 'y_scale', 1));
-  const scale = ctx.addConst('scale_f32', fromF64('float32', ws.dims, Array.from(toF64(ws), (s) => (ql ? f(f(xs * s) / ys) : f(xs * s)))));
-  let bias: string | undefined;
-  if (node.inputs[3]) {
-    const b = ctx.constOf(node.inputs[3]);
-    if (!b) throw new NotLowerable('bias is not constant');
-    bias = ctx.addConst(ql ? 'bias_i32' : 'bias_f32', fromF64(ql ? 'int32' : 'float32', b.dims, toF64(b)));
+  const b = node.inputs[3] ? ctx.constOf(node.inputs[3]) : undefined;
+  if (node.inputs[3] && !b) throw new NotLowerable('bias is not constant');
+  if (ql) {
+    const scale = ctx.addConst('scale_f32', fromF64('float32', ws.dims, Array.from(toF64(ws), (s) => f(f(xs * s) / ys))));
+    return { scale, bias: b && ctx.addConst('bias_i32', fromF64('int32', b.dims, toF64(b))) };
   }
-  return { scale, bias };
+  const p = int8ChannelParams(epi, Array.from(toF64(ws), (s) => f(xs * s)), b && toF64(b));
+  return { scale: ctx.addConst('scale_f32', makeTensor('float32', ws.dims, p.scale)), bias: b && ctx.addConst('bias_f32', makeTensor('float32', b.dims, p.bias!)) };
+}
+
+/** Whether every accumulator of an int8 layer stays below 2^22 in magnitude, so its epilogue may convert it
+ * exactly without the conversion unit (Int8Epilogue.smallAcc): for each of the `rows` output channels (weights
+ * row-major by output channel), sum |w| * 128, the largest |int8 input| (layers up to K = 255 fit
+ * whatever their weights; larger K fits when the weights are small, as trained weights are). */
+export function accFitsSmall(w: ArrayLike<number>, rows: number): boolean {
+  const per = w.length / rows;
+  for (let r = 0; r < rows; r++) {
+    let sum = 0;
+    for (let i = r * per; i < (r + 1) * per; i++) sum += Math.abs(w[i]);
+    if (sum * 128 > SMALL_ACC_MAX) return false;
+  }
+  return true;
 }
 
 function bind(ctx: LowerCtx, k: TcKernelSource, names: Record<string, string | undefined>): Arg[] {
@@ -97,13 +112,14 @@ function lowerQConv(ctx: LowerCtx): void {
   const pre = int8ConvPreconditions(prob);
   if (pre.length) throw new NotLowerable(pre.join('; '));
   const epi = int8Epilogue(ctx);
-  const { scale, bias } = scaleAndBias(ctx);
+  const { scale, bias } = scaleAndBias(ctx, epi);
   let xin = xn;
   if (cp !== c) {
     xin = ctx.temp('int8', [n, h, w, cp]);
     ctx.kernel(emitPad({ dtype: 'int8', inDims: [n, h, w, c], pads: [0, 0, 0, 0, 0, 0, 0, cp - c], mode: 'constant', value: 0 }), [ctx.v(xn), ctx.v(xin)]);
   }
   const wv = toF64(wc);
+  if (x.dtype === 'int8') epi.smallAcc = accFitsSmall(wv, k);
   const wt = new Int8Array(k * r * s * cp);
   for (let ko = 0; ko < k; ko++) for (let ci = 0; ci < c; ci++) for (let ri = 0; ri < r; ri++) for (let si = 0; si < s; si++) {
     wt[((ko * r + ri) * s + si) * cp + ci] = wv[((ko * c + ci) * r + ri) * s + si];
@@ -128,7 +144,8 @@ function lowerQGemm(ctx: LowerCtx): void {
   const pre = int8GemmPreconditions(prob);
   if (pre.length) throw new NotLowerable(pre.join('; '));
   const epi = int8Epilogue(ctx);
-  const { scale, bias } = scaleAndBias(ctx);
+  if (a.dtype === 'int8') epi.smallAcc = accFitsSmall(toF64(wc), N);
+  const { scale, bias } = scaleAndBias(ctx, epi);
   const space = [...int8GemmConfigSpace(prob), ...(wgmmaEnabled(ctx.arch) ? int8WgmmaGemmSpace(prob, epi) : [])];
   const cfg = ctx.tactic?.(tacticSignature('gemm', prob, epi, 'int8'), space, (c) => emitGemmInt8(prob, epi, c)) ?? undefined;
   const ks = emitGemmInt8(prob, epi, cfg);

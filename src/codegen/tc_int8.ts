@@ -33,7 +33,26 @@ export interface Int8Epilogue extends Omit<Epilogue, 'alpha'> {
   residualScale?: number;
   /** ONNX QLinear requantize (see the header): int32 bias, float64 multiply, no activation or residual. */
   qlinear?: boolean;
+  /** Every accumulator is below 2^22 in magnitude (the lowering's bound from the weights: max over n of
+   * sum_k |w[n,k]| * 128), so the epilogue converts it to float without the conversion unit (smallIntToFloat). */
+  smallAcc?: boolean;
 }
+
+/** The largest |accumulator| an exact exponent-trick conversion takes (smallIntToFloat, int8Bits): 2^22 - 1. */
+export const SMALL_ACC_MAX = 2 ** 22 - 1;
+
+// The epilogue's conversions without the conversion unit. I2F and F2I issue at 16 per clock on an SM (sm_80 and
+// sm_90), an eighth of FADD's rate; an int8 epilogue converts 2-3 values per output (accumulator, int8 residual,
+// requantized output) and, on the memory-bound ResNet-50 1x1 convs, took longer than the tile's loads and stores.
+// Both tricks are exact: 0x4B400000 is the float 1.5 * 2^23, whose low 23 bits are the mantissa; for |x| < 2^22
+// the bits 0x4B400000 + x are the float 1.5 * 2^23 + x exactly (same exponent), and subtracting 1.5 * 2^23 is exact.
+// The other way, adding 1.5 * 2^23 to a float in [-128, 127] rounds it to the nearest integer, ties to even (the
+// FADD's rounding, which is __float2int_rn's), and leaves that integer in the low bits.
+/** float(x) for an int expression |x| < 2^22 (the int8 residual; accumulators when `smallAcc`). */
+function smallIntToFloat(x: string): string { return `__fsub_rn(__int_as_float(0x4B400000 + (${x})), 12582912.0f)`; }
+/** An int whose low byte is saturate(rint(v)) as int8: clamped to [lo, 127] first (NaN -> lo, as __float2int_rn's
+ * 0x80000000 saturates to -128 and relu takes NaN to 0), then rounded by the FADD. */
+function int8Bits(v: string, lo: string): string { return `__float_as_int(__fadd_rn(fminf(fmaxf(${v}, ${lo}), 127.0f), 12582912.0f))`; }
 
 /** M x N x K GEMM with A [M,K] int8 row-major and B [N,K] int8 (weights, pre-transposed). */
 export interface Int8GemmProblem { m: number; n: number; k: number; /** SMs of the target GPU (absent: SM_COUNT) */ smCount?: number }
@@ -121,31 +140,76 @@ function checkEpilogue(e: Int8Epilogue): void {
   }
 }
 
-/** Epilogue statements for element (m, n + j) reading accumulator t[j]; `res` reads its residual as float. */
-function elementCode(e: Int8Epilogue, j: number, res = residualElem(e, j)): string {
+/** Whether the epilogue requantizes in the folded form: int8 output, activation none or relu, the residual (if
+ * any) added before it, not qlinear. The output scale then goes into the channel scale and bias (the kernel's
+ * `scale` and `bias` buffers hold s * inv and b * inv: int8ChannelParams) and into the residual scale at build time,
+ * so an element is two FMAs, the clamp (relu's max folded in) and the rounding FADD:
+ *   y = saturate(rint(act(fma(acc, s*inv, fma(r, rs*inv, b*inv)))))      (inv = 1 / y_scale; each product fp32)
+ * relu commutes with the positive scale. The unfolded form (acc*s, +b, +r*rs, act, *inv: five roundings, twice the
+ * instructions) left the int8 1x1 convs of ResNet-50 instruction-bound on the H100 (Nsight Compute: SM throughput
+ * 78%, 0.79 warps issued per scheduler, DRAM 34%). The CPU reference (ops/qlinear.ts, int8FoldedNode: the same rule
+ * on the node's attributes) computes the same formula with an exact fp32 FMA. */
+export function int8Folded(e: Int8Epilogue): boolean {
+  const act = e.act ?? 'none';
+  return e.out === 'int8' && !e.qlinear && (act === 'none' || act === 'relu') && !(e.residual && e.residualAfterAct && act !== 'none');
+}
+
+/** The kernel's channel scale and bias buffers from scale[n] = fp32(x_scale * w_scale[n]) and the float bias:
+ * unchanged, or multiplied by fp32(1 / y_scale) in fp32 for the folded form (int8Folded). */
+export function int8ChannelParams(e: Int8Epilogue, scale: ArrayLike<number>, bias?: ArrayLike<number>): { scale: Float32Array; bias?: Float32Array } {
+  if (!int8Folded(e)) return { scale: Float32Array.from(scale), bias: bias && Float32Array.from(bias) };
+  const inv = Math.fround(1 / e.outScale!);
+  return { scale: Float32Array.from(scale, (v) => Math.fround(v * inv)), bias: bias && Float32Array.from(bias, (v) => Math.fround(v * inv)) };
+}
+
+/** The residual element j as float, unscaled: an int8 value exactly (exponent trick), fp16 widened, or fp32. */
+function residualRaw(e: Int8Epilogue, j: number, rsp?: string): string {
+  const rt = e.residualType ?? e.out;
+  if (rsp === undefined) {
+    return rt === 'int8' ? smallIntToFloat(`(int)residual[off + ${j}]`) : rt === 'float16' ? `h2f(residual[off + ${j}])` : `residual[off + ${j}]`;
+  }
+  // the pair code's residual word rv (int8: two bytes, fp16: two halves) or the fp32 pair at rsp
+  return rt === 'int8' ? smallIntToFloat(`(int)(signed char)(rv >> ${8 * j})`) : rt === 'float16' ? (j ? 'hi_h2f(rv)' : 'lo_h2f(rv)')
+    : rsp === 'global' ? `residual[off + ${j}]` : `reinterpret_cast<const float*>(${rsp})[${j}]`;
+}
+
+/** Epilogue statements for element (m, n + j) reading accumulator t[j] into v{j}; `rsp` says where the pair code
+ * reads its residual (see residualRaw; undefined: the element's own global load), `ch` (the pair code's float2
+ * loads) names the channel's scale and bias. */
+function elementCode(e: Int8Epilogue, j: number, rsp?: string, ch?: { scale: string; bias: string }): string {
   const n = j ? `(n + ${j})` : 'n';
   if (e.qlinear) {
     const acc = e.bias ? `__dadd_rn((double)t[${j}], (double)bias[${n}])` : `(double)t[${j}]`;
     return `const double v${j} = __dmul_rn(${acc}, (double)scale[${n}]);`;
   }
-  const s: string[] = [`float v${j} = __fmul_rn((float)t[${j}], scale[${n}]);`];
-  if (e.bias) s.push(`v${j} = __fadd_rn(v${j}, bias[${n}]);`);
+  const acc = e.smallAcc ? smallIntToFloat(`t[${j}]`) : `(float)t[${j}]`;
+  const sc = ch?.scale ?? `scale[${n}]`, bi = ch?.bias ?? `bias[${n}]`;
+  const raw = e.residual ? residualRaw(e, j, rsp) : '';
+  if (int8Folded(e)) {
+    const inv = Math.fround(1 / e.outScale!);
+    const rs = !e.residual ? '' : flit((e.residualType ?? e.out) === 'int8' ? Math.fround(e.residualScale! * inv) : inv);
+    const t = e.bias ? (e.residual ? `__fmaf_rn(${raw}, ${rs}, ${bi})` : bi) : e.residual ? `__fmul_rn(${raw}, ${rs})` : '';
+    return `const float v${j} = ${t ? `__fmaf_rn(${acc}, ${sc}, ${t})` : `__fmul_rn(${acc}, ${sc})`};`;
+  }
+  const res = !e.residual ? '' : (e.residualType ?? e.out) === 'int8' ? `__fmul_rn(${raw}, ${flit(e.residualScale!)})` : raw;
+  const s: string[] = [`float v${j} = __fmul_rn(${acc}, ${sc});`];
+  if (e.bias) s.push(`v${j} = __fadd_rn(v${j}, ${bi});`);
   if (e.residual && !e.residualAfterAct) s.push(`v${j} = __fadd_rn(v${j}, ${res});`);
   if ((e.act ?? 'none') !== 'none') s.push(`v${j} = tc_act(v${j});`);
   if (e.residual && e.residualAfterAct) s.push(`v${j} = __fadd_rn(v${j}, ${res});`);
   return s.join(' ');
 }
 
-function residualElem(e: Int8Epilogue, j: number): string {
-  if (!e.residual) return '';
-  const rt = e.residualType ?? e.out;
-  return rt === 'int8' ? `__fmul_rn((float)residual[off + ${j}], ${flit(e.residualScale!)})`
-    : rt === 'float16' ? `h2f(residual[off + ${j}])` : `residual[off + ${j}]`;
+/** An int whose low byte is the int8 output of v (elementCode's value): folded, v is already in output units and
+ * relu is the clamp's lower bound; unfolded, v * (1 / y_scale). */
+function outBits(e: Int8Epilogue, v: string): string {
+  if (int8Folded(e)) return int8Bits(v, e.act === 'relu' ? '0.0f' : '-128.0f');
+  return int8Bits(`__fmul_rn(${v}, ${flit(1 / e.outScale!)})`, '-128.0f');
 }
 
 function storeExpr(e: Int8Epilogue, v: string): string {
   if (e.qlinear) return `(signed char)max(-128, min(127, __double2int_rn(${v})))`;
-  if (e.out === 'int8') return `(signed char)max(-128, min(127, __float2int_rn(__fmul_rn(${v}, ${flit(1 / e.outScale!)}))))`;
+  if (e.out === 'int8') return `(signed char)${outBits(e, v)}`;
   return e.out === 'float16' ? `f2h(${v})` : v;
 }
 
@@ -174,22 +238,32 @@ export function int8StagingRowBytes(c: TileConfig, nTotal: number, out: Int8Out)
 /** The epilogue of accumulator pair t[0..1] at (m, n) (both in range) written to the output tile at `sp` (declared
  * by `spDecl` when given); the residual pair is read at `rsp` (a staging tile) or, without it, from global memory
  * at `off`. */
-function pairToTile(e: Int8Epilogue, rsp?: string, spDecl = ''): string {
+function pairToTile(e: Int8Epilogue, rsp?: string, spDecl = '', hoisted = false): string {
   const rt = e.residualType ?? e.out;
   // n is even and N % 16 == 0 here, so a pair never straddles the edge and its residual pair is aligned
   const at = rsp ?? 'residual + off';
   const resLoad = !e.residual ? '' : rt === 'int8' ? `const unsigned short rv = *reinterpret_cast<const unsigned short*>(${at});`
     : rt === 'float16' ? `const u32 rv = *reinterpret_cast<const u32*>(${at});` : '';
-  const res = (j: number) => (!e.residual ? '' : rt === 'int8'
-    ? `__fmul_rn((float)(signed char)(rv >> ${8 * j}), ${flit(e.residualScale!)})`
-    : rt === 'float16' ? (j ? 'hi_h2f(rv)' : 'lo_h2f(rv)') : rsp ? `reinterpret_cast<const float*>(${rsp})[${j}]` : `residual[off + ${j}]`);
+  // two int8 outputs into one 16-bit store: byte 0 of each word (PRMT)
   const put = e.out === 'int8'
-    ? `*reinterpret_cast<unsigned short*>(sp) = (unsigned short)((unsigned char)${storeExpr(e, 'v0')} | ((unsigned)(unsigned char)${storeExpr(e, 'v1')} << 8));`
+    ? `*reinterpret_cast<unsigned short*>(sp) = (unsigned short)__byte_perm(${e.qlinear ? `(int)${storeExpr(e, 'v0')}` : outBits(e, 'v0')}, ${e.qlinear ? `(int)${storeExpr(e, 'v1')}` : outBits(e, 'v1')}, 0x0040);`
     : e.out === 'float16' ? '*reinterpret_cast<u32*>(sp) = pack_h2(v0, v1);'
       : 'reinterpret_cast<float*>(sp)[0] = v0; reinterpret_cast<float*>(sp)[1] = v1;';
-  return `${resLoad}
-          ${elementCode(e, 0, res(0))} ${elementCode(e, 1, res(1))}
+  // the pair's channel scales and biases in one 8-byte load each (n is even; the tensors are 16-B aligned), or
+  // those the column code loaded once for both rows (hoisted: channelLoads)
+  const ch = !e.qlinear;
+  const chLoad = ch && !hoisted ? channelLoads(e, 'true') : '';
+  const chOf = (j: number) => (ch ? { scale: `sc2.${j ? 'y' : 'x'}`, bias: `bi2.${j ? 'y' : 'x'}` } : undefined);
+  const where = rsp ?? 'global';
+  return `${resLoad} ${chLoad}
+          ${elementCode(e, 0, where, chOf(0))} ${elementCode(e, 1, where, chOf(1))}
           ${spDecl}${put}`;
+}
+
+/** sc2 / bi2: the channel pair (n, n + 1)'s scale and bias (zeros where `ok` is false: columns past N). */
+function channelLoads(e: Int8Epilogue, ok: string): string {
+  const ld = (a: string) => (ok === 'true' ? `*reinterpret_cast<const float2*>(${a} + n)` : `${ok} ? *reinterpret_cast<const float2*>(${a} + n) : make_float2(0.f, 0.f)`);
+  return `const float2 sc2 = ${ld('scale')};${e.bias ? ` const float2 bi2 = ${ld('bias')};` : ''}`;
 }
 
 /** The int8 wgmma kernels' `se` epilogue parts (wgmma_s8.ts): element sizes and the pair code, or undefined when
@@ -197,7 +271,9 @@ function pairToTile(e: Int8Epilogue, rsp?: string, spDecl = ''): string {
 function s8Staged(e: Int8Epilogue, nTotal: number): S8Staged | undefined {
   const ob = OUT_BYTES[e.out], rb = e.residual ? OUT_BYTES[e.residualType ?? e.out] : 0;
   if ((nTotal * ob) % 16 || (nTotal * rb) % 16) return undefined;
-  return { ob, rb, pair: pairToTile(e, e.residual ? 'rsp' : undefined) };
+  // the channel loads once per column pair, for both of its rows
+  if (e.qlinear) return { ob, rb, pair: pairToTile(e, e.residual ? 'rsp' : undefined) };
+  return { ob, rb, pair: pairToTile(e, e.residual ? 'rsp' : undefined, '', true), column: (ok) => channelLoads(e, ok) };
 }
 
 function stagedStore(e: Int8Epilogue, c: TileConfig, mTotal: number, nTotal: number, outOffset: string, rowBytes: number, threads: number) {

@@ -303,12 +303,15 @@ __device__ __forceinline__ u32 sw_b(int row, int ch) { return (u32)((ch ^ (row &
 `;
 }
 
-/** The epilogue walk over this thread's wgmma accumulator fragments: `store` sees the pair t[0..1] at (m, n), (m, n+1). */
-export function wgmmaFragmentStores(MI: number, bn: number, acc: 'float' | 'int', store: string, wgVar = 'wg'): string {
+/** The epilogue walk over this thread's wgmma accumulator fragments: `store` sees the pair t[0..1] at (m, n), (m, n+1).
+ * `column` (optional) runs once per column pair before its two rows, with `n` in scope (per-channel loads). */
+export function wgmmaFragmentStores(MI: number, bn: number, acc: 'float' | 'int', store: string, wgVar = 'wg', column = ''): string {
   return `  #pragma unroll
   for (int mi = 0; mi < ${MI}; ++mi) {
     #pragma unroll
-    for (int nj = 0; nj < ${bn / 8}; ++nj) {
+    for (int nj = 0; nj < ${bn / 8}; ++nj) {${column ? `
+      const int n = nBase + nj * 8 + (lane & 3) * 2;
+      ${column}` : ''}
       #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int m = mBase + (${wgVar} * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;

@@ -40,7 +40,12 @@ __device__ __forceinline__ void wg_keep_i(int& x) { asm volatile("" : "+r"(x) ::
 /** The `se` epilogue of an int8 kernel description (tc_int8.ts): output and residual element bytes (rb 0: no
  * residual) and the code of one accumulator pair t[0..1] at (m, n), both in range, reading its residual pair at
  * `rsp` and writing its output pair at `sp` (both byte pointers into the staging tiles). */
-export interface S8Staged { ob: number; rb: number; pair: string }
+export interface S8Staged {
+  ob: number; rb: number; pair: string;
+  /** Per column pair, before its rows (the channel scale and bias loads the pair code reads), given the guard `ok`
+   * of n against N (a literal true when the tiles cover N exactly). */
+  column?: (ok: string) => string;
+}
 
 /** Where the se staging tiles go: the output tile (rows of bn*ob + 16 bytes: a warp's pair writes fall on distinct
  * banks) and `resBufs` residual tiles (rows of bn*rb + 16), after the stages when there is a residual or the kernel
@@ -72,6 +77,11 @@ export function s8PersistentProblem(c: TileConfig, ob: number, rb: number): stri
 
 interface Scope { rowBase: string; rows: number; threads: number; tid: string }
 
+/** The bounds test of element (m, n) of a tile: only the edges the tiles do not cover exactly (M % bm, N % bn). */
+function inRange(s: TcSpec): string {
+  return [s.m % s.cfg.bm ? `m < ${s.m}` : '', s.n % s.cfg.bn ? `n < ${s.n}` : ''].filter(Boolean).join(' && ') || 'true';
+}
+
 /** cp.async of the scope's residual rows (16 B a chunk, zero-filled outside M x N) into the residual tile at
  * byte offset `off` from smemBase; one commit group. */
 function residualPrefetch(s: TcSpec, k: S8Staged, p: S8Plan, g: Scope, off: string): string {
@@ -81,7 +91,7 @@ function residualPrefetch(s: TcSpec, k: S8Staged, p: S8Plan, g: Scope, off: stri
     for (int i = ${g.tid}; i < ${g.rows * cpr}; i += ${g.threads}) {
       const int r = ${g.rowBase} + i / ${cpr}, cc = i % ${cpr};
       const int m = mBase + r, n = nBase + cc * ${16 / k.rb};
-      const bool ok = m < ${s.m} && n < ${s.n};
+      const bool ok = ${inRange(s)};
       const idx_t off = ok ? (idx_t)(${s.outOffset}) : (idx_t)0;
       cp_async16(rstg + (u32)(r * ${p.resRow} + cc * 16), residual + off, ok);
     }
@@ -96,20 +106,20 @@ function residualPrefetch(s: TcSpec, k: S8Staged, p: S8Plan, g: Scope, off: stri
 function stagedEpilogue(s: TcSpec, k: S8Staged, p: S8Plan, g: Scope, o: { MI: number; wgVar: string; sync: string; resOff: string }): string {
   const c = s.cfg, chunks = (c.bn * k.ob) / 16;
   const base = '(smemBase - smem_u32(tc_smem))';
-  const store = `if (m < ${s.m} && n < ${s.n}) {
+  const store = `if (${inRange(s)}) {
           ${k.rb ? `const unsigned char* rsp = r8 + (m - mBase) * ${p.resRow} + (n - nBase) * ${k.rb};` : ''}
           unsigned char* sp = o8 + (m - mBase) * ${p.outRow} + (n - nBase) * ${k.ob};
           ${k.pair}
         }`;
   return `  struct __align__(16) tc_v16 { unsigned a, b, c, d; };
   unsigned char* o8 = tc_smem + ${base} + ${p.outOff};
-${k.rb ? `  const unsigned char* r8 = tc_smem + ${base} + ${o.resOff};\n` : ''}${wgmmaFragmentStores(o.MI, c.bn, 'int', store, o.wgVar)}
+${k.rb ? `  const unsigned char* r8 = tc_smem + ${base} + ${o.resOff};\n` : ''}${wgmmaFragmentStores(o.MI, c.bn, 'int', store, o.wgVar, k.column?.(s.n % c.bn ? `n < ${s.n}` : 'true') ?? '')}
   ${o.sync}
   #pragma unroll 4
   for (int i = ${g.tid}; i < ${g.rows * chunks}; i += ${g.threads}) {
     const int r = ${g.rowBase} + i / ${chunks}, ch = i % ${chunks};
     const int m = mBase + r, n = nBase + ch * ${16 / k.ob};
-    if (m < ${s.m} && n < ${s.n}) {
+    if (${inRange(s)}) {
       const idx_t off = ${s.outOffset};
       *reinterpret_cast<tc_v16*>(y + off) = *reinterpret_cast<const tc_v16*>(o8 + r * ${p.outRow} + ch * 16);
     }

@@ -9,7 +9,8 @@
 // saturate(rint((acc + B[n]) * M[n])), M[n] = fp32(fp32(x_scale * w_scale[n]) / y_scale), sum and product in
 // float64 exactly as the ONNX reference (and this repo's QLinearConv CPU reference) computes them.
 // The CPU reference sums the integer products exactly (float64), then rounds every float step to fp32 in the
-// kernel's order, so the GPU is checked against it to the last bit (activations with exp/erf/tanh aside).
+// kernel's order, so the GPU is checked against it to the last bit (activations with exp/erf/tanh aside). An int8
+// output with no activation or relu requantizes in the folded form (int8FoldedNode: two FMAs an element).
 import { GraphError } from '../errors.js';
 import { DTYPE_ONNX, ONNX_DTYPE, fromF64, makeTensor, shapeStr, size, toF64 } from '../ir/tensor.js';
 import type { DType, Node, Tensor, TensorType } from '../ir/types.js';
@@ -63,6 +64,38 @@ function checkInputs(node: Node, ins: (TensorType | Tensor | undefined)[], wRank
   if (z && z.dtype === 'int8' && attrFloat(node, 'z_scale') === undefined) throw new GraphError('an int8 residual Z needs z_scale', node.name);
 }
 
+/** Whether the int8 requantize is the folded form (codegen/tc_int8.ts int8Folded, the same rule on the epilogue
+ * the lowering builds from these attributes): int8 output, activation none or Relu, a residual (if any) added before
+ * it, not qlinear. Then y = saturate(rint(act(fma(acc, s*inv, fma(z, zs*inv, b*inv))))) with each scale product
+ * rounded to fp32 (inv = fp32(1 / y_scale); z the raw residual: its int8 value, or the float value with zs = 1). */
+export function int8FoldedNode(node: Node): boolean {
+  const act = attrString(node, 'activation', 'none');
+  return qOutType(node) === 'int8' && !isQlinear(node) && (act === 'none' || act === 'Relu')
+    && !(node.inputs[4] && attrInt(node, 'residual_before_act', 1) === 0 && act !== 'none');
+}
+
+const F32 = new Float32Array(1), U32 = new Uint32Array(F32.buffer);
+/** The fp32 next to fp32 value `r` in the direction of `to` (r != to, both finite). */
+function nextF32(r: number, to: number): number {
+  F32[0] = r;
+  if (r === 0) U32[0] = 1; else U32[0] += (to > r) === (r > 0) ? 1 : -1;
+  return to > 0 || r !== 0 ? F32[0] : -F32[0];
+}
+
+/** fp32 fused multiply-add a * b + c with one rounding (CUDA's __fmaf_rn), for fp32 a, b, c: a * b is exact in
+ * float64 (48 bits), the sum's float64 rounding error is recovered exactly (TwoSum), and the float64 sum only
+ * misrounds to fp32 when it lands exactly on the midpoint of two fp32 values; the error's sign then decides. */
+export function fma32(a: number, b: number, c: number): number {
+  const p = a * b, s = p + c;
+  if (!Number.isFinite(s)) return f(s);
+  const bb = s - p, err = (p - (s - bb)) + (c - bb);
+  const r = f(s);
+  if (err === 0 || r === s) return r;
+  const o = nextF32(r, s);
+  if ((r + o) / 2 !== s) return r; // not a tie: the float64 sum rounds as the exact one
+  return (err > 0) === (o > r) ? o : r;
+}
+
 /** The kernel's epilogue on exact integer sums `acc` (channel of element i: `chan(i)`), returning the output. */
 function epilogue(node: Node, acc: Float64Array, dims: number[], chan: (i: number) => number, ins: (Tensor | undefined)[], ctx: CpuCtx): Tensor {
   if (isQlinear(node)) return qlinearEpilogue(node, acc, dims, chan, ins);
@@ -73,6 +106,7 @@ function epilogue(node: Node, acc: Float64Array, dims: number[], chan: (i: numbe
   const Z = ins[4];
   if (Z && Z.dims.join() !== dims.join()) throw new GraphError(`residual Z ${shapeStr(Z.dims)} differs from the output ${shapeStr(dims)}`, node.name);
   const zs = f(attrFloat(node, 'z_scale', 1));
+  if (int8FoldedNode(node)) return foldedEpilogue(node, acc, dims, chan, scale, bias, Z, zs);
   const z = Z ? toF64(Z).map((v) => (Z.dtype === 'int8' ? f(v * zs) : v)) : undefined;
   const before = attrInt(node, 'residual_before_act', 1) !== 0;
   const v = new Float32Array(acc.length);
@@ -91,6 +125,23 @@ function epilogue(node: Node, acc: Float64Array, dims: number[], chan: (i: numbe
   const inv = f(1 / attrFloat(node, 'y_scale', 1));
   const q = new Int8Array(y.length);
   for (let i = 0; i < y.length; i++) { const r = rint(f(y[i] * inv)); q[i] = r < -128 ? -128 : r > 127 ? 127 : r; }
+  return makeTensor('int8', dims, q);
+}
+
+/** The folded int8 requantize (int8FoldedNode), operation for operation as the kernels compute it. */
+function foldedEpilogue(node: Node, acc: Float64Array, dims: number[], chan: (i: number) => number, scale: Float64Array,
+  bias: Float64Array | undefined, Z: Tensor | undefined, zs: number): Tensor {
+  const inv = f(1 / attrFloat(node, 'y_scale', 1));
+  const s = scale.map((v) => f(v * inv)), b = bias?.map((v) => f(v * inv));
+  const z = Z && toF64(Z), rs = Z && Z.dtype === 'int8' ? f(zs * inv) : inv;
+  const lo = attrString(node, 'activation', 'none') === 'Relu' ? 0 : -128;
+  const q = new Int8Array(acc.length);
+  for (let i = 0; i < acc.length; i++) {
+    const n = chan(i);
+    const t = b ? (z ? fma32(z[i], rs, b[n]) : b[n]) : z ? f(z[i] * rs) : undefined;
+    const v = t === undefined ? f(f(acc[i]) * s[n]) : fma32(f(acc[i]), s[n], t);
+    q[i] = v !== v ? lo : rint(Math.min(Math.max(v, lo), 127)); // (fmaxf takes NaN to the bound)
+  }
   return makeTensor('int8', dims, q);
 }
 
