@@ -187,7 +187,8 @@ function elementCode(e: Int8Epilogue, j: number, rsp?: string, ch?: { scale: str
   const raw = e.residual ? residualRaw(e, j, rsp) : '';
   if (int8Folded(e)) {
     const inv = Math.fround(1 / e.outScale!);
-    const rs = !e.residual ? '' : flit((e.residualType ?? e.out) === 'int8' ? Math.fround(e.residualScale! * inv) : inv);
+    // (z_scale as the fp32 the CPU reference and the unfolded kernel take, then the fp32 product)
+    const rs = !e.residual ? '' : flit((e.residualType ?? e.out) === 'int8' ? Math.fround(Math.fround(e.residualScale!) * inv) : inv);
     const t = e.bias ? (e.residual ? `__fmaf_rn(${raw}, ${rs}, ${bi})` : bi) : e.residual ? `__fmul_rn(${raw}, ${rs})` : '';
     return `const float v${j} = ${t ? `__fmaf_rn(${acc}, ${sc}, ${t})` : `__fmul_rn(${acc}, ${sc})`};`;
   }
