@@ -47,7 +47,10 @@ async function cudaBackend(model, feeds) {
   } finally { engine.dispose(); }
 }
 
-for (const [sub, prefix, rtol] of [['node', 'node/', 1e-3], ['models', 'models/', 2e-3]]) {
+// (without the ONNX tests, e.g. .gpu/ packed without --tests: conformance and the zero-copy check are skipped, said so)
+const haveTests = existsSync(join(tests, 'node'));
+if (!haveTests) { skipped += 2; console.log(`SKIP conformance and zero-copy: no ONNX tests at ${tests} (pack .gpu/ with --tests, or pass --tests DIR)`); }
+for (const [sub, prefix, rtol] of haveTests ? [['node', 'node/', 1e-3], ['models', 'models/', 2e-3]] : []) {
   const results = await runConformance(join(tests, sub), { backend: cudaBackend, filter, rtol });
   for (const r of results) {
     const name = prefix + r.name;
@@ -58,7 +61,7 @@ for (const [sub, prefix, rtol] of [['node', 'node/', 1e-3], ['models', 'models/'
 }
 
 // Zero-copy API: write the input buffer on the device, run in place, read the output buffer.
-{
+if (haveTests) {
   const { Cuda } = await import('../dist/runtime/cuda.js');
   const model = loadModel(join(tests, 'node/test_relu/model.onnx'));
   const x = loadTensorFile(join(tests, 'node/test_relu/test_data_set_0/input_0.pb'));
