@@ -3,7 +3,7 @@
 //     [--opt-level N] [--timing-cache file | --no-timing-cache] [--tuning-budget-s S]   (autotuning at level 3+)
 //     [--int8] [--int8-all]   int8 with each layer's precision chosen by timing at level 3+ (precision_timing.ts), and
 //                             int8 with every calibrated layer int8 (--no-precision-timing), e.g. both with --fp16
-//     [--pdl | --pdl-ab]      programmatic dependent launches (BuildOptions.pdl); --pdl-ab times each config without and with
+//     [--pdl | --no-pdl | --pdl-ab]  programmatic dependent launches on / off (default: on); --pdl-ab times each config without and with
 import { build } from '../dist/runtime/engine.js';
 import { accuracy } from '../dist/cli/io.js';
 import { loadModel, loadTensorFile } from '../dist/onnx/import.js';
@@ -37,8 +37,9 @@ const tdir = join(dirname(model), 'test_data_set_0');
 const ref = existsSync(join(tdir, 'output_0.pb')) ? { x: loadTensorFile(join(tdir, 'input_0.pb')), y: loadTensorFile(join(tdir, 'output_0.pb')) } : undefined;
 const vi = m.graph.inputs[0];
 const int8Scales = precisions.some(isInt8) ? await randomScales(m) : undefined;
-// --pdl: programmatic dependent launches (BuildOptions.pdl); --pdl-ab: each config without, then with them
-const pdlModes = flag('--pdl-ab') ? [false, true] : [flag('--pdl')];
+// --pdl / --no-pdl: programmatic dependent launches on / off (absent: the engine default, on unless TSRT_PDL=0);
+// --pdl-ab: each config without, then with them
+const pdlModes = flag('--pdl-ab') ? [false, true] : [flag('--pdl') ? true : flag('--no-pdl') ? false : undefined];
 for (const prec of precisions) {
   for (const b of batches.split(',').map(Number)) for (const pdl of pdlModes) {
     const shape = vi.type.shape.map((d, i) => (i === 0 ? b : typeof d === 'number' ? d : 128));

@@ -49,7 +49,8 @@ export function withBuildOptions(c: Command): Command {
     .addOption(new Option('--device <d>', 'where to run').choices(['auto', 'cuda', 'cpu']).default('auto'))
     .option('--dump-dir <dir>', 'write the IR after each pass, every kernel (.cu) and the layer info here')
     .option('--no-cuda-graph', 'launch kernels one by one instead of replaying a CUDA graph')
-    .option('--pdl', 'programmatic dependent launch (Hopper): each kernel launches while the previous one finishes (TSRT_PDL=1)')
+    .option('--pdl', 'programmatic dependent launch (Hopper): each kernel launches while the previous one finishes (the default; TSRT_PDL=0 turns the default off)')
+    .option('--no-pdl', 'plain launches: each kernel starts after the previous one ends')
     // [autotune]
     .option('--timing-cache <file>', 'autotuning results at --opt-level 3+ (default: <cache>/../timing-cache.json)')
     .option('--no-timing-cache', 'autotune without reading or writing a timing cache'));
@@ -59,7 +60,7 @@ export function buildOptions(o: CommonOpts): BuildOptions {
   return {
     fp16: !!o.fp16, bf16: !!o.bf16, int8: !!o.int8 || !!o.calibCache, int8Scales: o.calibCache ? readCalibrationCache(o.calibCache).scales : undefined,
     shapes: parseShapes(o.shapes), dims: parseDims(o.dims), optLevel: Number(o.optLevel ?? 2),
-    cacheDir: o.cacheDir, arch: o.arch, device: (o.device ?? 'auto') as BuildOptions['device'], cudaGraphs: o.cudaGraph !== false, pdl: o.pdl ? true : undefined,
+    cacheDir: o.cacheDir, arch: o.arch, device: (o.device ?? 'auto') as BuildOptions['device'], cudaGraphs: o.cudaGraph !== false, pdl: o.pdl === undefined ? undefined : !!o.pdl,
     timingCache: o.timingCache, // [autotune]
     instruments: dumpDir(o) ? [dumpInstrument(join(dumpDir(o)!, 'ir'), printIr)] : [],
     log: (m) => { if (process.env.TSRT_DEBUG) process.stderr.write(m + '\n'); },
