@@ -4,11 +4,14 @@
 //   v = float(acc) * scale[n]          (scale = x_scale * w_scale[n], per output channel, fp32)
 //   v += bias[n]; v += residual (before or after the activation); v = act(v)
 //   y = int8: saturate(rint(v * (1 / y_scale)))  or  fp16 / fp32: v
+// An int8 output with no activation or relu (residual before it) takes the folded form instead (int8Folded):
+//   y = saturate(rint(act(fma(acc, scale'[n], fma(r, rs', bias'[n])))))   scale', bias', rs' = fp32(... * (1 / y_scale))
 // The `qlinear` epilogue is ONNX QLinearConv / QLinearMatMul's instead: y = saturate(rint((acc + bias[n]) * scale[n]))
 // with an int32 bias and scale = fp32(fp32(x_scale * w_scale[n]) / y_scale), the sum and product in float64 as
 // the ONNX reference computes them (fp32 steps would round some products onto or off a .5 tie).
-// Products go through __fmul_rn/__fadd_rn so no multiply-add is contracted and the CPU reference
-// (ops/qlinear.ts) reproduces every rounding step. Weights arrive pre-quantized per output channel.
+// Products go through __fmul_rn/__fadd_rn (and the folded form's explicit __fmaf_rn) so the compiler contracts
+// nothing and the CPU reference (ops/qlinear.ts, with an exact fp32 FMA) reproduces every rounding step. Weights
+// arrive pre-quantized per output channel.
 import { TsrtError } from '../errors.js';
 import type { ConvProblem } from './tc_conv.js';
 import { convLoaders, isPointwise } from './tc_conv.js';
