@@ -106,6 +106,22 @@ describe('int8 candidates', () => {
     expect(got.bm).toBe(Math.min(...seen.filter((c) => !c.wgmma).map((c) => c.bm)));
     tuner.finish();
   });
+  it('memory-bound int8 layers (K <= 256) also time the best small all-threads staged wgmma tile', () => {
+    // ResNet-50 layer1's residual 1x1 conv at bs256 (K = 64): on the H100 a 64x128 `se` kernel beat the model's pick
+    const p: ConvProblem = { n: 256, h: 56, w: 56, c: 64, k: 256, r: 1, s: 1, strideH: 1, strideW: 1, padH: 0, padW: 0, dilH: 1, dilW: 1, p: 56, q: 56 };
+    const timed = (prob: ConvProblem) => {
+      const seen: TileConfig[] = [];
+      const tuner = new Autotuner({ arch: 'sm_90a', cache: TimingCache.load(null, DEV), level: 3, timeBudgetMs: 60_000, timeKernel: (k) => { seen.push((k as TcKernelSource).config!); return 1; } });
+      tuner.choose(tacticSignature('conv', prob, EPI_Q, 'int8'), [...int8ConvConfigSpace(prob), ...int8WgmmaConvSpace(prob, EPI_Q)], (c) => emitConvInt8(prob, EPI_Q, c));
+      tuner.finish();
+      return seen;
+    };
+    // (the model's own level-3 pick for this shape has none: its 21 timed candidates in the H100 timing cache)
+    const seen = timed(p);
+    expect(seen.filter((c) => c.wgmma && c.se && !c.ws && c.bm * c.bn <= 64 * 128)).toHaveLength(1);
+    // the 3x3 conv (K = 1152) keeps the model's pick: 10 wgmma candidates, as the test above counts
+    expect(timed(CONV).filter((c) => c.wgmma)).toHaveLength(10);
+  });
   it('the heuristic config is always a valid mma.sync int8 config', () => {
     for (const s of [int8ConvShape(CONV), int8ConvShape(conv3(1, 7, 512, 512)), { m: 256, n: 1000, k: 2048, batch: 1 }, { m: 25088, n: 64, k: 576, batch: 1 }]) {
       const h = chooseInt8Config(s);

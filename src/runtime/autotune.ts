@@ -161,7 +161,20 @@ function pickValid(level: number, info: ProblemInfo, candidates: TileConfig[]): 
   // picked on its own, so a failing or slow wgmma kernel still leaves tuned mma.sync tiles to choose from.
   const wg = twins.filter((t) => t.wgmma), mma = twins.filter((t) => !t.wgmma);
   const picked = wg.length && mma.length ? [...new Set([...pick(wg), ...pick(mma)])] : pick(twins);
-  return picked.map((t) => valid[twins.indexOf(t)] ?? asInt8(t));
+  const out = picked.map((t) => valid[twins.indexOf(t)] ?? asInt8(t));
+  // Memory-bound int8 layers (K <= 256: one or two k-tiles) ran fastest on the H100 in the all-threads staged
+  // wgmma kernels of small tiles (several CTAs an SM at 58-90 registers): ResNet-50's layer1 residual 1x1 conv took
+  // 0.240 ms as wg_m64n128k128_w4x1_s5_se, 0.265 ms as the model's pick, a persistent 128x128
+  // (bench/results/2026-11-26-h100-session5.json). The model ranks those tiles low, so the best of them by the
+  // model is timed too.
+  if (info.shape.k <= 256 && out.length) {
+    const hs = halfShape(info.shape);
+    const small = valid.map((c, i) => ({ c, t: estimateTime(hs, twins[i]) }))
+      .filter(({ c }) => c.wgmma && c.se && !c.ws && c.bm * c.bn <= 64 * 128 && !out.includes(c))
+      .sort((a, b) => a.t - b.t)[0];
+    if (small) out.push(small.c);
+  }
+  return out;
 }
 
 /** `layernorm 2 timed, 1 cached; elementwise 9 timed` for the build summary (TuningReport.families). */
