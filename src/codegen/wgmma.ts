@@ -309,13 +309,12 @@ export function wgmmaFragmentStores(MI: number, bn: number, acc: 'float' | 'int'
   return `  #pragma unroll
   for (int mi = 0; mi < ${MI}; ++mi) {
     #pragma unroll
-    for (int nj = 0; nj < ${bn / 8}; ++nj) {${column ? `
-      const int n = nBase + nj * 8 + (lane & 3) * 2;
+    for (int nj = 0; nj < ${bn / 8}; ++nj) {
+      const int n = nBase + nj * 8 + (lane & 3) * 2;${column ? `
       ${column}` : ''}
       #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int m = mBase + (${wgVar} * ${MI} + mi) * 64 + (warp & 3) * 16 + (lane >> 2) + h * 8;
-        const int n = nBase + nj * 8 + (lane & 3) * 2;
         const ${acc}* t = &acc[mi][nj * 4 + h * 2];
         ${store}
       }
